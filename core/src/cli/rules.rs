@@ -1,0 +1,223 @@
+//! `medrl rules …`: scaffold, build, test, publish and score with rules.
+
+use super::Globals;
+use crate::io::read_jsonl;
+use crate::reward::author::{self, RULE_SOURCE};
+use crate::reward::publish::{RuleSetSpec, create_ruleset};
+use crate::reward::{Decision, LoadedRule, OutcomeKind, Reward, RuleSetScorer, Sandbox, VersionRef};
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use medrl_sdk::Sample;
+use medrl_sdk::vectors::parse_vectors;
+use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub enum RulesCommand {
+    /// Scaffold a rule crate that builds and passes its vectors as generated.
+    New {
+        /// Rule id: lowercase letters, digits and `-`.
+        name: String,
+        /// Where to create the crate (default: rules-wasm/NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Path to medrl-sdk, for a rule crate outside the medrl repository.
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Build a rule crate for wasm32, validate it, run its vectors, and publish it to the registry.
+    Build {
+        /// Rule crate folders (with rule.toml).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+    },
+    /// Run every published rule's golden vectors in the sandbox (or only the given id@version).
+    Test {
+        rules: Vec<String>,
+    },
+    /// List rule sets and rules in the registry.
+    List,
+    /// Score samples with a rule set: a per-sample breakdown with explanations.
+    Score {
+        /// Rule set, exact version: NAME@VERSION.
+        #[arg(long)]
+        ruleset: String,
+        /// JSONL of samples (id, prompt, response, lang, category, risk, tags, expect).
+        #[arg(long)]
+        input: PathBuf,
+        /// One JSON object per sample instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rule-set versions.
+    #[command(subcommand)]
+    Ruleset(RulesetCommand),
+}
+
+#[derive(Subcommand)]
+pub enum RulesetCommand {
+    /// Publish a new rule-set version from a TOML spec.
+    New {
+        spec: PathBuf,
+        /// Creation time to record, RFC 3339 (default: now).
+        #[arg(long)]
+        created_at: Option<String>,
+    },
+}
+
+pub fn run(cmd: RulesCommand, g: &Globals) -> anyhow::Result<()> {
+    match cmd {
+        RulesCommand::New { name, dir, sdk } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from("rules-wasm").join(&name));
+            author::scaffold(&name, &dir, sdk.as_deref())?;
+            println!("created rule `{name}` in {}", dir.display());
+            println!("next: edit {}/src/lib.rs and {}/{RULE_SOURCE}, then `medrl rules build {}`", dir.display(), dir.display(), dir.display());
+            Ok(())
+        }
+        RulesCommand::Build { dirs } => {
+            let sandbox = Sandbox::new(1)?;
+            for dir in dirs {
+                let report = author::build(&dir, &g.registry, &sandbox).with_context(|| format!("building the rule in {}", dir.display()))?;
+                let verb = if report.written { "published" } else { "unchanged" };
+                println!(
+                    "{verb} {} -> {} (sha256 {}, {} bytes, {} vectors pass)",
+                    report.reference,
+                    report.dir.display(),
+                    report.module_sha256,
+                    report.module_size,
+                    report.vectors
+                );
+            }
+            Ok(())
+        }
+        RulesCommand::Test { rules } => test(rules, g),
+        RulesCommand::List => list(g),
+        RulesCommand::Score { ruleset, input, json } => score(&ruleset, &input, json, g),
+        RulesCommand::Ruleset(RulesetCommand::New { spec, created_at }) => {
+            let parsed = RuleSetSpec::read(&spec)?;
+            let created_at = created_at.unwrap_or_else(|| humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
+            let m = create_ruleset(&g.registry, &parsed, &spec, created_at)?;
+            println!(
+                "published rule set {} (revision {}, {} rules, {} pinned files) in {}",
+                m.reference(),
+                m.revision,
+                m.rules.len(),
+                m.files.len(),
+                g.registry.ruleset_dir(&m.name, &m.version).display()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn test(selected: Vec<String>, g: &Globals) -> anyhow::Result<()> {
+    let refs: Vec<VersionRef> = if selected.is_empty() {
+        g.registry
+            .names("rules")
+            .into_iter()
+            .flat_map(|id| g.registry.versions("rules", &id).into_iter().map(move |version| VersionRef { name: id.clone(), version }))
+            .collect()
+    } else {
+        selected.iter().map(|s| s.parse().map_err(anyhow::Error::msg)).collect::<anyhow::Result<_>>()?
+    };
+    if refs.is_empty() {
+        bail!("no rules in {}; build one with `medrl rules build DIR`", g.registry.root().display());
+    }
+    let sandbox = Sandbox::new(1)?;
+    let mut failed = 0;
+    for r in refs {
+        let rule = g.registry.load_rule(&r)?;
+        let loaded = LoadedRule::new(&sandbox, &rule, 1.0, None)?;
+        let path = rule.dir.join(&rule.manifest.vectors.file);
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let vectors = parse_vectors(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let failures: Vec<String> = vectors.iter().filter_map(|v| loaded.run_vector(v).err().map(|e| format!("    {}: {e}", v.name))).collect();
+        println!("{r}: {}/{} vectors pass", vectors.len() - failures.len(), vectors.len());
+        for f in &failures {
+            println!("{f}");
+        }
+        failed += failures.len();
+    }
+    if failed > 0 {
+        bail!("{failed} golden vectors fail");
+    }
+    Ok(())
+}
+
+fn list(g: &Globals) -> anyhow::Result<()> {
+    println!("rule sets in {}:", g.registry.root().display());
+    for name in g.registry.names("rulesets") {
+        let versions: Vec<String> = g.registry.versions("rulesets", &name).iter().map(|v| v.to_string()).collect();
+        println!("  {name:<24} {}", versions.join(", "));
+    }
+    println!("rules:");
+    for id in g.registry.names("rules") {
+        let versions: Vec<String> = g.registry.versions("rules", &id).iter().map(|v| v.to_string()).collect();
+        println!("  {id:<24} {}", versions.join(", "));
+    }
+    Ok(())
+}
+
+fn score(reference: &str, input: &std::path::Path, json: bool, g: &Globals) -> anyhow::Result<()> {
+    let reference: VersionRef = reference.parse().map_err(anyhow::Error::msg)?;
+    let ruleset = g.registry.load_ruleset(&reference)?;
+    let samples: Vec<Sample> = read_jsonl(input)?;
+    let sandbox = Sandbox::new(g.threads)?;
+    let scorer = RuleSetScorer::new(&sandbox, ruleset)?;
+    let scores = scorer.score_batch(&samples);
+    if json {
+        for s in &scores {
+            println!("{}", serde_json::to_string(s)?);
+        }
+    } else {
+        let ids: Vec<&str> = scorer.rules.iter().map(|r| r.manifest.id.as_str()).collect();
+        println!("rule set {} (revision {}, sha256 {})", scorer.ruleset.manifest.reference(), scorer.ruleset.manifest.revision, scorer.ruleset.sha256);
+        print!("{:<24} {:>8}", "sample", "reward");
+        for id in &ids {
+            print!(" {id:>12}");
+        }
+        println!();
+        for s in &scores {
+            let total = match &s.reward {
+                Reward::Scored { total, .. } => format!("{total:.4}"),
+                Reward::Skipped { .. } => "skipped".into(),
+                Reward::Aborted { .. } => "ABORTED".into(),
+            };
+            print!("{:<24} {total:>8}", truncate(&s.sample_id, 24));
+            for r in &s.rules {
+                let cell = match (r.evaluation.outcome, r.decision) {
+                    (_, Decision::NotApplicable) => "n/a".to_string(),
+                    (OutcomeKind::Ok, Decision::Counted { score }) => format!("{score:.4}"),
+                    (outcome, _) => outcome.as_str().to_string(),
+                };
+                print!(" {cell:>12}");
+            }
+            println!();
+            for (id, r) in ids.iter().zip(&s.rules) {
+                let why = match (&r.evaluation.output, &r.evaluation.error) {
+                    (Some(out), _) => out.explanation.clone(),
+                    (None, Some(err)) => format!("{}: {err}", r.evaluation.outcome.as_str()),
+                    (None, None) => String::new(),
+                };
+                if !why.is_empty() {
+                    println!("    {id}: {why}");
+                }
+            }
+            if let Reward::Scored { gates_fired, .. } = &s.reward {
+                if !gates_fired.is_empty() {
+                    println!("    gates fired: {}", gates_fired.join(", "));
+                }
+            }
+        }
+    }
+    if let Some((s, rule)) = scores.iter().find_map(|s| match &s.reward {
+        Reward::Aborted { rule } => Some((s, rule)),
+        _ => None,
+    }) {
+        bail!("rule `{rule}` failed on sample `{}` and its on_error is `abort`; the batch's rewards must not be used", s.sample_id);
+    }
+    Ok(())
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n { s.to_string() } else { s.chars().take(n - 1).collect::<String>() + "…" }
+}

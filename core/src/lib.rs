@@ -1,0 +1,9 @@
+//! medrl: rule-governed reinforcement learning for medical LLMs.
+//!
+//! - [`reward`]: rules as sandboxed WebAssembly, their manifests and registry, and scoring.
+//! - [`io`]: JSONL input with file-and-line errors.
+//! - [`cli`]: the `medrl` command line (parsing and printing only).
+
+pub mod cli;
+pub mod io;
+pub mod reward;

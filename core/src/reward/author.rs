@@ -1,0 +1,520 @@
+//! The rule author's workflow: scaffold a rule crate, and build one into the registry.
+//!
+//! A build is reproducible: the `rule` cargo profile (LTO, one codegen unit, no symbols), the
+//! pinned toolchain, and path prefixes remapped (`--remap-path-prefix`) so the same source gives
+//! the same `rule.wasm` bytes in any checkout path, on any machine.
+
+use super::hash::sha256_hex;
+use super::limits::SandboxLimits;
+use super::manifest::{BuildProvenance, ChangelogEntry, PinnedFile, RuleKind, RuleManifest, VectorsRef, valid_id};
+use super::outcome::OnError;
+use super::registry::{RULE_MANIFEST, RULE_MODULE, RULE_VECTORS, Registry, VerifiedRule};
+use super::sandbox::{ModuleError, Sandbox};
+use super::scorer::LoadedRule;
+use medrl_sdk::vectors::parse_vectors;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
+pub const RULE_PROFILE: &str = "rule";
+pub const RULE_SOURCE: &str = "rule.toml";
+const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
+const TOOLCHAIN_FILE: &str = include_str!("../../../rust-toolchain.toml");
+
+/// What went wrong while scaffolding or building a rule.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthorError {
+    #[error("cannot access {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not a valid rule source: {msg}")]
+    Source { path: PathBuf, msg: String },
+    #[error("`{name}` is not a valid rule id: use lowercase letters, digits and `-`, starting with a letter")]
+    BadId { name: String },
+    #[error("{path} already exists; pick another name or remove it")]
+    Exists { path: PathBuf },
+    #[error("cannot find medrl-sdk: run this inside the medrl repository or pass `--sdk PATH/TO/sdk`")]
+    NoSdk,
+    #[error("`{command}` failed: {detail}")]
+    Command { command: String, detail: String },
+    #[error("the build produced no .wasm for package `{package}`; is `crate-type = [\"cdylib\", \"rlib\"]` set in its Cargo.toml?")]
+    NoArtifact { package: String },
+    #[error("the built module is not a valid rule: {0}")]
+    Module(#[from] ModuleError),
+    #[error("{failed} of {total} golden vectors fail, so the rule is not published:\n{details}")]
+    Vectors { failed: usize, total: usize, details: String },
+    #[error("{existing} already holds {reference} with different content; a published version is immutable: bump `version` in rule.toml and Cargo.toml")]
+    Immutable { existing: PathBuf, reference: String },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> AuthorError + '_ {
+    move |source| AuthorError::Io { path: path.to_path_buf(), source }
+}
+
+/// `rule.toml`: what the author writes; `medrl rules build` turns it into `rule.json`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSource {
+    pub id: String,
+    pub version: semver::Version,
+    pub kind: RuleKind,
+    pub description: String,
+    #[serde(default)]
+    pub owners: Vec<String>,
+    pub output_range: [f64; 2],
+    pub on_error: OnError,
+    #[serde(default)]
+    pub limits: SandboxLimits,
+    #[serde(default)]
+    pub changelog: Vec<ChangelogEntry>,
+    #[serde(default = "empty_object")]
+    pub params: serde_json::Value,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
+impl RuleSource {
+    pub fn read(dir: &Path) -> Result<Self, AuthorError> {
+        let path = dir.join(RULE_SOURCE);
+        let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
+        let source: RuleSource =
+            toml::from_str(&text).map_err(|e| AuthorError::Source { path: path.clone(), msg: e.to_string() })?;
+        if !valid_id(&source.id) {
+            return Err(AuthorError::BadId { name: source.id });
+        }
+        let [lo, hi] = source.output_range;
+        if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
+            return Err(AuthorError::Source { path, msg: format!("output_range [{lo}, {hi}] is not a finite, ordered range") });
+        }
+        Ok(source)
+    }
+}
+
+/// Where a new rule crate gets `medrl-sdk` from.
+#[derive(Debug, Clone)]
+enum SdkLink {
+    /// A member of the medrl workspace (`rules-wasm/<name>`): workspace dependencies.
+    Workspace,
+    /// A crate of its own, with its own `[workspace]`, profile and toolchain file.
+    Path(PathBuf),
+}
+
+/// Scaffolds a rule crate at `dir` that builds, and passes its vectors, as generated.
+pub fn scaffold(name: &str, dir: &Path, sdk: Option<&Path>) -> Result<(), AuthorError> {
+    if !valid_id(name) {
+        return Err(AuthorError::BadId { name: name.to_string() });
+    }
+    if dir.exists() {
+        return Err(AuthorError::Exists { path: dir.to_path_buf() });
+    }
+    let link = match sdk {
+        Some(sdk) => SdkLink::Path(std::fs::canonicalize(sdk).map_err(io_err(sdk))?),
+        None => find_sdk_link(dir)?,
+    };
+    std::fs::create_dir_all(dir.join("src")).map_err(io_err(dir))?;
+    let files = [
+        ("Cargo.toml", scaffold_cargo_toml(name, &link)),
+        (RULE_SOURCE, SCAFFOLD_RULE_TOML.replace("{name}", name)),
+        ("src/lib.rs", SCAFFOLD_LIB_RS.to_string()),
+        (RULE_VECTORS, SCAFFOLD_VECTORS.to_string()),
+        (".gitignore", "/target\n".to_string()),
+    ];
+    for (file, text) in files {
+        let path = dir.join(file);
+        std::fs::write(&path, text).map_err(io_err(&path))?;
+    }
+    if let SdkLink::Path(_) = link {
+        let path = dir.join("rust-toolchain.toml");
+        std::fs::write(&path, TOOLCHAIN_FILE).map_err(io_err(&path))?;
+    }
+    Ok(())
+}
+
+/// Inside the medrl repository, `rules-wasm/<name>` is a workspace member; elsewhere the crate
+/// stands alone and points at the repository's `sdk/` if it can find one above it.
+fn find_sdk_link(dir: &Path) -> Result<SdkLink, AuthorError> {
+    let abs = std::path::absolute(dir).map_err(io_err(dir))?;
+    let parent = abs.parent().ok_or(AuthorError::NoSdk)?;
+    for ancestor in parent.ancestors() {
+        let sdk = ancestor.join("sdk").join("Cargo.toml");
+        if sdk.is_file() && ancestor.join("Cargo.toml").is_file() {
+            return Ok(if parent == ancestor.join("rules-wasm") {
+                SdkLink::Workspace
+            } else {
+                SdkLink::Path(ancestor.join("sdk"))
+            });
+        }
+    }
+    Err(AuthorError::NoSdk)
+}
+
+fn scaffold_cargo_toml(name: &str, link: &SdkLink) -> String {
+    let head = format!(
+        "[package]\nname = \"rule-{name}\"\nversion = \"0.1.0\"\npublish = false\n"
+    );
+    let lib = "\n[lib]\n# cdylib is the WebAssembly module; rlib lets native tests and benchmarks call the rule.\ncrate-type = [\"cdylib\", \"rlib\"]\n";
+    match link {
+        SdkLink::Workspace => format!(
+            "{head}edition.workspace = true\nrust-version.workspace = true\nlicense.workspace = true\n{lib}\n[dependencies]\nmedrl-sdk = {{ workspace = true }}\nserde = {{ workspace = true }}\nserde_json = {{ workspace = true }}\n"
+        ),
+        SdkLink::Path(sdk) => format!(
+            "{head}edition = \"2024\"\n{lib}\n[dependencies]\nmedrl-sdk = {{ path = {sdk:?} }}\nserde = {{ version = \"1\", features = [\"derive\"] }}\nserde_json = \"1\"\n\n# A crate of its own, not a member of any enclosing workspace.\n[workspace]\n\n# The reproducible profile `medrl rules build` uses.\n[profile.rule]\ninherits = \"release\"\nopt-level = 3\nlto = true\ncodegen-units = 1\npanic = \"abort\"\nstrip = true\ndebug = false\nincremental = false\n",
+            sdk = sdk.display().to_string()
+        ),
+    }
+}
+
+const SCAFFOLD_RULE_TOML: &str = r#"# The manifest source of this rule. `medrl rules build` compiles the crate, runs vectors.jsonl
+# against the module, and writes rule.json next to rule.wasm in the registry.
+id = "{name}"
+version = "0.1.0"
+kind = "score"            # score | penalty | gate
+description = "Scores 1 when the response mentions one of the keywords for its language, else 0."
+owners = ["rule-author"]
+output_range = [0.0, 1.0]
+on_error = "zero"         # abort | zero | max_penalty | skip_sample
+
+[limits]
+fuel = 50000000
+memory_pages = 64
+timeout_ms = 500
+
+[[changelog]]
+version = "0.1.0"
+date = "2026-01-01"
+notes = "Scaffolded by medrl rules new."
+
+[params]
+keywords_zh = ["医生"]
+keywords_en = ["doctor"]
+"#;
+
+const SCAFFOLD_LIB_RS: &str = r#"//! A medrl rule: one pure function from a sample and parameters to a score.
+
+use medrl_sdk::text::normalize;
+use medrl_sdk::{Hit, Lang, RuleOutput, Sample};
+use serde::Deserialize;
+
+/// Parameters; defaults live in rule.toml, rule sets may override them.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    keywords_zh: Vec<String>,
+    keywords_en: Vec<String>,
+}
+
+fn evaluate(sample: &Sample, params: &Params) -> RuleOutput {
+    let keywords = match sample.lang {
+        Lang::Zh => &params.keywords_zh,
+        Lang::En => &params.keywords_en,
+    };
+    let response = normalize(&sample.response);
+    for keyword in keywords {
+        let needle = normalize(keyword);
+        if let Some(pos) = response.text.find(needle.text.as_str()) {
+            let (start, end) = response.original_span(pos, pos + needle.text.len());
+            let mut out = RuleOutput::score(1.0, format!("mentions {keyword:?}"));
+            out.hits.push(Hit::new("keyword", keyword.clone()).with_span(start, end));
+            return out;
+        }
+    }
+    RuleOutput::score(0.0, "mentions none of the keywords")
+}
+
+medrl_sdk::export_rule!(evaluate, Params);
+"#;
+
+const SCAFFOLD_VECTORS: &str = concat!(
+    r#"{"name":"zh-mentions","sample":{"id":"v1","prompt":"头疼","response":"请咨询医生。","lang":"zh","category":"general","risk":"low"},"expect":{"score":1.0,"applicable":true,"hit_codes":["keyword"]}}"#,
+    "\n",
+    r#"{"name":"en-mentions-any-case","sample":{"id":"v2","prompt":"headache","response":"Please see a DOCTOR.","lang":"en","category":"general","risk":"low"},"expect":{"score":1.0,"hit_codes":["keyword"]}}"#,
+    "\n",
+    r#"{"name":"en-silent","sample":{"id":"v3","prompt":"headache","response":"Rest and drink water.","lang":"en","category":"general","risk":"low"},"expect":{"score":0.0,"hit_codes":[]}}"#,
+    "\n",
+    r#"{"name":"zh-param-override","sample":{"id":"v4","prompt":"头疼","response":"去药房问问。","lang":"zh","category":"general","risk":"low"},"params":{"keywords_zh":["药房"]},"expect":{"score":1.0}}"#,
+    "\n",
+);
+
+/// The result of a build.
+#[derive(Debug, Clone)]
+pub struct BuildReport {
+    pub reference: String,
+    pub dir: PathBuf,
+    pub module_sha256: String,
+    pub module_size: u64,
+    pub vectors: usize,
+    /// `false` when the registry already held these exact bytes.
+    pub written: bool,
+}
+
+/// Builds the rule crate at `crate_dir` for wasm32, validates the module, runs every golden
+/// vector in the sandbox, and writes the rule version into the registry.
+pub fn build(crate_dir: &Path, registry: &Registry, sandbox: &Sandbox) -> Result<BuildReport, AuthorError> {
+    let crate_dir = std::fs::canonicalize(crate_dir).map_err(io_err(crate_dir))?;
+    let source = RuleSource::read(&crate_dir)?;
+    let metadata = cargo_metadata(&crate_dir)?;
+    let package = metadata.package_at(&crate_dir)?;
+    if package.version != source.version {
+        return Err(AuthorError::Source {
+            path: crate_dir.join("Cargo.toml"),
+            msg: format!("package version {} differs from rule.toml's {}; keep them equal", package.version, source.version),
+        });
+    }
+    let rustc = run_capture(Command::new("rustc").arg("-V").current_dir(&crate_dir))?.trim().to_string();
+    let module = cargo_build_wasm(&crate_dir, &metadata, &package.name)?;
+    let sandbox_rule = sandbox.compile(&module, source.limits)?;
+    drop(sandbox_rule);
+
+    let vectors_path = crate_dir.join(RULE_VECTORS);
+    let vectors_bytes = std::fs::read(&vectors_path).map_err(io_err(&vectors_path))?;
+    let vectors = parse_vectors(&String::from_utf8_lossy(&vectors_bytes))
+        .map_err(|msg| AuthorError::Source { path: vectors_path.clone(), msg })?;
+
+    let source_path = crate_dir
+        .strip_prefix(&metadata.workspace_root)
+        .map(|p| p.to_string_lossy().replace('\\', "/"))
+        .unwrap_or_else(|_| ".".into());
+    let source_path = if source_path.is_empty() { ".".to_string() } else { source_path };
+    let (source_commit, source_dirty) = git_state(&crate_dir);
+    let manifest = RuleManifest {
+        id: source.id.clone(),
+        version: source.version.clone(),
+        kind: source.kind,
+        abi: medrl_sdk::ABI_VERSION.to_string(),
+        description: source.description.clone(),
+        owners: source.owners.clone(),
+        module: PinnedFile { file: RULE_MODULE.into(), sha256: sha256_hex(&module), size: module.len() as u64 },
+        params: source.params.clone(),
+        output_range: source.output_range,
+        limits: source.limits,
+        on_error: source.on_error,
+        build: BuildProvenance {
+            sdk_version: package.sdk_version.clone().unwrap_or_else(|| SDK_VERSION.to_string()),
+            rustc,
+            target: WASM_TARGET.into(),
+            profile: RULE_PROFILE.into(),
+            source_path,
+            source_sha256: source_tree_sha256(&crate_dir)?,
+            source_commit,
+            source_dirty,
+        },
+        vectors: VectorsRef { file: RULE_VECTORS.into(), sha256: sha256_hex(&vectors_bytes), count: vectors.len() },
+        changelog: source.changelog.clone(),
+    };
+
+    // Every golden vector must pass in the sandbox before anything is published.
+    let verified = VerifiedRule { manifest: manifest.clone(), manifest_sha256: String::new(), module: module.clone(), dir: crate_dir.clone() };
+    let loaded = LoadedRule::new(sandbox, &verified, 1.0, None)?;
+    let failures: Vec<String> = vectors
+        .iter()
+        .filter_map(|v| loaded.run_vector(v).err().map(|e| format!("  {}: {e}", v.name)))
+        .collect();
+    if !failures.is_empty() {
+        return Err(AuthorError::Vectors { failed: failures.len(), total: vectors.len(), details: failures.join("\n") });
+    }
+
+    let out_dir = registry.rule_dir(&manifest.id, &manifest.version);
+    let reference = manifest.reference();
+    if out_dir.exists() {
+        let existing_path = out_dir.join(RULE_MANIFEST);
+        let same = std::fs::read(&existing_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<RuleManifest>(&b).ok())
+            .is_some_and(|old| same_published_content(&old, &manifest));
+        let same_files = std::fs::read(out_dir.join(RULE_MODULE)).is_ok_and(|b| b == module)
+            && std::fs::read(out_dir.join(RULE_VECTORS)).is_ok_and(|b| b == vectors_bytes);
+        if same && same_files {
+            return Ok(BuildReport {
+                reference,
+                dir: out_dir,
+                module_sha256: manifest.module.sha256,
+                module_size: manifest.module.size,
+                vectors: vectors.len(),
+                written: false,
+            });
+        }
+        return Err(AuthorError::Immutable { existing: out_dir, reference });
+    }
+    std::fs::create_dir_all(&out_dir).map_err(io_err(&out_dir))?;
+    let write = |name: &str, bytes: &[u8]| {
+        let path = out_dir.join(name);
+        std::fs::write(&path, bytes).map_err(io_err(&path))
+    };
+    write(RULE_MODULE, &module)?;
+    write(RULE_VECTORS, &vectors_bytes)?;
+    let mut json = serde_json::to_vec_pretty(&manifest).expect("a manifest always serialises");
+    json.push(b'\n');
+    write(RULE_MANIFEST, &json)?;
+    Ok(BuildReport {
+        reference,
+        dir: out_dir,
+        module_sha256: manifest.module.sha256,
+        module_size: manifest.module.size,
+        vectors: vectors.len(),
+        written: true,
+    })
+}
+
+/// Two manifests publish the same rule when everything but the build provenance's checkout
+/// details (commit, dirty flag) is equal.
+fn same_published_content(a: &RuleManifest, b: &RuleManifest) -> bool {
+    let strip = |m: &RuleManifest| {
+        let mut m = m.clone();
+        m.build.source_commit = None;
+        m.build.source_dirty = false;
+        m
+    };
+    strip(a) == strip(b)
+}
+
+struct Metadata {
+    workspace_root: PathBuf,
+    target_directory: PathBuf,
+    packages: Vec<serde_json::Value>,
+}
+
+struct PackageInfo {
+    name: String,
+    version: semver::Version,
+    sdk_version: Option<String>,
+    sdk_dir: Option<PathBuf>,
+}
+
+impl Metadata {
+    fn package_at(&self, crate_dir: &Path) -> Result<PackageInfo, AuthorError> {
+        let manifest = crate_dir.join("Cargo.toml");
+        let package = self
+            .packages
+            .iter()
+            .find(|p| p["manifest_path"].as_str().map(Path::new) == Some(manifest.as_path()))
+            .ok_or_else(|| AuthorError::Source {
+                path: manifest.clone(),
+                msg: "cargo metadata does not list this crate; is it a member of its workspace?".into(),
+            })?;
+        let name = package["name"].as_str().unwrap_or_default().to_string();
+        let version = package["version"].as_str().and_then(|v| v.parse().ok()).ok_or_else(|| AuthorError::Source {
+            path: manifest.clone(),
+            msg: "package has no valid version".into(),
+        })?;
+        let sdk = self.packages.iter().find(|p| p["name"] == "medrl-sdk");
+        Ok(PackageInfo {
+            name,
+            version,
+            sdk_version: sdk.and_then(|p| p["version"].as_str()).map(str::to_string),
+            sdk_dir: sdk
+                .and_then(|p| p["manifest_path"].as_str())
+                .and_then(|m| Path::new(m).parent().map(Path::to_path_buf)),
+        })
+    }
+}
+
+fn cargo_metadata(crate_dir: &Path) -> Result<Metadata, AuthorError> {
+    let out = run_capture(
+        Command::new("cargo")
+            .args(["metadata", "--format-version", "1", "--filter-platform", WASM_TARGET, "--manifest-path"])
+            .arg(crate_dir.join("Cargo.toml"))
+            .current_dir(crate_dir),
+    )?;
+    let v: serde_json::Value =
+        serde_json::from_str(&out).map_err(|e| AuthorError::Command { command: "cargo metadata".into(), detail: e.to_string() })?;
+    let path = |key: &str| PathBuf::from(v[key].as_str().unwrap_or_default());
+    Ok(Metadata {
+        workspace_root: path("workspace_root"),
+        target_directory: path("target_directory"),
+        packages: v["packages"].as_array().cloned().unwrap_or_default(),
+    })
+}
+
+/// The reproducible build: fixed profile and target, and every local path prefix remapped.
+fn cargo_build_wasm(crate_dir: &Path, metadata: &Metadata, package: &str) -> Result<Vec<u8>, AuthorError> {
+    let info = metadata.package_at(crate_dir)?;
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    // rustc applies the last matching remap, so the most specific prefixes come last.
+    let mut remaps = Vec::new();
+    if let Some(home) = cargo_home {
+        remaps.push(format!("--remap-path-prefix={}=/cargo", home.display()));
+    }
+    remaps.push(format!("--remap-path-prefix={}=/workspace", metadata.workspace_root.display()));
+    if let Some(sdk) = &info.sdk_dir {
+        remaps.push(format!("--remap-path-prefix={}=/medrl-sdk", sdk.display()));
+    }
+    let mut cmd = Command::new("cargo");
+    cmd.args(["build", "--profile", RULE_PROFILE, "--target", WASM_TARGET, "--message-format=json-render-diagnostics", "-p", package])
+        .arg("--manifest-path")
+        .arg(crate_dir.join("Cargo.toml"))
+        .current_dir(crate_dir)
+        .env("CARGO_ENCODED_RUSTFLAGS", remaps.join("\x1f"))
+        .env_remove("RUSTFLAGS")
+        .stderr(std::process::Stdio::inherit());
+    let out = run_capture(&mut cmd)?;
+    let wanted = package.replace('-', "_");
+    let artifact = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"].as_str() == Some(wanted.as_str()))
+        .flat_map(|m| m["filenames"].as_array().cloned().unwrap_or_default())
+        .filter_map(|f| f.as_str().map(PathBuf::from))
+        .find(|f| f.extension().is_some_and(|e| e == "wasm"))
+        .ok_or_else(|| AuthorError::NoArtifact { package: package.to_string() })?;
+    let _ = &metadata.target_directory;
+    std::fs::read(&artifact).map_err(io_err(&artifact))
+}
+
+fn run_capture(cmd: &mut Command) -> Result<String, AuthorError> {
+    let command = format!("{cmd:?}");
+    let out = cmd.output().map_err(|e| AuthorError::Command { command: command.clone(), detail: e.to_string() })?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
+        return Err(AuthorError::Command { command, detail: format!("{}\n{}", out.status, tail.join("\n")) });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// sha256 over the crate's source: every file except build output and VCS folders, in sorted
+/// relative-path order, each as `path\0len\0bytes`.
+pub fn source_tree_sha256(dir: &Path) -> Result<String, AuthorError> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> Result<(), AuthorError> {
+        for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
+            let entry = entry.map_err(io_err(dir))?;
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == "target" || name.starts_with('.') {
+                continue;
+            }
+            if path.is_dir() {
+                walk(root, &path, out)?;
+            } else {
+                let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+                out.push((rel, path));
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    walk(dir, dir, &mut files)?;
+    files.sort();
+    let mut all = Vec::new();
+    for (rel, path) in files {
+        let bytes = std::fs::read(&path).map_err(io_err(&path))?;
+        all.extend_from_slice(rel.as_bytes());
+        all.push(0);
+        all.extend_from_slice(bytes.len().to_string().as_bytes());
+        all.push(0);
+        all.extend_from_slice(&bytes);
+    }
+    Ok(sha256_hex(&all))
+}
+
+fn git_state(dir: &Path) -> (Option<String>, bool) {
+    let git = |args: &[&str]| {
+        Command::new("git").args(args).current_dir(dir).output().ok().filter(|o| o.status.success())
+    };
+    let commit = git(&["rev-parse", "HEAD"]).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let dirty = git(&["status", "--porcelain", "--", "."]).is_some_and(|o| !o.stdout.is_empty());
+    (commit, dirty)
+}

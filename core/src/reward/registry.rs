@@ -1,0 +1,304 @@
+//! The on-disk registry: `rules/<id>/<version>/{rule.json, rule.wasm, vectors.jsonl}` and
+//! `rulesets/<name>/<version>/{ruleset.json, *.sig}` under one root (`data/` in this repository).
+//!
+//! Every load checks every byte: each file's sha256 and size against the manifest that pins it,
+//! each rule manifest against the rule set's pin, and that no folder holds an extra or lacks a
+//! file. A tampered registry is refused here, before any rule runs.
+
+use super::hash::{json_sha256, sha256_hex};
+use super::manifest::{RuleKind, RuleManifest};
+use super::ruleset::{FileEntry, RuleSetManifest, VersionRef};
+use std::path::{Path, PathBuf};
+
+pub const RULE_MANIFEST: &str = "rule.json";
+pub const RULE_MODULE: &str = "rule.wasm";
+pub const RULE_VECTORS: &str = "vectors.jsonl";
+pub const RULESET_MANIFEST: &str = "ruleset.json";
+
+/// What is wrong with the registry, naming the file and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("cannot read {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not a valid {what}: {msg}")]
+    Parse { path: PathBuf, what: &'static str, msg: String },
+    #[error("no {kind} named `{name}` in {root}; known: {known}")]
+    UnknownName { kind: &'static str, name: String, root: PathBuf, known: String },
+    #[error("{kind} `{name}@{version}` does not exist; versions of `{name}`: {versions}")]
+    UnknownVersion { kind: &'static str, name: String, version: semver::Version, versions: String },
+    #[error("{path}: sha256 is {actual} but {pinned_by} pins {expected}; the file changed after it was pinned: restore it, or publish a new version")]
+    HashMismatch { path: PathBuf, expected: String, actual: String, pinned_by: String },
+    #[error("{path}: size is {actual} bytes but {pinned_by} pins {expected}")]
+    SizeMismatch { path: PathBuf, expected: u64, actual: u64, pinned_by: String },
+    #[error("{path} is not part of {owner}; remove it (a pinned folder holds exactly its listed files)")]
+    ExtraFile { path: PathBuf, owner: String },
+    #[error("{path} is missing; {owner} lists it")]
+    MissingFile { path: PathBuf, owner: String },
+    #[error("{path}: {msg}")]
+    Inconsistent { path: PathBuf, msg: String },
+}
+
+impl RegistryError {
+    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RegistryError + '_ {
+        move |source| RegistryError::Io { path: path.to_path_buf(), source }
+    }
+}
+
+/// A rule version whose files all match its manifest.
+#[derive(Debug, Clone)]
+pub struct VerifiedRule {
+    pub manifest: RuleManifest,
+    /// sha256 of the canonical bytes of `rule.json`.
+    pub manifest_sha256: String,
+    pub module: Vec<u8>,
+    pub dir: PathBuf,
+}
+
+/// A rule set whose manifest, rules and files all verify.
+#[derive(Debug, Clone)]
+pub struct VerifiedRuleSet {
+    pub manifest: RuleSetManifest,
+    /// sha256 of the canonical bytes of `ruleset.json`.
+    pub sha256: String,
+    /// In the order of `manifest.rules`.
+    pub rules: Vec<VerifiedRule>,
+}
+
+/// The registry rooted at one folder.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    root: PathBuf,
+}
+
+impl Registry {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Registry { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn rule_dir(&self, id: &str, version: &semver::Version) -> PathBuf {
+        self.root.join("rules").join(id).join(version.to_string())
+    }
+
+    pub fn ruleset_dir(&self, name: &str, version: &semver::Version) -> PathBuf {
+        self.root.join("rulesets").join(name).join(version.to_string())
+    }
+
+    /// Names under `rules/` or `rulesets/`, sorted.
+    pub fn names(&self, kind: &str) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.root.join(kind))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Versions of one rule (`kind = "rules"`) or rule set (`"rulesets"`), ascending.
+    pub fn versions(&self, kind: &str, name: &str) -> Vec<semver::Version> {
+        let mut versions: Vec<semver::Version> = std::fs::read_dir(self.root.join(kind).join(name))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|v| v.parse().ok()))
+            .collect();
+        versions.sort();
+        versions
+    }
+
+    fn ensure_exists(&self, kind: &'static str, dir_kind: &str, r: &VersionRef) -> Result<(), RegistryError> {
+        let versions = self.versions(dir_kind, &r.name);
+        if versions.contains(&r.version) {
+            return Ok(());
+        }
+        if versions.is_empty() {
+            let known = self.names(dir_kind);
+            return Err(RegistryError::UnknownName {
+                kind,
+                name: r.name.clone(),
+                root: self.root.clone(),
+                known: if known.is_empty() { "none".into() } else { known.join(", ") },
+            });
+        }
+        Err(RegistryError::UnknownVersion {
+            kind,
+            name: r.name.clone(),
+            version: r.version.clone(),
+            versions: versions.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", "),
+        })
+    }
+
+    /// Reads and parses `rule.json` (unknown fields refused) and checks it names its folder.
+    pub fn read_rule_manifest(&self, r: &VersionRef) -> Result<(RuleManifest, String), RegistryError> {
+        self.ensure_exists("rule", "rules", r)?;
+        let path = self.rule_dir(&r.name, &r.version).join(RULE_MANIFEST);
+        let (manifest, sha) = read_json::<RuleManifest>(&path, "rule manifest")?;
+        if manifest.id != r.name || manifest.version != r.version {
+            return Err(RegistryError::Inconsistent {
+                path,
+                msg: format!("declares {} but lies in the folder of {r}", manifest.reference()),
+            });
+        }
+        Ok((manifest, sha))
+    }
+
+    /// Loads a rule version and checks every file against its manifest.
+    pub fn load_rule(&self, r: &VersionRef) -> Result<VerifiedRule, RegistryError> {
+        let (manifest, manifest_sha256) = self.read_rule_manifest(r)?;
+        let dir = self.rule_dir(&r.name, &r.version);
+        let pinned_by = format!("{}", dir.join(RULE_MANIFEST).display());
+        expect_exact_files(&dir, &[RULE_MANIFEST, &manifest.module.file, &manifest.vectors.file], &pinned_by)?;
+        let module = read_pinned(&dir.join(&manifest.module.file), &manifest.module.sha256, Some(manifest.module.size), &pinned_by)?;
+        read_pinned(&dir.join(&manifest.vectors.file), &manifest.vectors.sha256, None, &pinned_by)?;
+        Ok(VerifiedRule { manifest, manifest_sha256, module, dir })
+    }
+
+    /// Loads a rule set by exact version and verifies it end to end.
+    pub fn load_ruleset(&self, r: &VersionRef) -> Result<VerifiedRuleSet, RegistryError> {
+        self.ensure_exists("rule set", "rulesets", r)?;
+        let dir = self.ruleset_dir(&r.name, &r.version);
+        let path = dir.join(RULESET_MANIFEST);
+        let (manifest, sha256) = read_json::<RuleSetManifest>(&path, "rule set manifest")?;
+        if manifest.name != r.name || manifest.version != r.version {
+            return Err(RegistryError::Inconsistent {
+                path,
+                msg: format!("declares {} but lies in the folder of {r}", manifest.reference()),
+            });
+        }
+        // The rule-set folder holds the manifest and detached signatures, nothing else.
+        for entry in std::fs::read_dir(&dir).map_err(RegistryError::io(&dir))? {
+            let entry = entry.map_err(RegistryError::io(&dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name != RULESET_MANIFEST && !name.ends_with(".sig") {
+                return Err(RegistryError::ExtraFile { path: entry.path(), owner: format!("rule set {r}") });
+            }
+        }
+        let owner = format!("{}", path.display());
+        let mut rules = Vec::with_capacity(manifest.rules.len());
+        for entry in &manifest.rules {
+            let rule = self.load_rule(&VersionRef { name: entry.id.clone(), version: entry.version.clone() })?;
+            if rule.manifest_sha256 != entry.manifest_sha256 {
+                return Err(RegistryError::HashMismatch {
+                    path: rule.dir.join(RULE_MANIFEST),
+                    expected: entry.manifest_sha256.clone(),
+                    actual: rule.manifest_sha256.clone(),
+                    pinned_by: owner.clone(),
+                });
+            }
+            check_weight_sign(&path, &entry.id, rule.manifest.kind, entry.weight)?;
+            rules.push(rule);
+        }
+        // The declared file list must be exactly the files of the rules it uses.
+        let actual = self.file_entries(&rules)?;
+        if actual != manifest.files {
+            let declared: Vec<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
+            let found: Vec<&str> = actual.iter().map(|f| f.path.as_str()).collect();
+            return Err(RegistryError::Inconsistent {
+                path,
+                msg: format!("`files` does not match the rules' files (declared {declared:?}, found {found:?}); re-create the rule set"),
+            });
+        }
+        Ok(VerifiedRuleSet { manifest, sha256, rules })
+    }
+
+    /// The `files` list a rule set over `rules` must declare, sorted by path.
+    pub fn file_entries(&self, rules: &[VerifiedRule]) -> Result<Vec<FileEntry>, RegistryError> {
+        let mut files = Vec::new();
+        for rule in rules {
+            for name in [RULE_MANIFEST, rule.manifest.module.file.as_str(), rule.manifest.vectors.file.as_str()] {
+                let path = rule.dir.join(name);
+                let bytes = std::fs::read(&path).map_err(RegistryError::io(&path))?;
+                let rel = path.strip_prefix(&self.root).unwrap_or(&path);
+                files.push(FileEntry {
+                    path: rel.to_string_lossy().replace('\\', "/"),
+                    sha256: sha256_hex(&bytes),
+                    size: bytes.len() as u64,
+                });
+            }
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        files.dedup();
+        Ok(files)
+    }
+}
+
+/// A penalty needs a negative weight, a score a positive one, a gate zero: a sign error would
+/// silently reward what the rule punishes.
+pub fn check_weight_sign(path: &Path, id: &str, kind: RuleKind, weight: f64) -> Result<(), RegistryError> {
+    let ok = weight.is_finite()
+        && match kind {
+            RuleKind::Score => weight >= 0.0,
+            RuleKind::Penalty => weight <= 0.0,
+            RuleKind::Gate => weight == 0.0,
+        };
+    if ok {
+        return Ok(());
+    }
+    let want = match kind {
+        RuleKind::Score => "a weight >= 0",
+        RuleKind::Penalty => "a weight <= 0 (penalties subtract: write -0.2, not 0.2)",
+        RuleKind::Gate => "weight 0 (gates act through `aggregation.gates`)",
+    };
+    Err(RegistryError::Inconsistent {
+        path: path.to_path_buf(),
+        msg: format!("rule `{id}` is a {} and has weight {weight}; it needs {want}", kind.as_str()),
+    })
+}
+
+/// Parses a JSON file strictly and returns it with the sha256 of its canonical bytes.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &'static str) -> Result<(T, String), RegistryError> {
+    let text = std::fs::read_to_string(path).map_err(RegistryError::io(path))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| RegistryError::Parse { path: path.to_path_buf(), what, msg: e.to_string() })?;
+    let sha = json_sha256(&value);
+    let parsed = serde_json::from_value(value)
+        .map_err(|e| RegistryError::Parse { path: path.to_path_buf(), what, msg: e.to_string() })?;
+    Ok((parsed, sha))
+}
+
+fn read_pinned(path: &Path, sha256: &str, size: Option<u64>, pinned_by: &str) -> Result<Vec<u8>, RegistryError> {
+    let bytes = std::fs::read(path).map_err(RegistryError::io(path))?;
+    if let Some(size) = size {
+        if bytes.len() as u64 != size {
+            return Err(RegistryError::SizeMismatch {
+                path: path.to_path_buf(),
+                expected: size,
+                actual: bytes.len() as u64,
+                pinned_by: pinned_by.to_string(),
+            });
+        }
+    }
+    let actual = sha256_hex(&bytes);
+    if actual != sha256 {
+        return Err(RegistryError::HashMismatch {
+            path: path.to_path_buf(),
+            expected: sha256.to_string(),
+            actual,
+            pinned_by: pinned_by.to_string(),
+        });
+    }
+    Ok(bytes)
+}
+
+fn expect_exact_files(dir: &Path, expected: &[&str], owner: &str) -> Result<(), RegistryError> {
+    for name in expected {
+        let path = dir.join(name);
+        if !path.is_file() {
+            return Err(RegistryError::MissingFile { path, owner: owner.to_string() });
+        }
+    }
+    for entry in std::fs::read_dir(dir).map_err(RegistryError::io(dir))? {
+        let entry = entry.map_err(RegistryError::io(dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !expected.contains(&name.as_str()) {
+            return Err(RegistryError::ExtraFile { path: entry.path(), owner: owner.to_string() });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,487 @@
+//! The wasmtime host: one engine, modules validated and compiled once, a fresh instance per
+//! evaluation with memory and table limits, deterministic fuel and an epoch deadline.
+//!
+//! Every failure of a rule (trap, fuel, deadline, size, bad output) comes back as a typed
+//! [`Evaluation`], never as a panic or an error that stops the caller: one hostile module cannot
+//! take the trainer or the other samples of a batch down with it.
+
+use super::limits::SandboxLimits;
+use super::outcome::{Evaluation, OutcomeKind};
+use medrl_sdk::abi::{self, GuestError};
+use medrl_sdk::RuleOutput;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, PoolingAllocationConfig,
+    ResourceLimiter, Store, Trap, TypedFunc, ValType,
+};
+
+/// How often the epoch ticker advances the engine's epoch; deadlines are counted in these ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Why a module cannot be used as a rule. Each variant says what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum ModuleError {
+    #[error("module is {size} bytes, over the {max}-byte cap; shrink the rule (opt-level, fewer dependencies)")]
+    TooLarge { size: usize, max: usize },
+    #[error("module is not valid WebAssembly: {0}")]
+    Invalid(String),
+    #[error("module has no `{section}` custom section; build it with medrl-sdk's `export_rule!` macro", section = abi::ABI_SECTION)]
+    MissingAbi,
+    #[error("module speaks ABI `{found}` but this host supports `{supported}`; rebuild the rule with a medrl-sdk of ABI major {major}", supported = abi::ABI_VERSION, major = abi::ABI_MAJOR)]
+    AbiMismatch { found: String },
+    #[error("module imports {imports}; rules must be pure and import nothing (no clock, randomness or I/O)")]
+    HasImports { imports: String },
+    #[error("module lacks the export `{name}` of type {expected}; build it with medrl-sdk's `export_rule!` macro")]
+    MissingExport { name: &'static str, expected: &'static str },
+    #[error("memory_pages {pages} is over the host's ceiling of {max}; lower `limits.memory_pages`")]
+    MemoryCeiling { pages: u32, max: u32 },
+}
+
+/// Cheap checks on raw bytes before compiling: size cap and the `medrl:abi` section.
+pub fn check_abi_section(bytes: &[u8]) -> Result<(), ModuleError> {
+    if bytes.len() > SandboxLimits::MAX_MODULE_BYTES {
+        return Err(ModuleError::TooLarge { size: bytes.len(), max: SandboxLimits::MAX_MODULE_BYTES });
+    }
+    let mut found = None;
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        let payload = payload.map_err(|e| ModuleError::Invalid(e.to_string()))?;
+        if let wasmparser::Payload::CustomSection(reader) = payload {
+            if reader.name() == abi::ABI_SECTION {
+                found = Some(String::from_utf8_lossy(reader.data()).into_owned());
+            }
+        }
+    }
+    let found = found.ok_or(ModuleError::MissingAbi)?;
+    match abi::parse_abi_major(&found) {
+        Some(major) if major == abi::ABI_MAJOR => Ok(()),
+        _ => Err(ModuleError::AbiMismatch { found }),
+    }
+}
+
+/// Store state: the limiter, which also remembers whether a limit stopped the guest so that the
+/// resulting trap is reported as `limit`, not as a plain trap.
+struct StoreState {
+    limiter: RuleLimiter,
+}
+
+struct RuleLimiter {
+    max_memory_bytes: usize,
+    max_table_elements: usize,
+    hit: Option<String>,
+}
+
+impl ResourceLimiter for RuleLimiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max_memory_bytes {
+            let msg = format!(
+                "memory grew from {current} to {desired} bytes, over the limit of {} bytes",
+                self.max_memory_bytes
+            );
+            self.hit = Some(msg.clone());
+            // An error (not `Ok(false)`) traps at once: a guest that ignores a failed
+            // `memory.grow` would otherwise spin until its fuel runs out.
+            return Err(wasmtime::Error::msg(msg));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max_table_elements {
+            let msg = format!(
+                "table grew from {current} to {desired} elements, over the limit of {}",
+                self.max_table_elements
+            );
+            self.hit = Some(msg.clone());
+            return Err(wasmtime::Error::msg(msg));
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        1
+    }
+    fn memories(&self) -> usize {
+        1
+    }
+    fn tables(&self) -> usize {
+        4
+    }
+}
+
+/// The engine every rule runs on, with its epoch ticker.
+pub struct Sandbox {
+    engine: Engine,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Sandbox {
+    /// Builds the engine: Cranelift, NaN canonicalisation on (bit-identical floats on every CPU),
+    /// relaxed SIMD and memory64 off, and threads absent (wasmtime is built without its `threads`
+    /// feature, so shared memories cannot even be compiled): sources of non-determinism or
+    /// unbounded memory,
+    /// fuel and epoch interruption on, and a pooling allocator sized for `parallelism` concurrent
+    /// evaluations so instantiation is a slot reuse, not an mmap.
+    pub fn new(parallelism: usize) -> Result<Self, ModuleError> {
+        let mut config = Config::new();
+        config
+            .strategy(wasmtime::Strategy::Cranelift)
+            .cranelift_nan_canonicalization(true)
+            .wasm_relaxed_simd(false)
+            .wasm_memory64(false)
+            .consume_fuel(true)
+            .epoch_interruption(true);
+        let slots = (parallelism.max(1) * 4).max(16) as u32;
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_core_instances(slots)
+            .total_memories(slots)
+            .total_tables(slots * 4)
+            .max_memory_size(SandboxLimits::MAX_MEMORY_PAGES as usize * 65536)
+            .table_elements(100_000)
+            .max_tables_per_module(4)
+            .max_memories_per_module(1);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(|e| ModuleError::Invalid(format!("engine: {e}")))?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let (weak_engine, stop) = (engine.weak(), ticker_stop.clone());
+        std::thread::Builder::new()
+            .name("medrl-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match weak_engine.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .expect("spawning the epoch ticker thread");
+        Ok(Sandbox { engine, ticker_stop })
+    }
+
+    /// The engine's version, recorded in audit records.
+    pub fn engine_version() -> &'static str {
+        concat!("wasmtime-", "48")
+    }
+
+    /// Validates and compiles a module once; evaluations then instantiate it cheaply.
+    pub fn compile(&self, bytes: &[u8], limits: SandboxLimits) -> Result<CompiledRule, ModuleError> {
+        check_abi_section(bytes)?;
+        if limits.memory_pages > SandboxLimits::MAX_MEMORY_PAGES {
+            return Err(ModuleError::MemoryCeiling { pages: limits.memory_pages, max: SandboxLimits::MAX_MEMORY_PAGES });
+        }
+        let module = Module::new(&self.engine, bytes).map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
+        let imports: Vec<String> = module.imports().map(|i| format!("`{}::{}`", i.module(), i.name())).collect();
+        if !imports.is_empty() {
+            return Err(ModuleError::HasImports { imports: imports.join(", ") });
+        }
+        check_export_func(&module, abi::EXPORT_ALLOC, &[ValType::I32], &[ValType::I32], "(i32) -> i32")?;
+        check_export_func(&module, abi::EXPORT_EVALUATE, &[ValType::I32, ValType::I32], &[ValType::I64], "(i32, i32) -> i64")?;
+        if !matches!(module.get_export(abi::EXPORT_MEMORY), Some(wasmtime::ExternType::Memory(_))) {
+            return Err(ModuleError::MissingExport { name: abi::EXPORT_MEMORY, expected: "memory" });
+        }
+        let linker: Linker<StoreState> = Linker::new(&self.engine);
+        let pre = linker.instantiate_pre(&module).map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
+        Ok(CompiledRule { engine: self.engine.clone(), pre, limits })
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn check_export_func(
+    module: &Module,
+    name: &'static str,
+    params: &[ValType],
+    results: &[ValType],
+    expected: &'static str,
+) -> Result<(), ModuleError> {
+    let ok = match module.get_export(name) {
+        Some(wasmtime::ExternType::Func(f)) => {
+            f.params().map(|p| p.to_string()).eq(params.iter().map(|p| p.to_string()))
+                && f.results().map(|r| r.to_string()).eq(results.iter().map(|r| r.to_string()))
+        }
+        _ => false,
+    };
+    if ok { Ok(()) } else { Err(ModuleError::MissingExport { name, expected }) }
+}
+
+/// A validated, compiled rule module with its limits.
+#[derive(Clone)]
+pub struct CompiledRule {
+    engine: Engine,
+    pre: InstancePre<StoreState>,
+    limits: SandboxLimits,
+}
+
+impl CompiledRule {
+    pub fn limits(&self) -> SandboxLimits {
+        self.limits
+    }
+
+    /// Runs one evaluation in a fresh store. `output_range` is checked on applicable outputs.
+    pub fn evaluate(&self, input: &[u8], output_range: [f64; 2]) -> Evaluation {
+        let start = Instant::now();
+        let elapsed = || start.elapsed().as_micros() as u64;
+        if input.len() > self.limits.max_input_bytes as usize {
+            let msg = format!("input is {} bytes, over `limits.max_input_bytes` ({})", input.len(), self.limits.max_input_bytes);
+            return Evaluation::failed(OutcomeKind::Limit, msg, 0, elapsed());
+        }
+        let mut store = Store::new(
+            &self.engine,
+            StoreState {
+                limiter: RuleLimiter {
+                    max_memory_bytes: self.limits.memory_bytes(),
+                    max_table_elements: self.limits.table_elements as usize,
+                    hit: None,
+                },
+            },
+        );
+        store.limiter(|s| &mut s.limiter);
+        store.set_fuel(self.limits.fuel).expect("fuel is enabled in the engine config");
+        store.set_epoch_deadline(self.limits.timeout_ms.max(1) / EPOCH_TICK.as_millis() as u64);
+        store.epoch_deadline_trap();
+
+        let result = self.run(&mut store, input);
+        let fuel_used = self.limits.fuel - store.get_fuel().unwrap_or(0);
+        match result {
+            Ok(bytes) => classify_output(&bytes, output_range, self.limits, fuel_used, elapsed()),
+            Err(e) => {
+                let (outcome, msg) = classify_error(&e, store.data().limiter.hit.as_deref(), self.limits);
+                Evaluation::failed(outcome, msg, fuel_used, elapsed())
+            }
+        }
+    }
+
+    fn run(&self, store: &mut Store<StoreState>, input: &[u8]) -> Result<Vec<u8>, RunError> {
+        let instance = self.pre.instantiate(&mut *store)?;
+        let memory = instance
+            .get_memory(&mut *store, abi::EXPORT_MEMORY)
+            .expect("validated at compile time: the module exports `memory`");
+        let alloc: TypedFunc<i32, i32> = instance.get_typed_func(&mut *store, abi::EXPORT_ALLOC)?;
+        let evaluate: TypedFunc<(i32, i32), i64> = instance.get_typed_func(&mut *store, abi::EXPORT_EVALUATE)?;
+        let len = input.len() as i32;
+        let ptr = alloc.call(&mut *store, len)?;
+        memory
+            .write(&mut *store, ptr as u32 as usize, input)
+            .map_err(|_| RunError::Output(format!("medrl_alloc returned {ptr}, outside memory for {len} bytes")))?;
+        let packed = evaluate.call(&mut *store, (ptr, len))? as u64;
+        let (out_ptr, out_len) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
+        if out_len > self.limits.max_output_bytes as usize {
+            return Err(RunError::OutputTooLarge(out_len));
+        }
+        let mut out = vec![0u8; out_len];
+        memory
+            .read(&*store, out_ptr, &mut out)
+            .map_err(|_| RunError::Output(format!("output [{out_ptr}, +{out_len}) lies outside the module's memory")))?;
+        Ok(out)
+    }
+}
+
+enum RunError {
+    Wasm(wasmtime::Error),
+    OutputTooLarge(usize),
+    Output(String),
+}
+
+impl From<wasmtime::Error> for RunError {
+    fn from(e: wasmtime::Error) -> Self {
+        RunError::Wasm(e)
+    }
+}
+
+fn classify_error(e: &RunError, limit_hit: Option<&str>, limits: SandboxLimits) -> (OutcomeKind, String) {
+    match e {
+        RunError::OutputTooLarge(n) => (
+            OutcomeKind::Limit,
+            format!("output is {n} bytes, over `limits.max_output_bytes` ({})", limits.max_output_bytes),
+        ),
+        RunError::Output(msg) => (OutcomeKind::InvalidOutput, msg.clone()),
+        RunError::Wasm(_) if limit_hit.is_some() => {
+            (OutcomeKind::Limit, format!("{}; raise `limits.memory_pages` or use less memory", limit_hit.unwrap_or_default()))
+        }
+        RunError::Wasm(err) => match err.downcast_ref::<Trap>() {
+            Some(Trap::OutOfFuel) => (
+                OutcomeKind::OutOfFuel,
+                format!("ran out of fuel ({}); raise `limits.fuel` in rule.json or simplify the rule", limits.fuel),
+            ),
+            Some(Trap::Interrupt) => (
+                OutcomeKind::Timeout,
+                format!("ran past its deadline of {} ms; raise `limits.timeout_ms` or simplify the rule", limits.timeout_ms),
+            ),
+            Some(trap) => (OutcomeKind::Trap, format!("trapped: {trap}")),
+            // Instantiation failures (a memory declared over the pool's ceiling) are limits.
+            None if err.to_string().contains("memory") => (OutcomeKind::Limit, format!("{err:#}")),
+            None => (OutcomeKind::Trap, format!("{err:#}")),
+        },
+    }
+}
+
+fn classify_output(bytes: &[u8], range: [f64; 2], _limits: SandboxLimits, fuel_used: u64, elapsed_us: u64) -> Evaluation {
+    let invalid = |msg: String| Evaluation::failed(OutcomeKind::InvalidOutput, msg, fuel_used, elapsed_us);
+    let output: RuleOutput = match serde_json::from_slice(bytes) {
+        Ok(out) => out,
+        Err(parse_err) => {
+            if let Ok(guest) = serde_json::from_slice::<GuestError>(bytes) {
+                return Evaluation::failed(OutcomeKind::RuleError, guest.error, fuel_used, elapsed_us);
+            }
+            let preview: String = String::from_utf8_lossy(&bytes[..bytes.len().min(80)]).into_owned();
+            return invalid(format!("output is not a rule output ({parse_err}); it begins {preview:?}"));
+        }
+    };
+    if output.applicable {
+        if !output.score.is_finite() {
+            return invalid(format!("score {} is not finite", output.score));
+        }
+        if output.score < range[0] || output.score > range[1] {
+            return invalid(format!("score {} is outside output_range [{}, {}]", output.score, range[0], range[1]));
+        }
+    }
+    Evaluation { outcome: OutcomeKind::Ok, output: Some(output), error: None, fuel_used, elapsed_us }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Hostile modules, each ending in its typed outcome within its limit.
+    use super::*;
+    use crate::reward::testutil::{constant_rule, return_data, wat_rule};
+
+    fn limits() -> SandboxLimits {
+        SandboxLimits { fuel: 5_000_000, memory_pages: 16, timeout_ms: 2_000, ..Default::default() }
+    }
+
+    fn run(module: &[u8], limits: SandboxLimits) -> Evaluation {
+        let sandbox = Sandbox::new(1).unwrap();
+        let rule = sandbox.compile(module, limits).unwrap();
+        rule.evaluate(br#"{"abi":"medrl-rule/1"}"#, [0.0, 1.0])
+    }
+
+    #[test]
+    fn a_good_module_scores() {
+        let eval = run(&constant_rule(r#"{"score":0.5,"applicable":true,"explanation":"ok"}"#), limits());
+        assert_eq!(eval.outcome, OutcomeKind::Ok, "{eval:?}");
+        assert_eq!(eval.output.unwrap().score, 0.5);
+        assert!(eval.fuel_used > 0);
+    }
+
+    #[test]
+    fn infinite_loop_runs_out_of_fuel() {
+        let eval = run(&wat_rule("(loop $l br $l) unreachable", "", ""), limits());
+        assert_eq!(eval.outcome, OutcomeKind::OutOfFuel, "{eval:?}");
+        assert_eq!(eval.fuel_used, limits().fuel);
+        assert!(eval.error.unwrap().contains("limits.fuel"));
+    }
+
+    #[test]
+    fn infinite_loop_with_ample_fuel_times_out() {
+        let l = SandboxLimits { fuel: u64::MAX / 2, timeout_ms: 50, ..limits() };
+        let eval = run(&wat_rule("(loop $l br $l) unreachable", "", ""), l);
+        assert_eq!(eval.outcome, OutcomeKind::Timeout, "{eval:?}");
+        // The deadline is a backstop, not a precise timer: far below the 5 s a hang would show.
+        assert!(eval.elapsed_us < 5_000_000, "{eval:?}");
+    }
+
+    #[test]
+    fn memory_grow_bomb_hits_the_limit() {
+        let bomb = "(loop $l (drop (memory.grow (i32.const 16))) br $l) unreachable";
+        let eval = run(&wat_rule(bomb, "", ""), limits());
+        assert_eq!(eval.outcome, OutcomeKind::Limit, "{eval:?}");
+        assert!(eval.error.unwrap().contains("memory"));
+    }
+
+    #[test]
+    fn an_importing_module_is_refused_before_it_runs() {
+        let module = wat_rule("i64.const 0", "", r#"(import "env" "clock" (func (result i64)))"#);
+        let sandbox = Sandbox::new(1).unwrap();
+        let err = sandbox.compile(&module, limits()).err().expect("import refused");
+        assert!(matches!(err, ModuleError::HasImports { .. }), "{err}");
+        assert!(err.to_string().contains("`env::clock`"), "{err}");
+    }
+
+    #[test]
+    fn a_100_mb_output_hits_the_output_limit() {
+        let body = format!("i64.const {}", 100_000_000i64);
+        let eval = run(&wat_rule(&body, "", ""), limits());
+        assert_eq!(eval.outcome, OutcomeKind::Limit, "{eval:?}");
+        assert!(eval.error.unwrap().contains("max_output_bytes"));
+    }
+
+    #[test]
+    fn output_outside_memory_is_invalid() {
+        let body = format!("i64.const {}", (70_000i64 << 32) | 100);
+        let eval = run(&wat_rule(&body, "", ""), limits());
+        assert_eq!(eval.outcome, OutcomeKind::InvalidOutput, "{eval:?}");
+    }
+
+    #[test]
+    fn output_that_is_not_json_is_invalid() {
+        let eval = run(&wat_rule(&return_data(5), "hello", ""), limits());
+        assert_eq!(eval.outcome, OutcomeKind::InvalidOutput, "{eval:?}");
+        assert!(eval.error.unwrap().contains("hello"));
+    }
+
+    #[test]
+    fn nan_and_out_of_range_scores_are_invalid() {
+        for json in [r#"{"score":NaN,"applicable":true}"#, r#"{"score":1e999,"applicable":true}"#] {
+            let eval = run(&constant_rule(json), limits());
+            assert_eq!(eval.outcome, OutcomeKind::InvalidOutput, "{json}: {eval:?}");
+        }
+        let eval = run(&constant_rule(r#"{"score":7,"applicable":true}"#), limits());
+        assert_eq!(eval.outcome, OutcomeKind::InvalidOutput);
+        assert!(eval.error.unwrap().contains("outside output_range"));
+        // A rule that does not apply may leave its score at anything finite.
+        let eval = run(&constant_rule(r#"{"score":7,"applicable":false}"#), limits());
+        assert_eq!(eval.outcome, OutcomeKind::Ok);
+    }
+
+    #[test]
+    fn a_trap_is_a_trap() {
+        let eval = run(&wat_rule("unreachable", "", ""), limits());
+        assert_eq!(eval.outcome, OutcomeKind::Trap, "{eval:?}");
+        let div = "(drop (i32.div_s (i32.const 1) (i32.const 0))) i64.const 0";
+        assert_eq!(run(&wat_rule(div, "", ""), limits()).outcome, OutcomeKind::Trap);
+    }
+
+    #[test]
+    fn a_guest_error_is_a_rule_error() {
+        let eval = run(&constant_rule(r#"{"error":"unknown field `x`"}"#), limits());
+        assert_eq!(eval.outcome, OutcomeKind::RuleError);
+        assert_eq!(eval.error.as_deref(), Some("unknown field `x`"));
+    }
+
+    #[test]
+    fn oversize_input_is_refused_without_running() {
+        let sandbox = Sandbox::new(1).unwrap();
+        let l = SandboxLimits { max_input_bytes: 8, ..limits() };
+        let rule = sandbox.compile(&constant_rule(r#"{"score":0.5,"applicable":true}"#), l).unwrap();
+        let eval = rule.evaluate(&[b' '; 9], [0.0, 1.0]);
+        assert_eq!((eval.outcome, eval.fuel_used), (OutcomeKind::Limit, 0));
+    }
+
+    #[test]
+    fn abi_section_is_required_and_versioned() {
+        let no_abi = wat::parse_str(r#"(module (memory (export "memory") 1))"#).unwrap();
+        assert!(matches!(check_abi_section(&no_abi), Err(ModuleError::MissingAbi)));
+        let v2 = wat::parse_str(r#"(module (@custom "medrl:abi" "medrl-rule/2"))"#).unwrap();
+        let err = check_abi_section(&v2).unwrap_err().to_string();
+        assert!(err.contains("medrl-rule/2") && err.contains("medrl-rule/1"), "{err}");
+    }
+
+    #[test]
+    fn wrong_export_types_are_refused() {
+        let module = wat::parse_str(
+            r#"(module (memory (export "memory") 1)
+                 (func (export "medrl_alloc") (param i64) (result i32) i32.const 0)
+                 (func (export "medrl_evaluate") (param i32 i32) (result i64) i64.const 0)
+                 (@custom "medrl:abi" "medrl-rule/1"))"#,
+        )
+        .unwrap();
+        let err = Sandbox::new(1).unwrap().compile(&module, limits()).err().unwrap();
+        assert!(err.to_string().contains("medrl_alloc"), "{err}");
+    }
+}
