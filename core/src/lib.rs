@@ -4,6 +4,7 @@
 //! - [`io`]: JSONL input with file-and-line errors.
 //! - [`cli`]: the `medrl` command line (parsing and printing only).
 
+pub mod bench;
 pub mod cli;
 pub mod io;
 pub mod reward;

@@ -1,24 +1,41 @@
 //! `medrl bench …`: throughput measurements that print figures.
 
 use super::Globals;
+use crate::bench::{per_rule_micros, samples_per_second, synthetic_samples};
+use crate::reward::{RuleSetScorer, Sandbox, VersionRef};
 use clap::Subcommand;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
-    /// Samples per second of a rule set on synthetic 1 KB answers, one thread and all cores.
+    /// Samples per second of a rule set on synthetic answers, one thread and all cores.
     Rules {
         #[arg(long, default_value = "medical-safety@1.0.0")]
         ruleset: String,
+        /// Samples per batch.
         #[arg(long, default_value_t = 2000)]
         samples: usize,
+        /// Answer length in UTF-8 bytes.
+        #[arg(long, default_value_t = 1024)]
+        bytes: usize,
+        /// Timed rounds; the best is reported.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
 }
 
 pub fn run(cmd: BenchCommand, g: &Globals) -> anyhow::Result<()> {
-    match cmd {
-        BenchCommand::Rules { ruleset, samples } => {
-            let _ = (ruleset, samples, g);
-            anyhow::bail!("not yet")
-        }
+    let BenchCommand::Rules { ruleset, samples, bytes, rounds } = cmd;
+    let reference: VersionRef = ruleset.parse().map_err(anyhow::Error::msg)?;
+    let sandbox = Sandbox::new(g.threads)?;
+    let scorer = RuleSetScorer::new(&sandbox, g.registry.load_ruleset(&reference)?)?;
+    let batch = synthetic_samples(samples, bytes);
+    println!("rule set {reference}: {} rules, {samples} samples of ~{bytes} bytes, best of {rounds}", scorer.rules.len());
+    for (rule, micros) in per_rule_micros(&scorer, &batch[..batch.len().min(500)]) {
+        println!("  {rule:<20} {micros:>8.1} µs/evaluation (1 thread, WebAssembly)");
     }
+    let one = samples_per_second(&scorer, &batch, 1, rounds)?;
+    println!("  1 thread:   {one:>10.0} samples/s");
+    let all = samples_per_second(&scorer, &batch, g.threads, rounds)?;
+    println!("  {} threads: {all:>10.0} samples/s", g.threads);
+    Ok(())
 }

@@ -193,7 +193,7 @@ keywords_en = ["doctor"]
 
 const SCAFFOLD_LIB_RS: &str = r#"//! A medrl rule: one pure function from a sample and parameters to a score.
 
-use medrl_sdk::text::normalize;
+use medrl_sdk::text::{NormText, PhraseSet};
 use medrl_sdk::{Hit, Lang, RuleOutput, Sample};
 use serde::Deserialize;
 
@@ -210,17 +210,17 @@ fn evaluate(sample: &Sample, params: &Params) -> RuleOutput {
         Lang::Zh => &params.keywords_zh,
         Lang::En => &params.keywords_en,
     };
-    let response = normalize(&sample.response);
-    for keyword in keywords {
-        let needle = normalize(keyword);
-        if let Some(pos) = response.text.find(needle.text.as_str()) {
-            let (start, end) = response.original_span(pos, pos + needle.text.len());
+    // Width- and case-folded matching; spans point into the original response.
+    let response = NormText::new(&sample.response);
+    match PhraseSet::new(keywords).find_first(&response) {
+        Some(m) => {
+            let keyword = &keywords[m.phrase];
             let mut out = RuleOutput::score(1.0, format!("mentions {keyword:?}"));
-            out.hits.push(Hit::new("keyword", keyword.clone()).with_span(start, end));
-            return out;
+            out.hits.push(Hit::new("keyword", keyword.clone()).with_span(m.start, m.end));
+            out
         }
+        None => RuleOutput::score(0.0, "mentions none of the keywords"),
     }
-    RuleOutput::score(0.0, "mentions none of the keywords")
 }
 
 medrl_sdk::export_rule!(evaluate, Params);

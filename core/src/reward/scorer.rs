@@ -167,3 +167,86 @@ impl RuleSetScorer {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reward::limits::SandboxLimits;
+    use crate::reward::manifest::RuleKind;
+    use crate::reward::outcome::{OnError, OutcomeKind};
+    use crate::reward::registry::VerifiedRuleSet;
+    use crate::reward::ruleset::{Aggregation, RuleEntry, RuleSetManifest};
+    use crate::reward::testutil::{constant_rule, sample, verified, wat_rule};
+
+    fn ruleset(rules: Vec<(crate::reward::registry::VerifiedRule, f64)>) -> VerifiedRuleSet {
+        let manifest = RuleSetManifest {
+            name: "t".into(),
+            version: "1.0.0".parse().unwrap(),
+            revision: 1,
+            created_at: "2026-01-01T00:00:00Z".into(),
+            description: String::new(),
+            rules: rules
+                .iter()
+                .map(|(r, w)| RuleEntry {
+                    id: r.manifest.id.clone(),
+                    version: r.manifest.version.clone(),
+                    manifest_sha256: r.manifest_sha256.clone(),
+                    weight: *w,
+                    params: Default::default(),
+                })
+                .collect(),
+            aggregation: Aggregation { renormalize: Default::default(), gates: vec![], clip: [-1.0, 1.0] },
+            files: vec![],
+            previous: None,
+            approvals: vec![],
+        };
+        VerifiedRuleSet { manifest, sha256: "x".into(), rules: rules.into_iter().map(|(r, _)| r).collect() }
+    }
+
+    #[test]
+    fn hostile_rules_never_stop_the_rest_of_the_batch() {
+        let limits = SandboxLimits { fuel: 2_000_000, memory_pages: 16, ..Default::default() };
+        let good = verified("good", RuleKind::Score, OnError::Abort, limits, constant_rule(r#"{"score":1.0,"applicable":true}"#));
+        let looping = verified("looping", RuleKind::Penalty, OnError::MaxPenalty, limits, wat_rule("(loop $l br $l) unreachable", "", ""));
+        let bomb = verified(
+            "bomb",
+            RuleKind::Penalty,
+            OnError::Zero,
+            limits,
+            wat_rule("(loop $l (drop (memory.grow (i32.const 16))) br $l) unreachable", "", ""),
+        );
+        let trap = verified("trap", RuleKind::Score, OnError::SkipSample, limits, wat_rule("unreachable", "", ""));
+        let sandbox = Sandbox::new(2).unwrap();
+
+        // Without the skipping rule: every sample is scored, failures follow their policies.
+        let scorer = RuleSetScorer::new(&sandbox, ruleset(vec![(good.clone(), 1.0), (looping.clone(), -0.5), (bomb.clone(), -0.5)])).unwrap();
+        let samples: Vec<_> = (0..6).map(|i| sample(&format!("s{i}"))).collect();
+        let scores = scorer.score_batch(&samples);
+        assert_eq!(scores.len(), 6);
+        for s in &scores {
+            let outcomes: Vec<OutcomeKind> = s.rules.iter().map(|r| r.evaluation.outcome).collect();
+            assert_eq!(outcomes, [OutcomeKind::Ok, OutcomeKind::OutOfFuel, OutcomeKind::Limit]);
+            // 1·1.0 − 0.5·1.0 (max penalty) − 0.5·0 (zero) = 0.5
+            assert_eq!(s.reward.total(), Some(0.5), "{:?}", s.reward);
+        }
+
+        // With it: each sample is skipped, never aborted, and the good rule still ran on all.
+        let scorer = RuleSetScorer::new(&sandbox, ruleset(vec![(good, 1.0), (trap, 1.0)])).unwrap();
+        let scores = scorer.score_batch(&samples);
+        assert!(scores.iter().all(|s| s.reward == Reward::Skipped { rule: "trap".into() }));
+        assert!(scores.iter().all(|s| s.rules[0].evaluation.outcome == OutcomeKind::Ok));
+    }
+
+    #[test]
+    fn the_input_document_is_abi_params_then_sample() {
+        let sandbox = Sandbox::new(1).unwrap();
+        let mut rule = verified("r", RuleKind::Score, OnError::Zero, SandboxLimits::default(), constant_rule(r#"{"score":0,"applicable":true}"#));
+        rule.manifest.params = serde_json::json!({"k": ["胸痛"]});
+        let loaded = LoadedRule::new(&sandbox, &rule, 1.0, Some(&serde_json::json!({"extra": 1}))).unwrap();
+        let input = loaded.input_for(&encode_sample(&sample("a")));
+        let parsed: serde_json::Value = serde_json::from_slice(&input).unwrap();
+        assert_eq!(parsed["abi"], "medrl-rule/1");
+        assert_eq!(parsed["params"], serde_json::json!({"k": ["胸痛"], "extra": 1}));
+        assert_eq!(parsed["sample"]["id"], "a");
+    }
+}

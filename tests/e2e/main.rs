@@ -1,0 +1,10 @@
+//! End-to-end tests: they drive the built `medrl` binary over real files, real cargo builds and
+//! the real wasmtime sandbox. One test binary (`cargo test -p medrl --test e2e`).
+
+mod author_workflow;
+mod bad_input;
+mod reproducible_build;
+mod shipped_rules;
+
+/// The `medrl` binary cargo built for these tests.
+pub const MEDRL: &str = env!("CARGO_BIN_EXE_medrl");
