@@ -1,10 +1,17 @@
 //! The `medrl-rule/1` ABI, shared by the host (wasmtime) and every guest rule.
 //!
 //! A rule is a core WebAssembly module for `wasm32-unknown-unknown` with no imports. It exports
-//! `memory`, `medrl_alloc(len: i32) -> i32` and `medrl_evaluate(ptr: i32, len: i32) -> i64`, and
-//! carries the ABI version in a custom section named `medrl:abi`. The host writes a UTF-8 JSON
-//! [`RuleInput`] into memory it got from `medrl_alloc`, calls `medrl_evaluate`, and reads a UTF-8
-//! JSON [`RuleOutput`] (or a [`GuestError`]) at `(ret >> 32, ret & 0xffff_ffff)`.
+//! `memory`, `medrl_alloc(len: i32) -> i32`, `medrl_prepare(ptr: i32, len: i32) -> i64` and
+//! `medrl_evaluate(ptr: i32, len: i32) -> i64`, and carries the ABI version in a custom section
+//! named `medrl:abi`.
+//!
+//! Per instance the host first writes `{"abi", "params", "memory_pages"}` (see
+//! [`crate::guest::PrepareInput`]) into memory it got from `medrl_alloc` and calls
+//! `medrl_prepare` (0 = ready). Then, per sample, it writes the UTF-8 JSON [`Sample`] the same way,
+//! calls `medrl_evaluate`, and reads a UTF-8 JSON [`RuleOutput`] (or a [`GuestError`]) at
+//! `(ret >> 32, ret & 0xffff_ffff)`. `medrl_alloc` frees everything the previous sample
+//! allocated, so each evaluation starts from the state `medrl_prepare` left.
+//! [`RuleInput`] (params and sample in one document) is the one-shot form golden vectors use.
 
 use serde::{Deserialize, Serialize};
 
@@ -18,7 +25,10 @@ pub const ABI_SECTION: &str = "medrl:abi";
 pub const EXPORT_MEMORY: &str = "memory";
 /// `medrl_alloc(len: i32) -> i32`: reserve `len` bytes for the input, return their address.
 pub const EXPORT_ALLOC: &str = "medrl_alloc";
-/// `medrl_evaluate(ptr: i32, len: i32) -> i64`: evaluate, return `(out_ptr << 32) | out_len`.
+/// `medrl_prepare(ptr: i32, len: i32) -> i64`: decode the parameters and build the rule's state
+/// once per instance; 0 on success, else a packed `{"error": …}` like `medrl_evaluate`'s output.
+pub const EXPORT_PREPARE: &str = "medrl_prepare";
+/// `medrl_evaluate(ptr: i32, len: i32) -> i64`: score one sample, return `(out_ptr << 32) | out_len`.
 pub const EXPORT_EVALUATE: &str = "medrl_evaluate";
 
 /// Parses `medrl-rule/<major>` into its major version.

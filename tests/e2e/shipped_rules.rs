@@ -8,8 +8,9 @@ fn every_shipped_rule_passes_its_golden_vectors_in_the_sandbox() {
     let run = medrl(MEDRL, &repo_root(), &["rules", "test"]).ok();
     for rule in ["chain@1.0.0", "emergency@1.0.0", "risk@1.0.0", "verbosity@1.0.0"] {
         let line = run.stdout.lines().find(|l| l.starts_with(rule)).unwrap_or_else(|| panic!("{rule} not tested:\n{}", run.stdout));
-        let (pass, total) = line.split(": ").nth(1).unwrap().split_once(" vectors").unwrap().0.split_once('/').unwrap();
+        let (pass, total) = line.split(": ").nth(1).unwrap().split_once(" vectors").unwrap().0.split_once("/").unwrap();
         assert_eq!(pass, total, "{line}");
+        assert!(line.ends_with("no state kept between evaluations"), "{line}");
         assert!(total.parse::<usize>().unwrap() >= 30, "{rule} ships fewer than 30 vectors: {line}");
     }
 }

@@ -130,8 +130,18 @@ fn test(selected: Vec<String>, g: &Globals) -> anyhow::Result<()> {
         let path = rule.dir.join(&rule.manifest.vectors.file);
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         let vectors = parse_vectors(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        let failures: Vec<String> = vectors.iter().filter_map(|v| loaded.run_vector(v).err().map(|e| format!("    {}: {e}", v.name))).collect();
-        println!("{r}: {}/{} vectors pass", vectors.len() - failures.len(), vectors.len());
+        let mut failures: Vec<String> = vectors.iter().filter_map(|v| loaded.run_vector(v).err().map(|e| format!("    {}: {e}", v.name))).collect();
+        let samples: Vec<Sample> = vectors.iter().map(|v| v.sample.clone()).collect();
+        let isolated = loaded.check_isolation(&samples);
+        println!(
+            "{r}: {}/{} vectors pass; {}",
+            vectors.len() - failures.len(),
+            vectors.len(),
+            if isolated.is_ok() { "no state kept between evaluations" } else { "KEEPS STATE between evaluations" }
+        );
+        if let Err(e) = isolated {
+            failures.push(format!("    {e}"));
+        }
         for f in &failures {
             println!("{f}");
         }

@@ -43,6 +43,8 @@ pub enum AuthorError {
     Module(#[from] ModuleError),
     #[error("{failed} of {total} golden vectors fail, so the rule is not published:\n{details}")]
     Vectors { failed: usize, total: usize, details: String },
+    #[error("{0}")]
+    Isolation(String),
     #[error("{existing} already holds {reference} with different content; a published version is immutable: bump `version` in rule.toml and Cargo.toml")]
     Immutable { existing: PathBuf, reference: String },
 }
@@ -314,6 +316,8 @@ pub fn build(crate_dir: &Path, registry: &Registry, sandbox: &Sandbox) -> Result
     if !failures.is_empty() {
         return Err(AuthorError::Vectors { failed: failures.len(), total: vectors.len(), details: failures.join("\n") });
     }
+    let samples: Vec<medrl_sdk::Sample> = vectors.iter().map(|v| v.sample.clone()).collect();
+    loaded.check_isolation(&samples).map_err(AuthorError::Isolation)?;
 
     let out_dir = registry.rule_dir(&manifest.id, &manifest.version);
     let reference = manifest.reference();

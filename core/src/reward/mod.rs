@@ -22,4 +22,4 @@ pub use outcome::{Decision, Evaluation, OnError, OutcomeKind};
 pub use registry::{Registry, RegistryError, VerifiedRule, VerifiedRuleSet};
 pub use ruleset::{RuleSetManifest, VersionRef};
 pub use sandbox::{CompiledRule, ModuleError, Sandbox};
-pub use scorer::{LoadedRule, RuleSetScorer, SampleScore};
+pub use scorer::{LoadedRule, RuleSetScorer, SampleScore, ScorerError};

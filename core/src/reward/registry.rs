@@ -54,6 +54,19 @@ pub struct VerifiedRule {
     pub dir: PathBuf,
 }
 
+impl VerifiedRule {
+    /// The samples of the rule's golden vectors (none for a rule without a vectors file on disk).
+    pub fn vector_samples(&self) -> Result<Vec<medrl_sdk::Sample>, String> {
+        let path = self.dir.join(&self.manifest.vectors.file);
+        if !path.is_file() {
+            return Ok(Vec::new());
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let vectors = medrl_sdk::vectors::parse_vectors(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(vectors.into_iter().map(|v| v.sample).collect())
+    }
+}
+
 /// A rule set whose manifest, rules and files all verify.
 #[derive(Debug, Clone)]
 pub struct VerifiedRuleSet {

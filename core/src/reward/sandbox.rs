@@ -178,6 +178,7 @@ impl Sandbox {
             return Err(ModuleError::HasImports { imports: imports.join(", ") });
         }
         check_export_func(&module, abi::EXPORT_ALLOC, &[ValType::I32], &[ValType::I32], "(i32) -> i32")?;
+        check_export_func(&module, abi::EXPORT_PREPARE, &[ValType::I32, ValType::I32], &[ValType::I64], "(i32, i32) -> i64")?;
         check_export_func(&module, abi::EXPORT_EVALUATE, &[ValType::I32, ValType::I32], &[ValType::I64], "(i32, i32) -> i64")?;
         if !matches!(module.get_export(abi::EXPORT_MEMORY), Some(wasmtime::ExternType::Memory(_))) {
             return Err(ModuleError::MissingExport { name: abi::EXPORT_MEMORY, expected: "memory" });
@@ -219,19 +220,29 @@ pub struct CompiledRule {
     limits: SandboxLimits,
 }
 
+/// The typed exports of one live instance.
+struct Exports {
+    memory: wasmtime::Memory,
+    alloc: TypedFunc<i32, i32>,
+    prepare: TypedFunc<(i32, i32), i64>,
+    evaluate: TypedFunc<(i32, i32), i64>,
+}
+
+/// One instance after a successful `medrl_prepare`, ready to evaluate samples one by one.
+/// After a failed evaluation that trapped, it must not be used again ([`Self::usable`]).
+pub struct PreparedInstance<'a> {
+    rule: &'a CompiledRule,
+    store: Store<StoreState>,
+    exports: Exports,
+    usable: bool,
+}
+
 impl CompiledRule {
     pub fn limits(&self) -> SandboxLimits {
         self.limits
     }
 
-    /// Runs one evaluation in a fresh store. `output_range` is checked on applicable outputs.
-    pub fn evaluate(&self, input: &[u8], output_range: [f64; 2]) -> Evaluation {
-        let start = Instant::now();
-        let elapsed = || start.elapsed().as_micros() as u64;
-        if input.len() > self.limits.max_input_bytes as usize {
-            let msg = format!("input is {} bytes, over `limits.max_input_bytes` ({})", input.len(), self.limits.max_input_bytes);
-            return Evaluation::failed(OutcomeKind::Limit, msg, 0, elapsed());
-        }
+    fn new_store(&self) -> Store<StoreState> {
         let mut store = Store::new(
             &self.engine,
             StoreState {
@@ -243,48 +254,156 @@ impl CompiledRule {
             },
         );
         store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_trap();
+        store
+    }
+
+    /// Gives the store a fresh fuel budget and deadline for one guest call.
+    fn arm(&self, store: &mut Store<StoreState>) {
         store.set_fuel(self.limits.fuel).expect("fuel is enabled in the engine config");
         store.set_epoch_deadline(self.limits.timeout_ms.max(1) / EPOCH_TICK.as_millis() as u64);
-        store.epoch_deadline_trap();
+    }
 
-        let result = self.run(&mut store, input);
+    /// A fresh instance, prepared with `prepare_input` (`{"abi", "params", "memory_pages"}`).
+    /// A failure comes back as the evaluation every sample of this instance would have had.
+    pub fn prepare(&self, prepare_input: &[u8]) -> Result<PreparedInstance<'_>, Evaluation> {
+        let start = Instant::now();
+        let mut store = self.new_store();
+        self.arm(&mut store);
+        let result = (|| -> Result<(Exports, Option<Vec<u8>>), RunError> {
+            let instance = self.pre.instantiate(&mut store)?;
+            let exports = Exports {
+                memory: instance
+                    .get_memory(&mut store, abi::EXPORT_MEMORY)
+                    .expect("validated at compile time: the module exports `memory`"),
+                alloc: instance.get_typed_func(&mut store, abi::EXPORT_ALLOC)?,
+                prepare: instance.get_typed_func(&mut store, abi::EXPORT_PREPARE)?,
+                evaluate: instance.get_typed_func(&mut store, abi::EXPORT_EVALUATE)?,
+            };
+            let packed = call_with_input(&mut store, &exports, &exports.prepare, prepare_input, self.limits)?;
+            let error = if packed == 0 { None } else { Some(read_output(&store, &exports, packed, self.limits)?) };
+            Ok((exports, error))
+        })();
         let fuel_used = self.limits.fuel - store.get_fuel().unwrap_or(0);
+        let elapsed_us = start.elapsed().as_micros() as u64;
         match result {
-            Ok(bytes) => classify_output(&bytes, output_range, self.limits, fuel_used, elapsed()),
+            Ok((exports, None)) => Ok(PreparedInstance { rule: self, store, exports, usable: true }),
+            Ok((_, Some(error))) => {
+                let msg = match serde_json::from_slice::<GuestError>(&error) {
+                    Ok(guest) => guest.error,
+                    Err(_) => format!("medrl_prepare returned {:?}", String::from_utf8_lossy(&error[..error.len().min(80)])),
+                };
+                Err(Evaluation::failed(OutcomeKind::RuleError, msg, fuel_used, elapsed_us))
+            }
             Err(e) => {
                 let (outcome, msg) = classify_error(&e, store.data().limiter.hit.as_deref(), self.limits);
-                Evaluation::failed(outcome, msg, fuel_used, elapsed())
+                Err(Evaluation::failed(outcome, format!("while preparing: {msg}"), fuel_used, elapsed_us))
             }
         }
     }
 
-    fn run(&self, store: &mut Store<StoreState>, input: &[u8]) -> Result<Vec<u8>, RunError> {
-        let instance = self.pre.instantiate(&mut *store)?;
-        let memory = instance
-            .get_memory(&mut *store, abi::EXPORT_MEMORY)
-            .expect("validated at compile time: the module exports `memory`");
-        let alloc: TypedFunc<i32, i32> = instance.get_typed_func(&mut *store, abi::EXPORT_ALLOC)?;
-        let evaluate: TypedFunc<(i32, i32), i64> = instance.get_typed_func(&mut *store, abi::EXPORT_EVALUATE)?;
-        let len = input.len() as i32;
-        let ptr = alloc.call(&mut *store, len)?;
-        memory
-            .write(&mut *store, ptr as u32 as usize, input)
-            .map_err(|_| RunError::Output(format!("medrl_alloc returned {ptr}, outside memory for {len} bytes")))?;
-        let packed = evaluate.call(&mut *store, (ptr, len))? as u64;
-        let (out_ptr, out_len) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
-        if out_len > self.limits.max_output_bytes as usize {
-            return Err(RunError::OutputTooLarge(out_len));
+    /// Evaluates one sample in a fresh instance (replays and golden vectors).
+    pub fn evaluate_one(&self, prepare_input: &[u8], sample_json: &[u8], output_range: [f64; 2]) -> Evaluation {
+        match self.prepare(prepare_input) {
+            Ok(mut instance) => instance.evaluate(sample_json, output_range),
+            Err(failed) => failed,
         }
-        let mut out = vec![0u8; out_len];
-        memory
-            .read(&*store, out_ptr, &mut out)
-            .map_err(|_| RunError::Output(format!("output [{out_ptr}, +{out_len}) lies outside the module's memory")))?;
-        Ok(out)
     }
+
+    /// Evaluates samples in order, reusing one prepared instance and replacing it after any
+    /// evaluation that trapped. Each result equals what [`Self::evaluate_one`] gives.
+    pub fn evaluate_many(&self, prepare_input: &[u8], samples: &[&[u8]], output_range: [f64; 2]) -> Vec<Evaluation> {
+        let mut results = Vec::with_capacity(samples.len());
+        let mut instance: Option<PreparedInstance<'_>> = None;
+        for sample in samples {
+            if instance.as_ref().is_none_or(|i| !i.usable) {
+                match self.prepare(prepare_input) {
+                    Ok(fresh) => instance = Some(fresh),
+                    Err(failed) => {
+                        results.push(failed);
+                        instance = None;
+                        continue;
+                    }
+                }
+            }
+            let live = instance.as_mut().expect("prepared above");
+            results.push(live.evaluate(sample, output_range));
+        }
+        results
+    }
+}
+
+impl PreparedInstance<'_> {
+    /// Whether the instance can take another sample (false after a trap or a limit).
+    pub fn usable(&self) -> bool {
+        self.usable
+    }
+
+    /// Scores one sample (its JSON encoding). Fuel and deadline are per sample.
+    pub fn evaluate(&mut self, sample_json: &[u8], output_range: [f64; 2]) -> Evaluation {
+        let start = Instant::now();
+        let limits = self.rule.limits;
+        if sample_json.len() > limits.max_input_bytes as usize {
+            let msg = format!("input is {} bytes, over `limits.max_input_bytes` ({})", sample_json.len(), limits.max_input_bytes);
+            return Evaluation::failed(OutcomeKind::Limit, msg, 0, start.elapsed().as_micros() as u64);
+        }
+        self.rule.arm(&mut self.store);
+        let result = call_with_input(&mut self.store, &self.exports, &self.exports.evaluate, sample_json, limits)
+            .and_then(|packed| read_output(&self.store, &self.exports, packed, limits));
+        let fuel_used = limits.fuel - self.store.get_fuel().unwrap_or(0);
+        let elapsed_us = start.elapsed().as_micros() as u64;
+        match result {
+            Ok(bytes) => classify_output(&bytes, output_range, fuel_used, elapsed_us),
+            Err(e) => {
+                // A trap can leave the guest's heap or globals half-updated: never reuse it.
+                if matches!(e, RunError::Wasm(_)) {
+                    self.usable = false;
+                }
+                let (outcome, msg) = classify_error(&e, self.store.data().limiter.hit.as_deref(), limits);
+                Evaluation::failed(outcome, msg, fuel_used, elapsed_us)
+            }
+        }
+    }
+}
+
+/// `medrl_alloc(len)`, copy `input` in, call `func(ptr, len)`.
+fn call_with_input(
+    store: &mut Store<StoreState>,
+    exports: &Exports,
+    func: &TypedFunc<(i32, i32), i64>,
+    input: &[u8],
+    limits: SandboxLimits,
+) -> Result<i64, RunError> {
+    if input.len() > limits.max_input_bytes as usize {
+        return Err(RunError::InputTooLarge(input.len()));
+    }
+    let len = input.len() as i32;
+    let ptr = exports.alloc.call(&mut *store, len)?;
+    exports
+        .memory
+        .write(&mut *store, ptr as u32 as usize, input)
+        .map_err(|_| RunError::Output(format!("medrl_alloc returned {ptr}, outside memory for {len} bytes")))?;
+    Ok(func.call(&mut *store, (ptr, len))?)
+}
+
+/// Reads the packed `(ptr << 32) | len` output, within the output cap.
+fn read_output(store: &Store<StoreState>, exports: &Exports, packed: i64, limits: SandboxLimits) -> Result<Vec<u8>, RunError> {
+    let packed = packed as u64;
+    let (out_ptr, out_len) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
+    if out_len > limits.max_output_bytes as usize {
+        return Err(RunError::OutputTooLarge(out_len));
+    }
+    let mut out = vec![0u8; out_len];
+    exports
+        .memory
+        .read(store, out_ptr, &mut out)
+        .map_err(|_| RunError::Output(format!("output [{out_ptr}, +{out_len}) lies outside the module's memory")))?;
+    Ok(out)
 }
 
 enum RunError {
     Wasm(wasmtime::Error),
+    InputTooLarge(usize),
     OutputTooLarge(usize),
     Output(String),
 }
@@ -302,6 +421,10 @@ fn classify_error(e: &RunError, limit_hit: Option<&str>, limits: SandboxLimits) 
             format!("output is {n} bytes, over `limits.max_output_bytes` ({})", limits.max_output_bytes),
         ),
         RunError::Output(msg) => (OutcomeKind::InvalidOutput, msg.clone()),
+        RunError::InputTooLarge(n) => (
+            OutcomeKind::Limit,
+            format!("input is {n} bytes, over `limits.max_input_bytes` ({})", limits.max_input_bytes),
+        ),
         RunError::Wasm(_) if limit_hit.is_some() => {
             (OutcomeKind::Limit, format!("{}; raise `limits.memory_pages` or use less memory", limit_hit.unwrap_or_default()))
         }
@@ -322,7 +445,7 @@ fn classify_error(e: &RunError, limit_hit: Option<&str>, limits: SandboxLimits) 
     }
 }
 
-fn classify_output(bytes: &[u8], range: [f64; 2], _limits: SandboxLimits, fuel_used: u64, elapsed_us: u64) -> Evaluation {
+fn classify_output(bytes: &[u8], range: [f64; 2], fuel_used: u64, elapsed_us: u64) -> Evaluation {
     let invalid = |msg: String| Evaluation::failed(OutcomeKind::InvalidOutput, msg, fuel_used, elapsed_us);
     let output: RuleOutput = match serde_json::from_slice(bytes) {
         Ok(out) => out,
@@ -355,10 +478,12 @@ mod tests {
         SandboxLimits { fuel: 5_000_000, memory_pages: 16, timeout_ms: 2_000, ..Default::default() }
     }
 
+    const PREPARE: &[u8] = br#"{"abi":"medrl-rule/1","params":{}}"#;
+
     fn run(module: &[u8], limits: SandboxLimits) -> Evaluation {
         let sandbox = Sandbox::new(1).unwrap();
         let rule = sandbox.compile(module, limits).unwrap();
-        rule.evaluate(br#"{"abi":"medrl-rule/1"}"#, [0.0, 1.0])
+        rule.evaluate_one(PREPARE, br#"{"id":"s"}"#, [0.0, 1.0])
     }
 
     #[test]
@@ -459,8 +584,37 @@ mod tests {
         let sandbox = Sandbox::new(1).unwrap();
         let l = SandboxLimits { max_input_bytes: 8, ..limits() };
         let rule = sandbox.compile(&constant_rule(r#"{"score":0.5,"applicable":true}"#), l).unwrap();
-        let eval = rule.evaluate(&[b' '; 9], [0.0, 1.0]);
+        let mut instance = rule.prepare(b"{}").ok().unwrap();
+        let eval = instance.evaluate(&[b' '; 9], [0.0, 1.0]);
         assert_eq!((eval.outcome, eval.fuel_used), (OutcomeKind::Limit, 0));
+        assert!(instance.usable(), "nothing ran, the instance is intact");
+    }
+
+    #[test]
+    fn a_reused_instance_is_replaced_after_a_trap() {
+        // Traps when the sample is the single byte `T`, scores 0.5 otherwise.
+        let body = "(if (i32.eq (i32.load8_u (local.get 0)) (i32.const 84)) (then unreachable)) i64.const 68719476767";
+        let module = crate::reward::testutil::wat_rule(body, r#"{\"score\":0.5,\"applicable\":true}"#, "");
+        let rule = Sandbox::new(1).unwrap().compile(&module, limits()).unwrap();
+        let outcomes: Vec<OutcomeKind> =
+            rule.evaluate_many(PREPARE, &[b"a", b"T", b"b", b"T", b"c"], [0.0, 1.0]).iter().map(|e| e.outcome).collect();
+        use OutcomeKind::{Ok as Fine, Trap};
+        assert_eq!(outcomes, [Fine, Trap, Fine, Trap, Fine]);
+    }
+
+    #[test]
+    fn a_failed_prepare_fails_every_sample_with_its_reason() {
+        let data = r#"{\"error\":\"invalid parameters: order_penalty must be in [0, 1]\"}"#;
+        let module = crate::reward::testutil::wat_rule_with("unreachable", data, "", &return_data(data.len() - 10));
+        let rule = Sandbox::new(1).unwrap().compile(&module, limits()).unwrap();
+        let evals = rule.evaluate_many(PREPARE, &[b"a", b"b"], [0.0, 1.0]);
+        assert!(evals.iter().all(|e| e.outcome == OutcomeKind::RuleError), "{evals:?}");
+        assert!(evals[0].error.as_deref().unwrap().contains("order_penalty"), "{evals:?}");
+        let trapping = crate::reward::testutil::wat_rule_with("i64.const 0", "", "", "unreachable");
+        let rule = Sandbox::new(1).unwrap().compile(&trapping, limits()).unwrap();
+        let eval = rule.evaluate_one(PREPARE, b"a", [0.0, 1.0]);
+        assert_eq!(eval.outcome, OutcomeKind::Trap);
+        assert!(eval.error.unwrap().starts_with("while preparing"));
     }
 
     #[test]

@@ -22,8 +22,14 @@ pub struct LoadedRule {
     pub params_sha256: String,
     pub module_sha256: String,
     compiled: CompiledRule,
-    /// `{"abi":…,"params":<params>,"sample":` — the input's fixed head, serialised once.
-    input_head: Vec<u8>,
+    /// The `medrl_prepare` document for `params`, encoded once.
+    prepare_input: Vec<u8>,
+}
+
+/// The `medrl_prepare` document: ABI, parameters and the memory the guest may reserve.
+pub fn prepare_input(params: &serde_json::Value, memory_pages: u32) -> Vec<u8> {
+    serde_json::to_vec(&medrl_sdk::guest::PrepareInput { abi: medrl_sdk::ABI_VERSION.to_string(), params, memory_pages })
+        .expect("a Value always serialises")
 }
 
 impl LoadedRule {
@@ -31,54 +37,76 @@ impl LoadedRule {
     pub fn new(sandbox: &Sandbox, rule: &VerifiedRule, weight: f64, overrides: Option<&serde_json::Value>) -> Result<Self, ModuleError> {
         let compiled = sandbox.compile(&rule.module, rule.manifest.limits)?;
         let params = merge_params(&rule.manifest.params, overrides);
-        let input_head = format!(
-            "{{\"abi\":\"{}\",\"params\":{},\"sample\":",
-            medrl_sdk::ABI_VERSION,
-            serde_json::to_string(&params).expect("a Value always serialises")
-        )
-        .into_bytes();
         Ok(LoadedRule {
             params_sha256: json_sha256(&params),
             module_sha256: rule.manifest.module.sha256.clone(),
+            prepare_input: prepare_input(&params, rule.manifest.limits.memory_pages),
             manifest: rule.manifest.clone(),
             manifest_sha256: rule.manifest_sha256.clone(),
             weight,
             params,
             compiled,
-            input_head,
         })
     }
 
-    /// The exact bytes passed to the module for this sample (audit records hash these).
-    pub fn input_for(&self, sample_json: &[u8]) -> Vec<u8> {
-        let mut input = Vec::with_capacity(self.input_head.len() + sample_json.len() + 1);
-        input.extend_from_slice(&self.input_head);
-        input.extend_from_slice(sample_json);
-        input.push(b'}');
-        input
+    /// The `medrl_prepare` document this rule is prepared with.
+    pub fn prepare_document(&self) -> &[u8] {
+        &self.prepare_input
     }
 
-    /// Evaluates a sample already encoded as JSON.
+    /// Evaluates one sample (already JSON-encoded) in a fresh instance.
     pub fn evaluate_encoded(&self, sample_json: &[u8]) -> Evaluation {
-        self.compiled.evaluate(&self.input_for(sample_json), self.manifest.output_range)
+        self.compiled.evaluate_one(&self.prepare_input, sample_json, self.manifest.output_range)
     }
 
     pub fn evaluate(&self, sample: &Sample) -> Evaluation {
         self.evaluate_encoded(&encode_sample(sample))
     }
 
+    /// Evaluates samples in order in one reused instance (replaced after a trap).
+    pub fn evaluate_many(&self, samples_json: &[&[u8]]) -> Vec<Evaluation> {
+        self.compiled.evaluate_many(&self.prepare_input, samples_json, self.manifest.output_range)
+    }
+
     /// Runs one golden vector through the sandbox: `Ok` or the mismatches in words.
     pub fn run_vector(&self, vector: &Vector) -> Result<(), String> {
         let params = merge_params(&self.params, vector.params.as_ref());
-        let input = serde_json::to_vec(&serde_json::json!({
-            "abi": medrl_sdk::ABI_VERSION, "sample": vector.sample, "params": params,
-        }))
-        .expect("a Value always serialises");
-        let eval = self.compiled.evaluate(&input, self.manifest.output_range);
+        let input = prepare_input(&params, self.manifest.limits.memory_pages);
+        let eval = self.compiled.evaluate_one(&input, &encode_sample(&vector.sample), self.manifest.output_range);
         match &eval.output {
             Some(out) => check(&vector.expect, out),
             None => Err(format!("{}: {}", eval.outcome.as_str(), eval.error.unwrap_or_default())),
         }
+    }
+
+    /// Checks that the rule keeps no state between evaluations: each sample scored alone in a
+    /// fresh instance, and all of them in one reused instance (forwards and backwards), must give
+    /// the same outcome, output and fuel. A rule that fails this could not be replayed exactly.
+    pub fn check_isolation(&self, samples: &[Sample]) -> Result<(), String> {
+        let encoded: Vec<Vec<u8>> = samples.iter().map(encode_sample).collect();
+        let alone: Vec<Evaluation> = encoded.iter().map(|s| self.evaluate_encoded(s)).collect();
+        let forwards: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
+        let backwards: Vec<&[u8]> = forwards.iter().rev().copied().collect();
+        let reused = self.evaluate_many(&forwards);
+        let mut reused_back = self.evaluate_many(&backwards);
+        reused_back.reverse();
+        for (i, sample) in samples.iter().enumerate() {
+            for (order, other) in [("in order", &reused[i]), ("in reverse order", &reused_back[i])] {
+                let same = alone[i].outcome == other.outcome && alone[i].output == other.output && alone[i].fuel_used == other.fuel_used;
+                if !same {
+                    return Err(format!(
+                        "rule {} gives sample `{}` a different result when it follows other samples {order} (alone: {} fuel {}, reused: {} fuel {}); a rule must keep no state between evaluations (no statics)",
+                        self.manifest.reference(),
+                        sample.id,
+                        alone[i].outcome.as_str(),
+                        alone[i].fuel_used,
+                        other.outcome.as_str(),
+                        other.fuel_used
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -106,6 +134,21 @@ pub struct SampleScore {
     pub reward: Reward,
 }
 
+/// Why a rule set cannot be made ready to score.
+#[derive(Debug, thiserror::Error)]
+pub enum ScorerError {
+    #[error(transparent)]
+    Module(#[from] ModuleError),
+    #[error("{0}")]
+    Vectors(String),
+    #[error("{0}")]
+    Isolation(String),
+}
+
+/// The most samples one instance evaluates before the task ends (bounds a task's length so
+/// the pool balances).
+const MAX_RUN: usize = 64;
+
 /// A verified rule set, compiled.
 pub struct RuleSetScorer {
     pub ruleset: VerifiedRuleSet,
@@ -113,8 +156,11 @@ pub struct RuleSetScorer {
 }
 
 impl RuleSetScorer {
-    pub fn new(sandbox: &Sandbox, ruleset: VerifiedRuleSet) -> Result<Self, ModuleError> {
-        let rules = ruleset
+    /// Compiles every rule of a verified rule set. Each rule's golden-vector samples are run
+    /// through [`LoadedRule::check_isolation`] first: a rule that keeps state between
+    /// evaluations is refused before it scores anything.
+    pub fn new(sandbox: &Sandbox, ruleset: VerifiedRuleSet) -> Result<Self, ScorerError> {
+        let rules: Vec<LoadedRule> = ruleset
             .manifest
             .rules
             .iter()
@@ -124,17 +170,35 @@ impl RuleSetScorer {
                 LoadedRule::new(sandbox, rule, entry.weight, overrides.as_ref())
             })
             .collect::<Result<_, _>>()?;
+        for (loaded, verified) in rules.iter().zip(&ruleset.rules) {
+            let samples = verified.vector_samples().map_err(ScorerError::Vectors)?;
+            loaded.check_isolation(&samples).map_err(ScorerError::Isolation)?;
+        }
         Ok(RuleSetScorer { ruleset, rules })
     }
 
-    /// Scores a batch on the current rayon pool: every (sample, rule) pair is one task, so a
-    /// slow rule or sample never idles the other cores, and a failing one never stops the rest.
+    /// Scores a batch on the current rayon pool. Each task is one rule on a run of samples in
+    /// one reused instance, so preparing a rule (decoding its parameters, building its tables)
+    /// is paid once per run, not per sample; a slow or failing rule never stops the others.
     pub fn score_batch(&self, samples: &[Sample]) -> Vec<SampleScore> {
         let encoded: Vec<Vec<u8>> = samples.par_iter().map(encode_sample).collect();
         let n_rules = self.rules.len();
-        let evaluations: Vec<Evaluation> = (0..samples.len() * n_rules)
+        let threads = rayon::current_num_threads().max(1);
+        let chunk = samples.len().div_ceil(threads * 4).clamp(1, MAX_RUN);
+        let n_chunks = samples.len().div_ceil(chunk);
+        let runs: Vec<Vec<Evaluation>> = (0..n_rules * n_chunks)
             .into_par_iter()
-            .map(|k| self.rules[k % n_rules].evaluate_encoded(&encoded[k / n_rules]))
+            .map(|task| {
+                let (rule, c) = (task / n_chunks, task % n_chunks);
+                let run: Vec<&[u8]> = encoded[c * chunk..((c + 1) * chunk).min(encoded.len())].iter().map(Vec::as_slice).collect();
+                self.rules[rule].evaluate_many(&run)
+            })
+            .collect();
+        // runs[rule * n_chunks + c][i] is rule `rule` on sample `c * chunk + i`; regroup by sample.
+        let mut per_rule: Vec<std::vec::IntoIter<Evaluation>> =
+            runs.chunks(n_chunks.max(1)).map(|r| r.concat().into_iter()).collect();
+        let evaluations: Vec<Evaluation> = (0..samples.len())
+            .flat_map(|_| per_rule.iter_mut().map(|it| it.next().expect("one evaluation per (sample, rule)")).collect::<Vec<_>>())
             .collect();
         let mut evaluations = evaluations.into_iter();
         samples
@@ -238,15 +302,32 @@ mod tests {
     }
 
     #[test]
-    fn the_input_document_is_abi_params_then_sample() {
+    fn the_prepare_document_carries_merged_params_and_memory() {
         let sandbox = Sandbox::new(1).unwrap();
         let mut rule = verified("r", RuleKind::Score, OnError::Zero, SandboxLimits::default(), constant_rule(r#"{"score":0,"applicable":true}"#));
         rule.manifest.params = serde_json::json!({"k": ["胸痛"]});
         let loaded = LoadedRule::new(&sandbox, &rule, 1.0, Some(&serde_json::json!({"extra": 1}))).unwrap();
-        let input = loaded.input_for(&encode_sample(&sample("a")));
-        let parsed: serde_json::Value = serde_json::from_slice(&input).unwrap();
+        let parsed: serde_json::Value = serde_json::from_slice(&loaded.prepare_input).unwrap();
         assert_eq!(parsed["abi"], "medrl-rule/1");
         assert_eq!(parsed["params"], serde_json::json!({"k": ["胸痛"], "extra": 1}));
-        assert_eq!(parsed["sample"]["id"], "a");
+        assert_eq!(parsed["memory_pages"], 256);
+    }
+
+    #[test]
+    fn a_rule_that_keeps_state_between_evaluations_is_caught() {
+        // A counter in a global: the n-th evaluation of an instance returns score n/10.
+        let counting = crate::reward::testutil::wat_rule_with(
+            "(global.set $n (i32.add (global.get $n) (i32.const 1))) (i32.store8 (i32.const 27) (i32.add (i32.const 48) (global.get $n))) i64.const 68719476767",
+            r#"{\"score\":0.1,\"applicable\":true}"#,
+            "(global $n (mut i32) (i32.const 0))",
+            "i64.const 0",
+        );
+        let rule = verified("counting", RuleKind::Score, OnError::Zero, SandboxLimits::default(), counting);
+        let loaded = LoadedRule::new(&Sandbox::new(1).unwrap(), &rule, 1.0, None).unwrap();
+        let err = loaded.check_isolation(&[sample("a"), sample("b")]).unwrap_err();
+        assert!(err.contains("counting@1.0.0") && err.contains("no statics"), "{err}");
+        let honest = verified("honest", RuleKind::Score, OnError::Zero, SandboxLimits::default(), constant_rule(r#"{"score":0.5,"applicable":true}"#));
+        let loaded = LoadedRule::new(&Sandbox::new(1).unwrap(), &honest, 1.0, None).unwrap();
+        loaded.check_isolation(&[sample("a"), sample("b"), sample("c")]).unwrap();
     }
 }

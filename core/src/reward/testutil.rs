@@ -8,6 +8,11 @@ use super::registry::VerifiedRule;
 /// A `medrl-rule/1` module whose `medrl_evaluate` has the given body; `data` is placed at
 /// address 16 (so the body can return `(16 << 32) | len`).
 pub fn wat_rule(evaluate_body: &str, data: &str, extra: &str) -> Vec<u8> {
+    wat_rule_with(evaluate_body, data, extra, "i64.const 0")
+}
+
+/// Like [`wat_rule`], with the body of `medrl_prepare` too (`i64.const 0` means ready).
+pub fn wat_rule_with(evaluate_body: &str, data: &str, extra: &str, prepare_body: &str) -> Vec<u8> {
     let text = format!(
         r#"(module
   {extra}
@@ -22,6 +27,8 @@ pub fn wat_rule(evaluate_body: &str, data: &str, extra: &str) -> Vec<u8> {
     global.set $bump
     local.get $p)
   (data (i32.const 16) "{data}")
+  (func (export "medrl_prepare") (param i32 i32) (result i64)
+    {prepare_body})
   (func (export "medrl_evaluate") (param i32 i32) (result i64)
     {evaluate_body})
   (@custom "medrl:abi" "medrl-rule/1"))"#
