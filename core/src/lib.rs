@@ -1,10 +1,12 @@
 //! medrl: rule-governed reinforcement learning for medical LLMs.
 //!
+//! - [`data`]: prompt sets: schema, validation, leakage checks, sampling, the data card.
 //! - [`reward`]: rules as sandboxed WebAssembly, their manifests and registry, and scoring.
 //! - [`io`]: JSONL input with file-and-line errors.
 //! - [`cli`]: the `medrl` command line (parsing and printing only).
 
 pub mod bench;
 pub mod cli;
+pub mod data;
 pub mod io;
 pub mod reward;

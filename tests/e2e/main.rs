@@ -3,6 +3,7 @@
 
 mod author_workflow;
 mod bad_input;
+mod data;
 mod reproducible_build;
 mod shipped_rules;
 

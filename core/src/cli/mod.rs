@@ -2,6 +2,7 @@
 //! Each subcommand lives in its own file and calls the library; none of them computes anything.
 
 mod bench;
+mod data;
 mod rules;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +30,9 @@ enum Command {
     /// Measure throughput.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Validate the prompt sets, build the training prompts, render the data card.
+    #[command(subcommand)]
+    Data(data::DataCommand),
 }
 
 /// Settings every subcommand may need, resolved from the global flags.
@@ -52,6 +56,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Rules(cmd) => rules::run(cmd, &globals),
         Command::Bench(cmd) => bench::run(cmd, &globals),
+        Command::Data(cmd) => data::run(cmd, &globals),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
