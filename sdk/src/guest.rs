@@ -63,7 +63,12 @@ pub fn evaluate_prepared_json<S, F>(state: &S, sample: &[u8], evaluate: F) -> Ve
 where
     F: FnOnce(&Sample, &S) -> RuleOutput,
 {
-    match serde_json::from_slice::<Sample>(sample) {
+    // One UTF-8 check of the whole document, then a `&str` reader that does not re-check each
+    // string: measured at ~13 % of a cheap rule's instructions inside WebAssembly otherwise.
+    let decoded = std::str::from_utf8(sample)
+        .map_err(|e| e.to_string())
+        .and_then(|text| serde_json::from_str::<Sample>(text).map_err(|e| e.to_string()));
+    match decoded {
         Ok(sample) => encode(&evaluate(&sample, state)),
         Err(e) => error_json(format!("cannot decode the sample: {e}")),
     }

@@ -15,12 +15,17 @@
 //!   its `[start, end)` byte span in the original. A phrase that begins (ends) with an ASCII
 //!   letter only matches where no ASCII letter is just before (after) it, and one that begins
 //!   (ends) with a digit where no digit is, so "the er" does not match "the error" and "打120"
-//!   does not match "打1200", while "mg" matches in "800mg"; CJK phrases match anywhere.
+//!   does not match "打1200", while "mg" matches in "800mg"; CJK phrases match anywhere. Sets and
+//!   groups are built once, in a rule's `prepare`; [`find_phrase`] looks for one phrase that comes
+//!   with the sample.
 //! - **Negation** ([`Negation`], [`NegationIndex`] for many checks): whether a cue such as 不需要
 //!   or "no need to" governs a match: before it (or after it) in the same clause, within a window.
+//!   [`NegationIndex::from_matches`] takes cues found by the same [`PhraseGroups`] scan as the
+//!   phrases they govern.
 //! - **Clauses and sentences** ([`clause_range`], [`clause_start_within`], [`sentences`]).
 //! - **Tokens and repetition** ([`tokens`], [`count_tokens`], [`ngram_stats`],
-//!   [`repeated_ngram_ratio`]).
+//!   [`repeated_ngram_ratio`], and [`token_stats`] for the count, a position and the n-grams in
+//!   one pass).
 //! - **Numbers** ([`find_numbers`], [`parse_zh_numeral`], [`NumberTemplate`]): Arabic digits,
 //!   Chinese numerals and English number words, ranges such as "4-6" or 三到四, and templates
 //!   such as `每日{n}次` or `every {n} hours`.
@@ -98,6 +103,25 @@ fn has_no_case(c: char) -> bool {
     )
 }
 
+/// ASCII horizontal whitespace (`char::is_whitespace` but not a newline).
+#[inline(always)]
+fn is_ascii_hspace(b: u8) -> bool {
+    matches!(b, b'\t' | 0x0B | 0x0C | b'\r' | b' ')
+}
+
+/// The character whose UTF-8 sequence of `len` bytes starts at byte `i` of valid UTF-8.
+#[inline(always)]
+fn decode_char(b: &[u8], i: usize, len: usize) -> char {
+    let cont = |k: usize| (b[i + k] & 0x3F) as u32;
+    let code = match len {
+        1 => b[i] as u32,
+        2 => ((b[i] as u32 & 0x1F) << 6) | cont(1),
+        3 => ((b[i] as u32 & 0x0F) << 12) | (cont(1) << 6) | cont(2),
+        _ => ((b[i] as u32 & 0x07) << 18) | (cont(1) << 12) | (cont(2) << 6) | cont(3),
+    };
+    char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER)
+}
+
 /// The normalised form of `s` (see the module docs), without the offset map.
 pub fn normalize(s: &str) -> String {
     NormText::new(s).norm
@@ -111,64 +135,187 @@ pub fn normalize(s: &str) -> String {
 pub struct NormText<'a> {
     original: &'a str,
     norm: String,
-    /// For every byte of `norm` (and one past the end): the original byte offset of the character
-    /// it came from.
-    norm_to_orig: Vec<u32>,
-    /// For every byte of `original` (and one past the end): the offset in `norm` of its
-    /// character's normalised form.
-    orig_to_norm: Vec<u32>,
+    /// The map between the two texts, in pieces ordered by both offsets, and a last piece at
+    /// the two ends. A piece runs to where the next one starts.
+    pieces: Vec<Piece>,
+}
+
+/// A stretch of the normalised text and the stretch of the original text it came from.
+#[derive(Debug, Clone, Copy)]
+struct Piece {
+    norm: u32,
+    orig: u32,
+    /// Characters of the same byte lengths on both sides (ASCII lowercased or turned into a space,
+    /// caseless characters copied), so an offset `k` bytes into one is `k` bytes into the other.
+    /// Otherwise the piece is one original character and what it became: one or more characters,
+    /// or nothing (a collapsed whitespace character).
+    same: bool,
 }
 
 impl<'a> NormText<'a> {
     pub fn new(original: &'a str) -> Self {
-        let mut norm = String::with_capacity(original.len());
-        let mut norm_to_orig = Vec::with_capacity(original.len() + 1);
-        let mut orig_to_norm = vec![0u32; original.len() + 1];
+        let src = original.as_bytes();
+        let mut norm = String::with_capacity(src.len());
+        let mut pieces = Vec::new();
+        // Whether the last piece is a `same` piece that the next such character can extend.
+        let mut same_open = false;
         let mut in_space = false;
-        for (i, c) in original.char_indices() {
-            let at = norm.len();
-            if c.is_ascii() {
-                // Fast path (one byte in, one byte out); the general path below gives the same result.
-                if c != '\n' && c.is_whitespace() {
-                    if in_space {
-                        orig_to_norm[i] = (at - 1) as u32;
-                        continue;
-                    }
-                    in_space = true;
-                    norm.push(' ');
-                } else {
-                    in_space = false;
-                    norm.push(c.to_ascii_lowercase());
+        let mut i = 0;
+        while i < src.len() {
+            let b = src[i];
+            if b < 0x80 && !(in_space && is_ascii_hspace(b)) {
+                if !same_open {
+                    pieces.push(Piece { norm: norm.len() as u32, orig: i as u32, same: true });
+                    same_open = true;
                 }
-                orig_to_norm[i] = at as u32;
-                norm_to_orig.push(i as u32);
+                // A run of ASCII: every byte but a whitespace that follows a whitespace.
+                let start = i;
+                let at = norm.len();
+                let mut changed = false;
+                let mut prev_space = false;
+                // Eight bytes at a time while they are ASCII with no two whitespaces in a row.
+                while i + 8 <= src.len() {
+                    let w = load8(src, i);
+                    if w & HI_BITS != 0 {
+                        break;
+                    }
+                    let other = ascii_hspace_mask(w) & !byte_eq_mask(w, b' ');
+                    let spaces = ascii_hspace_mask(w);
+                    let carry = if prev_space { 0x80 } else { 0 };
+                    if spaces & ((spaces << 8) | carry) != 0 {
+                        break;
+                    }
+                    changed |= other != 0;
+                    prev_space = spaces >> 63 != 0;
+                    i += 8;
+                }
+                while i < src.len() && src[i] < 0x80 {
+                    let space = is_ascii_hspace(src[i]);
+                    if space && (prev_space || (i == start && in_space)) {
+                        break;
+                    }
+                    changed |= space && src[i] != b' ';
+                    prev_space = space;
+                    i += 1;
+                }
+                if changed {
+                    // Tabs, \r, \x0b and \x0c become spaces (one each: a run has no two in a row).
+                    for &c in &src[start..i] {
+                        norm.push(if is_ascii_hspace(c) { ' ' } else { c.to_ascii_lowercase() as char });
+                    }
+                } else {
+                    norm.push_str(&original[start..i]);
+                    norm[at..].make_ascii_lowercase();
+                }
+                in_space = prev_space;
                 continue;
             }
-            let folded = fold_width(c);
-            if is_hspace(folded) {
-                if in_space {
-                    // Collapsed into the space already written.
-                    orig_to_norm[i..i + c.len_utf8()].fill((at - 1) as u32);
-                    continue;
+            if b < 0x80 && in_space {
+                // A run of ASCII whitespace after a space: collapsed, into one empty piece (or
+                // the one a collapsed character just before opened).
+                if !pieces.last().is_some_and(|p: &Piece| !p.same && p.norm as usize == norm.len()) {
+                    pieces.push(Piece { norm: norm.len() as u32, orig: i as u32, same: false });
                 }
-                in_space = true;
-                norm.push(' ');
-            } else {
-                in_space = false;
-                if folded.is_ascii() {
-                    norm.push(folded.to_ascii_lowercase());
-                } else if has_no_case(folded) {
-                    norm.push(folded);
-                } else {
-                    norm.extend(folded.to_lowercase());
+                same_open = false;
+                while i < src.len() && is_ascii_hspace(src[i]) {
+                    i += 1;
                 }
+                continue;
             }
-            orig_to_norm[i..i + c.len_utf8()].fill(at as u32);
-            norm_to_orig.resize(norm.len(), i as u32);
+            if (0xE4..=0xE9).contains(&b) {
+                // A run of U+4000..=U+9FFF (CJK ideographs): caseless, copied.
+                if !same_open {
+                    pieces.push(Piece { norm: norm.len() as u32, orig: i as u32, same: true });
+                    same_open = true;
+                }
+                let start = i;
+                while i < src.len() && (0xE4..=0xE9).contains(&src[i]) {
+                    i += 3;
+                }
+                norm.push_str(&original[start..i]);
+                in_space = false;
+                continue;
+            }
+            // One character on its own: a collapsed ASCII space, or anything else outside ASCII.
+            let len = utf8_len(b);
+            let c = if b < 0x80 { b as char } else { decode_char(src, i, len) };
+            let folded = fold_width(c);
+            // No caseless character is whitespace (U+3000 has been folded to a space already).
+            let caseless = !folded.is_ascii() && has_no_case(folded);
+            let hspace = if folded.is_ascii() { is_ascii_hspace(folded as u8) } else { !caseless && is_hspace(folded) };
+            if hspace && in_space {
+                // Collapsed. A run of collapsed characters shares one empty piece.
+                let last = pieces.last().copied();
+                if !last.is_some_and(|p: Piece| !p.same && p.norm as usize == norm.len()) {
+                    pieces.push(Piece { norm: norm.len() as u32, orig: i as u32, same: false });
+                }
+                same_open = false;
+                i += len;
+                continue;
+            }
+            in_space = hspace;
+            if caseless {
+                if !same_open {
+                    pieces.push(Piece { norm: norm.len() as u32, orig: i as u32, same: true });
+                    same_open = true;
+                }
+                norm.push(folded);
+                i += len;
+                continue;
+            }
+            pieces.push(Piece { norm: norm.len() as u32, orig: i as u32, same: false });
+            same_open = false;
+            if hspace {
+                norm.push(' ');
+            } else if folded.is_ascii() {
+                norm.push(folded.to_ascii_lowercase());
+            } else {
+                norm.extend(folded.to_lowercase());
+            }
+            i += len;
         }
-        norm_to_orig.push(original.len() as u32);
-        orig_to_norm[original.len()] = norm.len() as u32;
-        NormText { original, norm, norm_to_orig, orig_to_norm }
+        pieces.push(Piece { norm: norm.len() as u32, orig: src.len() as u32, same: true });
+        NormText { original, norm, pieces }
+    }
+
+    /// The original offset of the character normalised byte `at` came from (`at` may be the end).
+    fn to_orig(&self, at: usize) -> usize {
+        assert!(at <= self.norm.len(), "normalised offset {at} past the end ({})", self.norm.len());
+        // The last piece starting at or before `at`: an empty piece (a collapsed space) shares its
+        // start with the piece after it, which is the one taken.
+        let k = self.pieces.partition_point(|p| p.norm as usize <= at) - 1;
+        let p = self.pieces[k];
+        if p.same {
+            let nb = self.norm.as_bytes();
+            let mut cs = at;
+            while cs > p.norm as usize && cs < nb.len() && (nb[cs] & 0xC0) == 0x80 {
+                cs -= 1;
+            }
+            p.orig as usize + (cs - p.norm as usize)
+        } else {
+            p.orig as usize
+        }
+    }
+
+    /// The normalised offset of what original byte `at` became (`at` may be the end); for a
+    /// collapsed whitespace character, the space it was collapsed into.
+    fn to_norm(&self, at: usize) -> usize {
+        assert!(at <= self.original.len(), "offset {at} past the end ({})", self.original.len());
+        let k = self.pieces.partition_point(|p| p.orig as usize <= at) - 1;
+        let p = self.pieces[k];
+        if p.same {
+            let ob = self.original.as_bytes();
+            let mut cs = at;
+            while cs > p.orig as usize && cs < ob.len() && (ob[cs] & 0xC0) == 0x80 {
+                cs -= 1;
+            }
+            p.norm as usize + (cs - p.orig as usize)
+        } else if self.pieces.get(k + 1).is_some_and(|next| next.norm == p.norm) {
+            // Collapsed: it became nothing, after the space it joined.
+            p.norm as usize - 1
+        } else {
+            p.norm as usize
+        }
     }
 
     /// The original text.
@@ -183,24 +330,25 @@ impl<'a> NormText<'a> {
 
     /// Maps a normalised byte range to the original byte range `[start, end)` that produced it.
     pub fn orig_span(&self, norm_start: usize, norm_end: usize) -> (usize, usize) {
-        let start = self.norm_to_orig[norm_start] as usize;
+        let start = self.to_orig(norm_start);
         if norm_end <= norm_start {
             return (start, start);
         }
-        let last = self.norm_to_orig[norm_end - 1] as usize;
-        let last_len = self.original[last..].chars().next().map_or(0, char::len_utf8);
+        let last = self.to_orig(norm_end - 1);
+        // `last` is where a character starts: its lead byte gives its length.
+        let last_len = self.original.as_bytes().get(last).map_or(0, |&b| utf8_len(b));
         (start, last + last_len)
     }
 
     /// Maps an original byte range to the normalised byte range it became.
     pub fn norm_span(&self, start: usize, end: usize) -> (usize, usize) {
-        let norm_start = self.orig_to_norm[start] as usize;
+        let norm_start = self.to_norm(start);
         if end <= start {
             return (norm_start, norm_start);
         }
         // The end is where the character after the range starts in `norm`; for a collapsed space
         // that is the shared space, so take the later of that and the start.
-        let norm_end = (self.orig_to_norm[end] as usize).max(norm_start);
+        let norm_end = self.to_norm(end).max(norm_start);
         (norm_start, norm_end)
     }
 
@@ -247,42 +395,354 @@ fn joins(edge: u8, neighbour: Option<&u8>) -> bool {
 ///
 /// Empty phrases (after normalisation) never match. Among phrases matching at the same position
 /// the longest wins, then the earliest in the list. Matching tests the first two bytes of each
-/// text position in a bitmap and then compares only the phrases that start with the same
-/// character, so scanning a text costs a few instructions per byte however long the list is
-/// (fuel is metered).
+/// text position in a bitmap (an ASCII letter or digit inside a word cannot start a match and is
+/// skipped), hashes the first character of the positions that pass into a second, finer bitmap,
+/// and only then compares the phrases that start the same way, eight bytes at a time. So scanning
+/// a text costs a few instructions per byte however long the list is (fuel is metered). The
+/// tables are built once by [`PhraseSet::new`]: build a set in a rule's `prepare`, not per sample.
 #[derive(Debug, Clone)]
 pub struct PhraseSet {
     phrases: Vec<String>,
-    /// One bit per pair of first two bytes a phrase may start with (for a one-byte phrase, every
-    /// pair beginning with its byte).
-    first_pairs: Vec<u64>,
-    /// Phrases by [`char_bucket`] of their first character, longest first, then in list order.
-    buckets: Vec<Vec<usize>>,
-    /// Bytes that are a whole phrase (a one-character ASCII phrase): the only phrases that can
-    /// match at the last byte of a text.
-    singles: [bool; 256],
+    index: PhraseIndex,
     max_chars: usize,
 }
 
 /// Length of the UTF-8 sequence a lead byte starts.
+#[inline(always)]
 fn utf8_len(lead: u8) -> usize {
-    match lead {
-        0..=0x7F => 1,
-        0xC0..=0xDF => 2,
-        0xE0..=0xEF => 3,
-        0xF0..=0xFF => 4,
-        // A continuation byte is never at a char boundary; step one byte to stay safe.
-        0x80..=0xBF => 1,
+    UTF8_LEN[lead as usize] as usize
+}
+
+/// [`utf8_len`] of every byte. A continuation byte is never at a char boundary; it gets 1, to
+/// step one byte and stay safe.
+const UTF8_LEN: [u8; 256] = {
+    let mut t = [1u8; 256];
+    let mut b = 0xC0;
+    while b < 256 {
+        t[b] = if b < 0xE0 {
+            2
+        } else if b < 0xF0 {
+            3
+        } else {
+            4
+        };
+        b += 1;
+    }
+    t
+};
+
+/// Which bytes are ASCII letters (1) and digits (2), for the word-boundary rule.
+const WORD_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 128 {
+        let c = b as u8;
+        t[b] = if c.is_ascii_alphabetic() {
+            1
+        } else if c.is_ascii_digit() {
+            2
+        } else {
+            0
+        };
+        b += 1;
+    }
+    t
+};
+
+/// Up to this many first pairs, a [`PhraseIndex`] scans a text with a branch per byte; past it,
+/// sixty-four bytes at a time (see [`PhraseIndex::for_each_start`]).
+const FEW_PAIRS: usize = 40;
+
+/// Number of candidate buckets of a [`PhraseIndex`] (a power of two).
+const BUCKET_BITS: u32 = 9;
+const BUCKETS: usize = 1 << BUCKET_BITS;
+
+/// The eight bytes of `bytes` from `i` as a little-endian integer, zero-padded past the end.
+#[inline(always)]
+fn load8(bytes: &[u8], i: usize) -> u64 {
+    match bytes.get(i..i + 8) {
+        Some(w) => u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]),
+        None => {
+            let mut buf = [0u8; 8];
+            let rest = &bytes[i.min(bytes.len())..];
+            buf[..rest.len()].copy_from_slice(rest);
+            u64::from_le_bytes(buf)
+        }
     }
 }
 
-/// Number of first-character buckets of a [`PhraseSet`].
-const BUCKETS: usize = 256;
+/// A fixed multiplicative hash (deterministic: no random state).
+#[inline(always)]
+fn mix(key: u64) -> u64 {
+    (key ^ (key >> 29)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
 
-/// The bucket of a first character: a multiplicative hash of the code point, so neighbouring
-/// CJK characters spread out.
-fn char_bucket(c: char) -> usize {
-    ((c as u32).wrapping_mul(0x9E37_79B1) >> 24) as usize % BUCKETS
+/// The filter bit (16 bits) and the bucket of a start key's hash.
+#[inline(always)]
+fn filter_bit(h: u64) -> usize {
+    (h >> 48) as usize
+}
+
+#[inline(always)]
+fn bucket_of(h: u64) -> usize {
+    (h >> 39) as usize & (BUCKETS - 1)
+}
+
+/// One phrase in a [`PhraseIndex`].
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    /// The phrase's first `min(8, len)` bytes, little-endian, and the mask selecting them.
+    prefix: u64,
+    mask: u64,
+    /// Where its bytes are in [`PhraseIndex::bytes`].
+    offset: u32,
+    len: u32,
+    /// Its index in its list (for [`PhraseGroups`], in its group) and its group.
+    phrase: u32,
+    group: u32,
+}
+
+/// The lookup tables of a [`PhraseSet`] or [`PhraseGroups`].
+#[derive(Debug, Clone)]
+struct PhraseIndex {
+    /// One bit per pair of first two bytes a phrase may start with (for a one-byte phrase, every
+    /// pair starting with its byte): a cheap test before the start key is hashed. For a CJK
+    /// character the pair is its first two bytes, which tell apart blocks of 64 characters.
+    first_pairs: Vec<u64>,
+    /// More than [`FEW_PAIRS`] bits set in `first_pairs`: see [`PhraseIndex::for_each_start`].
+    many_pairs: bool,
+    /// One bit per [`filter_bit`] of a [`start_key`] a phrase of two bytes or more starts with.
+    filter: Vec<u64>,
+    /// Phrases of two bytes or more by [`bucket_of`] their start key: bucket `b` is
+    /// `entries[starts[b]..starts[b + 1]]`, longest first, then in list order.
+    entries: Vec<Entry>,
+    starts: Vec<u32>,
+    /// One-byte phrases by their byte: `singles[single_starts[b]..single_starts[b + 1]]`, in list
+    /// order. They are the shortest phrases starting with that byte, so they are tried last.
+    singles: Vec<Entry>,
+    single_starts: Vec<u32>,
+    /// Every phrase's bytes, one after the other.
+    bytes: Vec<u8>,
+}
+
+/// For the first byte of a window: the mask selecting the window's start key (see
+/// [`start_key`]).
+const KEY_MASK: [u64; 256] = {
+    let mut t = [0u64; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = if b < 0x80 {
+            0xFFFF
+        } else if b < 0xC0 {
+            0xFF
+        } else if b < 0xE0 {
+            0xFFFF
+        } else if b < 0xF0 {
+            0xFF_FFFF
+        } else {
+            0xFFFF_FFFF
+        };
+        b += 1;
+    }
+    t
+};
+
+/// What a match must start with to be looked up: for an ASCII first byte, the first two bytes
+/// (0 for a missing second byte); otherwise the whole first character.
+#[inline(always)]
+fn start_key(window: u64) -> u64 {
+    window & KEY_MASK[window as u8 as usize]
+}
+
+impl PhraseIndex {
+    /// `phrases[k]` (normalised) belongs to group `groups[k]` with index `locals[k]` in it.
+    fn new(phrases: &[String], groups: &[u32], locals: &[u32]) -> Self {
+        let mut filter = vec![0u64; 65536 / 64];
+        let mut first_pairs = vec![0u64; 65536 / 64];
+        let mut bytes = Vec::new();
+        let mut keyed: Vec<(usize, Entry)> = Vec::new();
+        let mut singles: Vec<(usize, Entry)> = Vec::new();
+        for (k, p) in phrases.iter().enumerate() {
+            let pb = p.as_bytes();
+            if pb.is_empty() {
+                continue;
+            }
+            let n = pb.len().min(8);
+            let mut head = [0u8; 8];
+            head[..n].copy_from_slice(&pb[..n]);
+            let entry = Entry {
+                prefix: u64::from_le_bytes(head),
+                mask: if n == 8 { u64::MAX } else { (1u64 << (8 * n)) - 1 },
+                offset: bytes.len() as u32,
+                len: pb.len() as u32,
+                phrase: locals[k],
+                group: groups[k],
+            };
+            bytes.extend_from_slice(pb);
+            match pb {
+                [b0] => {
+                    let base = (*b0 as usize) << 8;
+                    first_pairs[base / 64..(base + 256) / 64].fill(u64::MAX);
+                }
+                [b0, b1, ..] => {
+                    let pair = (*b0 as usize) << 8 | *b1 as usize;
+                    first_pairs[pair / 64] |= 1 << (pair % 64);
+                }
+                [] => {}
+            }
+            if pb.len() == 1 {
+                singles.push((pb[0] as usize, entry));
+            } else {
+                let h = mix(start_key(entry.prefix));
+                let bit = filter_bit(h);
+                filter[bit / 64] |= 1 << (bit % 64);
+                keyed.push((bucket_of(h), entry));
+            }
+        }
+        // Stable: equal buckets and lengths keep list order.
+        keyed.sort_by_key(|(b, e)| (*b, std::cmp::Reverse(e.len)));
+        singles.sort_by_key(|(b, _)| *b);
+        let mut starts = vec![0u32; BUCKETS + 1];
+        for (b, _) in &keyed {
+            starts[b + 1] += 1;
+        }
+        let mut single_starts = vec![0u32; 257];
+        for (b, _) in &singles {
+            single_starts[b + 1] += 1;
+        }
+        for i in 0..BUCKETS {
+            starts[i + 1] += starts[i];
+        }
+        for i in 0..256 {
+            single_starts[i + 1] += single_starts[i];
+        }
+        let many_pairs = first_pairs.iter().map(|w| w.count_ones() as usize).sum::<usize>() > FEW_PAIRS;
+        PhraseIndex {
+            first_pairs,
+            many_pairs,
+            filter,
+            entries: keyed.into_iter().map(|(_, e)| e).collect(),
+            starts,
+            singles: singles.into_iter().map(|(_, e)| e).collect(),
+            single_starts,
+            bytes,
+        }
+    }
+
+    /// The phrases that may start where the text reads `window`, in the order to try them: the
+    /// longer ones (same start key; none when the filter says no phrase starts that way), then
+    /// the one-byte ones.
+    #[inline(always)]
+    fn candidates(&self, window: u64) -> (&[Entry], &[Entry]) {
+        let h = mix(start_key(window));
+        let bit = filter_bit(h);
+        let keyed: &[Entry] = if self.filter[bit / 64] & (1 << (bit % 64)) == 0 {
+            &[]
+        } else {
+            let b = bucket_of(h);
+            &self.entries[self.starts[b] as usize..self.starts[b + 1] as usize]
+        };
+        let b0 = window as u8 as usize;
+        let singles = &self.singles[self.single_starts[b0] as usize..self.single_starts[b0 + 1] as usize];
+        (keyed, singles)
+    }
+
+    /// Where `e` ends if it matches at byte `i` (`window` = the text's bytes from `i`), ending by
+    /// `limit`, with the word-boundary rule.
+    #[inline]
+    fn match_end(&self, e: &Entry, bytes: &[u8], window: u64, i: usize, limit: usize) -> Option<usize> {
+        let end = i + e.len as usize;
+        if end > limit || window & e.mask != e.prefix {
+            return None;
+        }
+        let p = &self.bytes[e.offset as usize..e.offset as usize + e.len as usize];
+        if p.len() > 8 && bytes[i + 8..end] != p[8..] {
+            return None;
+        }
+        let before = if i > 0 { bytes.get(i - 1) } else { None };
+        if joins(p[0], before) || joins(p[p.len() - 1], bytes.get(end)) {
+            return None;
+        }
+        Some(end)
+    }
+
+    /// The first candidate (the longest, then the earliest) matching at byte `i`.
+    #[inline(always)]
+    fn longest_at(&self, bytes: &[u8], i: usize, limit: usize) -> Option<(usize, usize)> {
+        let window = load8(bytes, i);
+        let (keyed, singles) = self.candidates(window);
+        keyed
+            .iter()
+            .chain(singles)
+            .find_map(|e| self.match_end(e, bytes, window, i, limit).map(|end| (e.phrase as usize, end)))
+    }
+
+    /// Calls `at` with every position in `from..end` whose first two bytes start a phrase and
+    /// that is not inside a word (see [`inside_word`]), in order. `at` returns `None` to
+    /// go on, `Some(p)` to skip the positions before `p` (the end of a match), or
+    /// `Some(usize::MAX)` to stop.
+    #[inline(always)]
+    fn for_each_start(&self, bytes: &[u8], from: usize, end: usize, mut at: impl FnMut(usize) -> Option<usize>) {
+        // Byte by byte, not character by character: the next position does not wait for the
+        // length of this character to be looked up, and continuation bytes fail the pair test
+        // (no phrase starts with one), so only char boundaries get further. With few pairs the
+        // test almost always fails and a branch per byte is cheap; with many, a text passes it
+        // often and unpredictably, so the positions are first gathered into a mask of sixty-four
+        // without a branch per byte.
+        let mut i = from;
+        let mut next_free = from;
+        if !self.many_pairs {
+            while i < end {
+                let pair = (bytes[i] as usize) << 8 | bytes.get(i + 1).map_or(0, |&b| b as usize);
+                if self.first_pairs[pair / 64] & (1 << (pair % 64)) != 0 && !inside_word(bytes, i) {
+                    match at(i) {
+                        Some(usize::MAX) => return,
+                        Some(next) if next > i => {
+                            i = next;
+                            continue;
+                        }
+                        _ => {}
+                    }
+                }
+                i += 1;
+            }
+            return;
+        }
+        let mut block = [0u8; 72];
+        while i < end {
+            let n = (end - i).min(64);
+            // The block and the byte after it (0 past the end of the text).
+            let copy = (n + 1).min(bytes.len() - i);
+            block[..copy].copy_from_slice(&bytes[i..i + copy]);
+            block[copy..n + 1].fill(0);
+            let mut mask = 0u64;
+            for k in 0..n {
+                let pair = (block[k] as usize) << 8 | block[k + 1] as usize;
+                mask |= ((self.first_pairs[pair / 64] >> (pair % 64)) & 1) << k;
+            }
+            while mask != 0 {
+                let pos = i + mask.trailing_zeros() as usize;
+                mask &= mask - 1;
+                if pos < next_free || inside_word(bytes, pos) {
+                    continue;
+                }
+                match at(pos) {
+                    Some(usize::MAX) => return,
+                    Some(next) => next_free = next,
+                    None => {}
+                }
+            }
+            i = (i + n).max(next_free);
+        }
+    }
+}
+
+/// Whether byte `i` is inside a word: an ASCII letter (digit) right after another letter (digit).
+/// A phrase starting there would begin with that byte and fail the word-boundary rule.
+#[inline(always)]
+fn inside_word(bytes: &[u8], i: usize) -> bool {
+    let class = WORD_CLASS[bytes[i] as usize];
+    class != 0 && i > 0 && WORD_CLASS[bytes[i - 1] as usize] == class
 }
 
 impl PhraseSet {
@@ -292,32 +752,10 @@ impl PhraseSet {
         S: AsRef<str>,
     {
         let phrases: Vec<String> = phrases.into_iter().map(|p| normalize(p.as_ref())).collect();
-        let mut first_pairs = vec![0u64; 65536 / 64];
-        let mut buckets = vec![Vec::new(); BUCKETS];
-        let mut singles = [false; 256];
-        for (i, p) in phrases.iter().enumerate() {
-            let Some(first) = p.chars().next() else { continue };
-            buckets[char_bucket(first)].push(i);
-            match p.as_bytes() {
-                [b] => {
-                    singles[*b as usize] = true;
-                    // Any second byte may follow: set all 256 pairs that start with it.
-                    let base = (*b as usize) << 8;
-                    first_pairs[base / 64..(base + 256) / 64].fill(u64::MAX);
-                }
-                [b0, b1, ..] => {
-                    let pair = (*b0 as usize) << 8 | *b1 as usize;
-                    first_pairs[pair / 64] |= 1 << (pair % 64);
-                }
-                [] => {}
-            }
-        }
-        for list in &mut buckets {
-            // Stable: equal lengths keep list order.
-            list.sort_by_key(|&i| std::cmp::Reverse(phrases[i].len()));
-        }
+        let locals: Vec<u32> = (0..phrases.len() as u32).collect();
+        let index = PhraseIndex::new(&phrases, &vec![0; phrases.len()], &locals);
         let max_chars = phrases.iter().map(|p| p.chars().count()).max().unwrap_or(0);
-        PhraseSet { phrases, first_pairs, buckets, singles, max_chars }
+        PhraseSet { phrases, index, max_chars }
     }
 
     /// Number of phrases (including empty ones, so indices line up with the input list).
@@ -340,44 +778,6 @@ impl PhraseSet {
         self.max_chars
     }
 
-    /// The phrases that start with the character at byte `at` (a char boundary), longest first.
-    fn candidates(&self, norm: &str, at: usize) -> &[usize] {
-        match norm[at..].chars().next() {
-            Some(c) => &self.buckets[char_bucket(c)],
-            None => &[],
-        }
-    }
-
-    /// Whether some phrase may start at byte `at` (a cheap bitmap test, no decoding).
-    fn may_start_at(&self, bytes: &[u8], at: usize) -> bool {
-        let b0 = bytes[at] as usize;
-        match bytes.get(at + 1) {
-            Some(&b1) => {
-                let pair = b0 << 8 | b1 as usize;
-                self.first_pairs[pair / 64] & (1 << (pair % 64)) != 0
-            }
-            None => self.singles[b0],
-        }
-    }
-
-    /// The longest phrase matching exactly at normalised offset `at` and ending by `limit`.
-    fn longest_at(&self, norm: &str, at: usize, limit: usize) -> Option<(usize, usize)> {
-        let bytes = norm.as_bytes();
-        for &i in self.candidates(norm, at) {
-            let p = self.phrases[i].as_bytes();
-            let end = at + p.len();
-            if end > limit || &bytes[at..end] != p {
-                continue;
-            }
-            let before = if at > 0 { bytes.get(at - 1) } else { None };
-            if joins(p[0], before) || joins(p[p.len() - 1], bytes.get(end)) {
-                continue;
-            }
-            return Some((i, end));
-        }
-        None
-    }
-
     fn make_match(text: &NormText<'_>, phrase: usize, norm_start: usize, norm_end: usize) -> Match {
         let (start, end) = text.orig_span(norm_start, norm_end);
         Match { phrase, start, end, norm_start, norm_end }
@@ -389,7 +789,9 @@ impl PhraseSet {
         if norm_at >= norm.len() || !norm.is_char_boundary(norm_at) {
             return None;
         }
-        self.longest_at(norm, norm_at, norm.len()).map(|(i, end)| Self::make_match(text, i, norm_at, end))
+        self.index
+            .longest_at(norm.as_bytes(), norm_at, norm.len())
+            .map(|(i, end)| Self::make_match(text, i, norm_at, end))
     }
 
     /// Every match in the whole text, in order.
@@ -400,40 +802,78 @@ impl PhraseSet {
     /// Every match lying inside the normalised byte range `range`, in order. Word boundaries are
     /// checked against the whole text, not the range.
     pub fn find_in(&self, text: &NormText<'_>, range: Range<usize>) -> Vec<Match> {
-        let norm = text.as_str();
-        let end = range.end.min(norm.len());
         let mut out = Vec::new();
-        if self.max_chars == 0 {
-            return out;
-        }
-        let bytes = norm.as_bytes();
-        let mut i = range.start;
-        while i < end {
-            // `i` is always a char boundary: it steps by whole characters (the UTF-8 length from
-            // the lead byte) or to the end of a match.
-            if self.may_start_at(bytes, i)
-                && let Some((p, e)) = self.longest_at(norm, i, end)
-            {
-                out.push(Self::make_match(text, p, i, e));
-                i = e;
-                continue;
-            }
-            i += utf8_len(bytes[i]);
-        }
+        self.scan(text, range, |m| {
+            out.push(m);
+            true
+        });
         out
     }
 
     /// The first match in the text, if any.
     pub fn find_first(&self, text: &NormText<'_>) -> Option<Match> {
-        let norm = text.as_str();
-        if self.max_chars == 0 {
-            return None;
-        }
-        let bytes = norm.as_bytes();
-        (0..norm.len())
-            .filter(|&i| self.may_start_at(bytes, i))
-            .find_map(|i| self.longest_at(norm, i, norm.len()).map(|(p, e)| Self::make_match(text, p, i, e)))
+        let mut first = None;
+        self.scan(text, 0..text.as_str().len(), |m| {
+            first = Some(m);
+            false
+        });
+        first
     }
+
+    /// Calls `found` with each match inside `range`, in order, while it returns true.
+    fn scan(&self, text: &NormText<'_>, range: Range<usize>, mut found: impl FnMut(Match) -> bool) {
+        if self.max_chars == 0 {
+            return;
+        }
+        let bytes = text.as_str().as_bytes();
+        let end = range.end.min(bytes.len());
+        self.index.for_each_start(bytes, range.start, end, |i| {
+            let (p, e) = self.index.longest_at(bytes, i, end)?;
+            // Matches do not overlap: the next one starts at the end of this one.
+            Some(if found(Self::make_match(text, p, i, e)) { e } else { usize::MAX })
+        });
+    }
+}
+
+/// The first match of one phrase (normalised here) in `text`: the same as
+/// `PhraseSet::new([phrase]).find_first(text)`, without building a set, for phrases that come
+/// with the sample (a data set's expected signs) rather than from the params.
+pub fn find_phrase(text: &NormText<'_>, phrase: &str) -> Option<Match> {
+    let p = normalize(phrase);
+    let p = p.as_bytes();
+    let (Some(&first), Some(&last)) = (p.first(), p.last()) else { return None };
+    let bytes = text.as_str().as_bytes();
+    let mut from = 0;
+    while from + p.len() <= bytes.len() {
+        // The phrase is valid UTF-8 starting with a lead byte, so any occurrence starts at a char
+        // boundary of the text.
+        let at = from + find_bytes(&bytes[from..], p)?;
+        let end = at + p.len();
+        let before = if at > 0 { bytes.get(at - 1) } else { None };
+        if !joins(first, before) && !joins(last, bytes.get(end)) {
+            return Some(PhraseSet::make_match(text, 0, at, end));
+        }
+        from = at + utf8_len(first);
+    }
+    None
+}
+
+/// The first occurrence of `needle` (not empty) in `hay`.
+fn find_bytes(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    let (&first, rest) = needle.split_first()?;
+    let last_start = hay.len().checked_sub(needle.len())?;
+    let mut i = 0;
+    while i <= last_start {
+        match hay[i..=last_start].iter().position(|&b| b == first) {
+            None => return None,
+            Some(k) => i += k,
+        }
+        if &hay[i + 1..i + needle.len()] == rest {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
 }
 
 /// Several phrase lists ("groups") matched in one pass over the text. Each group gets exactly the
@@ -442,11 +882,10 @@ impl PhraseSet {
 /// group. A rule that looks for twenty lists in a long answer pays for one scan, not twenty.
 #[derive(Debug, Clone)]
 pub struct PhraseGroups {
-    set: PhraseSet,
-    /// For each phrase of `set`: its group and its index inside the group.
-    group_of: Vec<usize>,
-    local: Vec<usize>,
+    index: PhraseIndex,
     groups: usize,
+    /// True when no phrase of any group can match.
+    empty: bool,
 }
 
 impl PhraseGroups {
@@ -460,50 +899,53 @@ impl PhraseGroups {
         let mut count = 0;
         for (g, group) in groups.into_iter().enumerate() {
             for (k, phrase) in group.into_iter().enumerate() {
-                all.push(phrase.as_ref().to_string());
-                group_of.push(g);
-                local.push(k);
+                all.push(normalize(phrase.as_ref()));
+                group_of.push(g as u32);
+                local.push(k as u32);
             }
             count = g + 1;
         }
-        PhraseGroups { set: PhraseSet::new(all), group_of, local, groups: count }
+        let empty = all.iter().all(String::is_empty);
+        PhraseGroups { index: PhraseIndex::new(&all, &group_of, &local), groups: count, empty }
+    }
+
+    /// Number of groups.
+    pub fn len(&self) -> usize {
+        self.groups
+    }
+
+    /// True when there are no groups.
+    pub fn is_empty(&self) -> bool {
+        self.groups == 0
     }
 
     /// The matches of every group, indexed like the groups passed to [`PhraseGroups::new`].
     pub fn find_all(&self, text: &NormText<'_>) -> Vec<Vec<Match>> {
         let mut out = vec![Vec::new(); self.groups];
-        let set = &self.set;
-        if set.max_chars == 0 {
+        if self.empty {
             return out;
         }
-        let norm = text.as_str();
-        let bytes = norm.as_bytes();
+        let bytes = text.as_str().as_bytes();
+        let index = &self.index;
         // Where each group may match next: the end of its last match.
         let mut free_from = vec![0usize; self.groups];
-        let mut i = 0;
-        while i < bytes.len() {
-            if set.may_start_at(bytes, i) {
-                // Longest first within a group, so a group's first match here is its longest.
-                for &p in set.candidates(norm, i) {
-                    let g = self.group_of[p];
-                    if free_from[g] > i {
-                        continue;
-                    }
-                    let phrase = set.phrases[p].as_bytes();
-                    let end = i + phrase.len();
-                    if end > bytes.len() || &bytes[i..end] != phrase {
-                        continue;
-                    }
-                    let before = if i > 0 { bytes.get(i - 1) } else { None };
-                    if joins(phrase[0], before) || joins(phrase[phrase.len() - 1], bytes.get(end)) {
-                        continue;
-                    }
-                    out[g].push(PhraseSet::make_match(text, self.local[p], i, end));
+        index.for_each_start(bytes, 0, bytes.len(), |i| {
+            let window = load8(bytes, i);
+            let (keyed, singles) = index.candidates(window);
+            // Longest first within a group, so a group's first match here is its longest.
+            for e in keyed.iter().chain(singles) {
+                let g = e.group as usize;
+                if free_from[g] > i {
+                    continue;
+                }
+                if let Some(end) = index.match_end(e, bytes, window, i, bytes.len()) {
+                    out[g].push(PhraseSet::make_match(text, e.phrase as usize, i, end));
                     free_from[g] = end;
                 }
             }
-            i += utf8_len(bytes[i]);
-        }
+            // Groups overlap each other: every later position is still looked at.
+            None
+        });
         out
     }
 }
@@ -568,6 +1010,19 @@ pub fn clause_end_within(s: &str, pos: usize, max_chars: usize) -> usize {
     end
 }
 
+/// The bytes [`sentences`] stops at: a newline, `.`, `!`, `?`, and E3 and EF, the lead bytes of
+/// 。 and of ！？；.
+const SENTENCE_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b'\n' as usize] = true;
+    t[b'.' as usize] = true;
+    t[b'!' as usize] = true;
+    t[b'?' as usize] = true;
+    t[0xE3] = true;
+    t[0xEF] = true;
+    t
+};
+
 /// Splits a text into sentences and returns their `[start, end)` byte ranges, trimmed of
 /// surrounding whitespace, empty ones dropped.
 ///
@@ -583,30 +1038,58 @@ pub fn sentences(text: &str) -> Vec<(usize, usize)> {
             out.push((s + lead, s + lead + trimmed.len()));
         }
     }
+    let b = text.as_bytes();
+    // The character at byte `k` (a char boundary before the end) and its length.
+    let char_at = |k: usize| {
+        let len = utf8_len(b[k]);
+        (decode_char(b, k, len), len)
+    };
     let mut out = Vec::new();
     let mut start = 0;
-    let mut chars = text.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        let ends = match c {
-            '\n' => {
+    let mut i = 0;
+    while i < b.len() {
+        // Only a newline, . ! ? and the lead bytes of 。！？； (E3, EF) can end a sentence. Other
+        // bytes are skipped one at a time: continuation bytes are never one of those, so every
+        // byte that stops the skip is at a char boundary.
+        while i < b.len() && !SENTENCE_BYTE[b[i] as usize] {
+            i += 1;
+        }
+        if i == b.len() {
+            break;
+        }
+        let ends = match b[i] {
+            b'\n' => {
                 push(text, start, i, &mut out);
                 start = i + 1;
+                i += 1;
                 continue;
             }
-            '。' | '！' | '？' | '；' => true,
-            '.' | '!' | '?' => chars.peek().is_none_or(|&(_, n)| n.is_whitespace()),
-            _ => false,
+            b'.' | b'!' | b'?' => {
+                i += 1;
+                i == b.len() || char_at(i).0.is_whitespace()
+            }
+            0xE3 | 0xEF => {
+                let (c, len) = char_at(i);
+                i += len;
+                matches!(c, '。' | '！' | '？' | '；')
+            }
+            // Not reached: SENTENCE_BYTE holds only the bytes above.
+            _ => {
+                i += 1;
+                continue;
+            }
         };
         if ends {
             // Absorb following terminators and closing quotes into this sentence.
-            while chars.peek().is_some_and(|&(_, n)| {
-                matches!(n, '。' | '！' | '？' | '!' | '?' | '”' | '"' | '’' | '」' | '』' | ')' | '）')
-            }) {
-                chars.next();
+            while i < b.len() {
+                let (n, len) = char_at(i);
+                if !matches!(n, '。' | '！' | '？' | '!' | '?' | '”' | '"' | '’' | '」' | '』' | ')' | '）') {
+                    break;
+                }
+                i += len;
             }
-            let end = chars.peek().map_or(text.len(), |&(p, _)| p);
-            push(text, start, end, &mut out);
-            start = end;
+            push(text, start, i, &mut out);
+            start = i;
         }
     }
     push(text, start, text.len(), &mut out);
@@ -697,6 +1180,16 @@ pub struct NegationIndex<'t> {
     window_chars: usize,
 }
 
+impl<'t> NegationIndex<'t> {
+    /// An index over cues already found in `text`, e.g. as two groups of a [`PhraseGroups`] scan
+    /// that also looks for the phrases to check, so that the text is read once. `before` and
+    /// `after` must be what `PhraseSet::find_all` gives for the cue lists (sorted, not
+    /// overlapping); the index then answers exactly like [`Negation::index`] with those lists.
+    pub fn from_matches(text: &'t NormText<'_>, before: Vec<Match>, after: Vec<Match>, window_chars: usize) -> Self {
+        NegationIndex { norm: text.as_str(), before, after, window_chars }
+    }
+}
+
 impl NegationIndex<'_> {
     /// The cue negating `m`, if any (the nearest one; a `before` cue wins over an `after` cue).
     pub fn cue(&self, m: &Match) -> Option<Match> {
@@ -746,47 +1239,235 @@ pub fn is_cjk(c: char) -> bool {
 /// - `en`: words, i.e. maximal runs of letters and digits, with an apostrophe inside a word kept
 ///   ("don't"); each CJK character is a token of its own.
 pub fn tokens(norm: &str, lang: Lang) -> Vec<&str> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(norm.len() / 3);
     match lang {
-        Lang::Zh => {
-            for (i, c) in norm.char_indices() {
-                if is_word_char(c) {
-                    out.push(&norm[i..i + c.len_utf8()]);
-                }
+        Lang::Zh => for_each_zh_token(norm, |s, len, _| out.push(&norm[s..s + len])),
+        Lang::En => for_each_en_token(norm, |s, e| out.push(&norm[s..e])),
+    }
+    out
+}
+
+/// Calls `f(start, len, char)` for each `zh` token of `norm` (one letter or digit), in order.
+#[inline(always)]
+fn for_each_zh_token(norm: &str, mut f: impl FnMut(usize, usize, u32)) {
+    let b = norm.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let lead = b[i];
+        if lead < 0x80 {
+            if lead.is_ascii_alphanumeric() {
+                f(i, 1, lead as u32);
+            }
+            i += 1;
+        } else if (0xE5..=0xE9).contains(&lead) {
+            // U+5000..=U+9FFF: CJK ideographs, letters all.
+            f(i, 3, decode_char(b, i, 3) as u32);
+            i += 3;
+        } else {
+            let len = utf8_len(lead);
+            let c = decode_char(b, i, len);
+            if is_word_char(c) {
+                f(i, len, c as u32);
+            }
+            i += len;
+        }
+    }
+}
+
+/// Calls `f(start, end)` for each `en` token of `norm` (a word, or a CJK character), in order.
+#[inline(always)]
+fn for_each_en_token(norm: &str, mut f: impl FnMut(usize, usize)) {
+    let b = norm.as_bytes();
+    let mut i = 0;
+    let mut word_start: Option<usize> = None;
+    // A letter or digit that is not CJK, starting at byte `k` (a word continues with it).
+    let word_char_at = |k: usize| match b.get(k) {
+        None => false,
+        Some(&c) if c < 0x80 => c.is_ascii_alphanumeric(),
+        Some(&c) => {
+            let ch = decode_char(b, k, utf8_len(c));
+            is_word_char(ch) && !is_cjk(ch)
+        }
+    };
+    while i < b.len() {
+        let lead = b[i];
+        if lead.is_ascii_alphanumeric() {
+            // The common case: a run of ASCII letters and digits, all in the word.
+            word_start.get_or_insert(i);
+            i += 1;
+            while i < b.len() && b[i].is_ascii_alphanumeric() {
+                i += 1;
+            }
+            continue;
+        }
+        let len = utf8_len(lead);
+        let (in_word, cjk) = if lead < 0x80 {
+            // An apostrophe between two word characters belongs to the word.
+            let in_word = lead == b'\'' && word_start.is_some() && word_char_at(i + 1);
+            (in_word, false)
+        } else {
+            let c = decode_char(b, i, len);
+            let cjk = is_cjk(c);
+            (!cjk && is_word_char(c), cjk)
+        };
+        if in_word {
+            word_start.get_or_insert(i);
+        } else {
+            if let Some(s) = word_start.take() {
+                f(s, i);
+            }
+            if cjk {
+                f(i, i + len);
             }
         }
-        Lang::En => {
-            let mut word_start: Option<usize> = None;
-            let mut chars = norm.char_indices().peekable();
-            while let Some((i, c)) = chars.next() {
-                let cjk = is_cjk(c);
-                let in_word = if cjk {
-                    false
-                } else if is_word_char(c) {
-                    true
-                } else if c == '\'' {
-                    // An apostrophe between two word characters belongs to the word.
-                    word_start.is_some() && chars.peek().is_some_and(|&(_, n)| is_word_char(n) && !is_cjk(n))
-                } else {
-                    false
-                };
-                if in_word {
-                    word_start.get_or_insert(i);
-                } else {
-                    if let Some(s) = word_start.take() {
-                        out.push(&norm[s..i]);
-                    }
-                    if cjk {
-                        out.push(&norm[i..i + c.len_utf8()]);
-                    }
-                }
+        i += len;
+    }
+    if let Some(s) = word_start {
+        f(s, b.len());
+    }
+}
+
+/// What [`token_stats`] finds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TokenStats {
+    /// Number of [`tokens`].
+    pub count: usize,
+    /// Where token number `nth` (from 0) starts in the normalised text, when there is one.
+    pub nth_start: Option<usize>,
+    /// [`ngram_stats_of`] the tokens.
+    pub ngrams: NgramStats,
+}
+
+/// The number of [`tokens`] of an already normalised text, where token `nth` starts, and
+/// [`ngram_stats_of`] them, in one pass that numbers the tokens as it finds them instead of
+/// collecting them: the same figures as `tokens` and `ngram_stats_of`, for less work.
+pub fn token_stats(norm: &str, lang: Lang, n: usize, nth: usize) -> TokenStats {
+    let mut ids: Vec<u32> = Vec::with_capacity(norm.len() / 3);
+    let mut nth_start = None;
+    match lang {
+        Lang::Zh => for_each_zh_token(norm, |s, _, c| {
+            if ids.len() == nth {
+                nth_start = Some(s);
             }
-            if let Some(s) = word_start {
-                out.push(&norm[s..]);
+            ids.push(c);
+        }),
+        Lang::En => {
+            let mut words = WordNumbers::default();
+            let mut spans: Vec<(u32, u32)> = Vec::with_capacity(norm.len() / 4);
+            for_each_en_token(norm, |s, e| {
+                if ids.len() == nth {
+                    nth_start = Some(s);
+                }
+                spans.push((s as u32, e as u32));
+                ids.push(words.number(norm, s, e));
+            });
+            if words.gave_up {
+                let toks: Vec<&str> = spans.iter().map(|&(s, e)| &norm[s as usize..e as usize]).collect();
+                ids = number_words_by_sorting(&toks);
             }
         }
     }
-    out
+    TokenStats { count: ids.len(), nth_start, ngrams: ngram_stats_of_ids(&ids, n) }
+}
+
+/// Numbers words as they come (0, 1, 2, … in order of first occurrence) in an open-addressing
+/// table that grows as needed. Gives up (`gave_up`) when collisions pile up past
+/// [`PROBE_BUDGET_PER_KEY`] probes per word, so that no input costs more than a sort.
+#[derive(Default)]
+struct WordNumbers {
+    /// Each slot: a word's number plus one, 0 for empty.
+    slots: Vec<u32>,
+    /// For each number: the word's hash and its first span.
+    hashes: Vec<u64>,
+    firsts: Vec<(u32, u32)>,
+    budget: usize,
+    gave_up: bool,
+}
+
+impl WordNumbers {
+    fn number(&mut self, norm: &str, s: usize, e: usize) -> u32 {
+        if self.gave_up {
+            return 0;
+        }
+        self.budget += PROBE_BUDGET_PER_KEY;
+        let b = norm.as_bytes();
+        let word = &b[s..e];
+        let h = span_hash(b, s, e);
+        if (self.hashes.len() + 1) * 3 > self.slots.len() * 2 {
+            self.grow();
+        }
+        let mask = self.slots.len() - 1;
+        let mut at = (h >> (64 - self.slots.len().trailing_zeros())) as usize;
+        loop {
+            match self.slots[at] {
+                0 => {
+                    let id = self.hashes.len() as u32;
+                    self.slots[at] = id + 1;
+                    self.hashes.push(h);
+                    self.firsts.push((s as u32, e as u32));
+                    return id;
+                }
+                slot => {
+                    let id = (slot - 1) as usize;
+                    let (fs, fe) = self.firsts[id];
+                    if self.hashes[id] == h && fe - fs == (e - s) as u32 {
+                        let same = if e - s <= 8 {
+                            // One masked load each: no call to compare a short word.
+                            let word_bytes = u64::MAX >> (64 - 8 * (e - s));
+                            (load8(b, fs as usize) ^ load8(b, s)) & word_bytes == 0
+                        } else {
+                            &b[fs as usize..fe as usize] == word
+                        };
+                        if same {
+                            return id as u32;
+                        }
+                    }
+                }
+            }
+            if self.budget == 0 {
+                self.gave_up = true;
+                return 0;
+            }
+            self.budget -= 1;
+            at = (at + 1) & mask;
+        }
+    }
+
+    /// Doubles the table (at least 64 slots) and puts every word back.
+    fn grow(&mut self) {
+        let cap = (self.slots.len() * 2).max(64);
+        let shift = 64 - cap.trailing_zeros();
+        self.slots = vec![0; cap];
+        for (id, &h) in self.hashes.iter().enumerate() {
+            let mut at = (h >> shift) as usize;
+            while self.slots[at] != 0 {
+                at = (at + 1) & (cap - 1);
+            }
+            self.slots[at] = id as u32 + 1;
+        }
+    }
+}
+
+/// A fixed hash of a word's bytes (deterministic: no random state).
+#[inline]
+fn word_hash(b: &[u8]) -> u64 {
+    span_hash(b, 0, b.len())
+}
+
+/// [`word_hash`] of `b[s..e]`, reading `b` eight bytes at a time (bytes past `e` are masked off).
+#[inline(always)]
+fn span_hash(b: &[u8], s: usize, e: usize) -> u64 {
+    let mut h = ((e - s) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut k = s;
+    while k + 8 <= e {
+        h = (h ^ load8(b, k)).wrapping_mul(0xff51_afd7_ed55_8ccd).rotate_left(29);
+        k += 8;
+    }
+    if k < e {
+        let tail = load8(b, k) & (u64::MAX >> (64 - 8 * (e - k)));
+        h = (h ^ tail).wrapping_mul(0xff51_afd7_ed55_8ccd).rotate_left(29);
+    }
+    mix64(h)
 }
 
 /// A letter or digit (`char::is_alphanumeric`), with the common ASCII and CJK cases answered
@@ -794,7 +1475,14 @@ pub fn tokens(norm: &str, lang: Lang) -> Vec<&str> {
 fn is_word_char(c: char) -> bool {
     match c as u32 {
         0..=0x7F => c.is_ascii_alphanumeric(),
-        0x4E00..=0x9FFF => true,
+        0x3400..=0x4DBF | 0x4E00..=0x9FFF => true,
+        // General punctuation (quotes, dashes, …) and CJK compatibility forms.
+        0x2000..=0x206F | 0xFE30..=0xFE4F => false,
+        // Full-width punctuation (outside normalised text, which folds it to ASCII).
+        0xFF00..=0xFF0F | 0xFF1A..=0xFF20 | 0xFF3B..=0xFF40 | 0xFF5B..=0xFF65 => false,
+        // CJK symbols and punctuation (。、【】「」…): the bits of the few letters and numerals
+        // among them (々, 〇, the Hangzhou numerals, …).
+        x @ 0x3000..=0x303F => (0x1f3e_03fe_0000_00e0u64 >> (x - 0x3000)) & 1 != 0,
         _ => c.is_alphanumeric(),
     }
 }
@@ -804,9 +1492,66 @@ pub fn count_tokens(text: &str, lang: Lang) -> usize {
     tokens(&normalize(text), lang).len()
 }
 
+/// The low bit and the high bit of each byte of a 64-bit word.
+const LO_BITS: u64 = 0x0101_0101_0101_0101;
+const HI_BITS: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each byte of `w` equal to `b`.
+#[inline(always)]
+fn byte_eq_mask(w: u64, b: u8) -> u64 {
+    let x = w ^ (LO_BITS * b as u64);
+    !(((x & !HI_BITS).wrapping_add(!HI_BITS)) | x | !HI_BITS)
+}
+
+/// For eight ASCII bytes (high bits clear): the high bit of each that is horizontal whitespace
+/// (\t, \x0b, \x0c, \r or a space).
+#[inline(always)]
+fn ascii_hspace_mask(w: u64) -> u64 {
+    let ge = |lo: u8| (w | HI_BITS).wrapping_sub(LO_BITS * lo as u64) & HI_BITS;
+    let controls = ge(0x09) & !ge(0x0E) & !byte_eq_mask(w, b'\n');
+    controls | byte_eq_mask(w, b' ')
+}
+
+/// For eight ASCII bytes (high bits clear): the high bit of each byte that is an ASCII letter or
+/// digit.
+#[inline]
+fn ascii_alnum_mask(w: u64) -> u64 {
+    // High bit set where the byte is >= `lo` (bytes below 0x80, `lo` at most 0x80).
+    let ge = |lo: u8| (w | HI_BITS).wrapping_sub(LO_BITS * lo as u64) & HI_BITS;
+    let digit = ge(b'0') & !ge(b'9' + 1);
+    let upper = ge(b'A') & !ge(b'Z' + 1);
+    let lower = ge(b'a') & !ge(b'z' + 1);
+    digit | upper | lower
+}
+
 /// Number of letters and digits in `s` (whitespace, punctuation and symbols do not count).
 pub fn count_content_chars(s: &str) -> usize {
-    s.chars().filter(|&c| is_word_char(c)).count()
+    let b = s.as_bytes();
+    let (mut n, mut i) = (0, 0);
+    while i < b.len() {
+        if i + 8 <= b.len() {
+            let w = load8(b, i);
+            if w & HI_BITS == 0 {
+                // Eight ASCII bytes at once.
+                n += ascii_alnum_mask(w).count_ones() as usize;
+                i += 8;
+                continue;
+            }
+        }
+        if b[i] < 0x80 {
+            n += b[i].is_ascii_alphanumeric() as usize;
+            i += 1;
+        } else if (0xE5..=0xE9).contains(&b[i]) {
+            // U+5000..=U+9FFF: CJK ideographs, letters all.
+            n += 1;
+            i += 3;
+        } else {
+            let len = utf8_len(b[i]);
+            n += is_word_char(decode_char(b, i, len)) as usize;
+            i += len;
+        }
+    }
+    n
 }
 
 /// Repetition statistics of a token sequence's n-grams.
@@ -839,40 +1584,46 @@ pub fn ngram_stats_of(toks: &[&str], lang: Lang, n: usize) -> NgramStats {
         return NgramStats { total: 0, distinct: 0 };
     }
     // Number the tokens so n-grams compare as integers, not strings: a Chinese token is one
-    // character, its code point is its number; English words are numbered by rank.
+    // character, its code point is its number; English words are numbered exactly (equal words,
+    // equal numbers), from 0 up.
     let ids: Vec<u32> = match lang {
         Lang::Zh => toks.iter().map(|t| t.chars().next().map_or(0, |c| c as u32)).collect(),
-        Lang::En => {
-            // Sort by (FNV-1a hash, word): integer comparisons almost always decide, and equal
-            // hashes fall back to the words, so the numbering stays exact.
-            let hash =
-                |t: &str| t.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
-            let mut order: Vec<(u64, usize)> = toks.iter().enumerate().map(|(i, t)| (hash(t), i)).collect();
-            order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| toks[a.1].cmp(toks[b.1])));
-            let mut ids = vec![0u32; toks.len()];
-            let mut id = 0u32;
-            for k in 1..order.len() {
-                if order[k].0 != order[k - 1].0 || toks[order[k].1] != toks[order[k - 1].1] {
-                    id += 1;
-                }
-                ids[order[k].1] = id;
-            }
-            ids
-        }
+        Lang::En => number_words(toks),
     };
-    let total = toks.len() - n + 1;
+    ngram_stats_of_ids(&ids, n)
+}
+
+/// [`NgramStats`] of a sequence of token numbers (equal tokens, equal numbers).
+fn ngram_stats_of_ids(ids: &[u32], n: usize) -> NgramStats {
+    if n == 0 || ids.len() < n {
+        return NgramStats { total: 0, distinct: 0 };
+    }
+    let total = ids.len() - n + 1;
     let max_id = ids.iter().copied().max().unwrap_or(0);
     let bits = (32 - max_id.leading_zeros()).max(1) as usize;
-    // Pack each n-gram into one integer key when it fits: sorting integers is far cheaper in fuel
-    // than sorting slices (Chinese 4-grams of BMP characters fit 64 bits, English 3-grams too).
-    fn count_distinct<K: Ord + Copy>(mut keys: Vec<K>) -> usize {
-        keys.sort_unstable();
-        1 + keys.windows(2).filter(|w| w[0] != w[1]).count()
-    }
+    // Pack each n-gram into one integer key when it fits (Chinese 4-grams of BMP characters fit
+    // 64 bits, English 3-grams too), rolling the window one token at a time, and count the
+    // distinct keys.
     let distinct = if bits * n <= 64 {
-        count_distinct(ids.windows(n).map(|w| w.iter().fold(0u64, |k, &id| (k << bits) | id as u64)).collect())
+        let mask = if bits * n == 64 { u64::MAX } else { (1u64 << (bits * n)) - 1 };
+        let keys = || {
+            let mut key = 0u64;
+            ids.iter().enumerate().filter_map(move |(i, &id)| {
+                key = ((key << bits) | id as u64) & mask;
+                (i + 1 >= n).then_some(key)
+            })
+        };
+        count_distinct(total, keys, u64::hash)
     } else if bits * n <= 128 {
-        count_distinct(ids.windows(n).map(|w| w.iter().fold(0u128, |k, &id| (k << bits) | id as u128)).collect())
+        let mask = if bits * n == 128 { u128::MAX } else { (1u128 << (bits * n)) - 1 };
+        let keys = || {
+            let mut key = 0u128;
+            ids.iter().enumerate().filter_map(move |(i, &id)| {
+                key = ((key << bits) | id as u128) & mask;
+                (i + 1 >= n).then_some(key)
+            })
+        };
+        count_distinct(total, keys, u128::hash)
     } else {
         let gram = |start: usize| &ids[start..start + n];
         let mut starts: Vec<usize> = (0..total).collect();
@@ -880,6 +1631,135 @@ pub fn ngram_stats_of(toks: &[&str], lang: Lang, n: usize) -> NgramStats {
         1 + starts.windows(2).filter(|w| gram(w[0]) != gram(w[1])).count()
     };
     NgramStats { total, distinct }
+}
+
+/// A fixed 64-bit finaliser (MurmurHash3's fmix64): every input bit affects every output bit, and
+/// no state is random, so counts built on it are deterministic.
+#[inline]
+fn mix64(mut k: u64) -> u64 {
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    k ^ (k >> 33)
+}
+
+/// Probes an open-addressing table may spend per key on average before the caller gives up on
+/// hashing and sorts instead, so that no input (however its keys collide) costs more than a sort.
+const PROBE_BUDGET_PER_KEY: usize = 8;
+
+/// A key type for [`count_distinct`]: an integer with a value set aside to mark empty slots.
+trait Key: Copy + Ord {
+    const EMPTY: Self;
+    fn hash(self) -> u64;
+}
+
+impl Key for u64 {
+    const EMPTY: u64 = u64::MAX;
+    fn hash(self) -> u64 {
+        mix64(self)
+    }
+}
+
+impl Key for u128 {
+    const EMPTY: u128 = u128::MAX;
+    fn hash(self) -> u64 {
+        mix64(self as u64 ^ mix64((self >> 64) as u64))
+    }
+}
+
+/// Number of distinct values among the `len` (at least one) that `keys()` yields. Counts them in
+/// an open-addressing table (linear in the keys for any sane input); if collisions pile up past
+/// [`PROBE_BUDGET_PER_KEY`] it sorts them instead. Either way the answer is exact.
+fn count_distinct<K: Key, I: Iterator<Item = K>>(len: usize, keys: impl Fn() -> I, hash: impl Fn(K) -> u64) -> usize {
+    // At most two thirds full.
+    let cap = (len + len / 2 + 1).next_power_of_two().max(16);
+    let shift = 64 - cap.trailing_zeros();
+    let mut slots: Vec<K> = vec![K::EMPTY; cap];
+    let mut budget = len * PROBE_BUDGET_PER_KEY;
+    // The one value that cannot go in the table is counted on the side.
+    let mut saw_empty = false;
+    let mut distinct = 0;
+    'keys: for k in keys() {
+        if k == K::EMPTY {
+            saw_empty = true;
+            continue;
+        }
+        let mut s = (hash(k) >> shift) as usize;
+        loop {
+            let here = slots[s];
+            if here == K::EMPTY {
+                slots[s] = k;
+                distinct += 1;
+                continue 'keys;
+            }
+            if here == k {
+                continue 'keys;
+            }
+            if budget == 0 {
+                let mut all: Vec<K> = keys().collect();
+                all.sort_unstable();
+                return 1 + all.windows(2).filter(|w| w[0] != w[1]).count();
+            }
+            budget -= 1;
+            s = (s + 1) & (cap - 1);
+        }
+    }
+    distinct + saw_empty as usize
+}
+
+/// Numbers words exactly (equal words, equal numbers; 0, 1, 2, … in order of first occurrence),
+/// through an open-addressing table keyed by a hash of the word; if collisions pile up it numbers
+/// them by sorting instead.
+fn number_words(toks: &[&str]) -> Vec<u32> {
+    let hash = |t: &str| word_hash(t.as_bytes());
+    let cap = (toks.len() + toks.len() / 2 + 1).next_power_of_two().max(16);
+    let shift = 64 - cap.trailing_zeros();
+    // Each slot: the index of the first token with that word, and its number.
+    let mut slots: Vec<Option<(u32, u32)>> = vec![None; cap];
+    let mut budget = toks.len() * PROBE_BUDGET_PER_KEY;
+    let mut ids = Vec::with_capacity(toks.len());
+    let mut next = 0u32;
+    'toks: for (i, t) in toks.iter().enumerate() {
+        let mut s = (hash(t) >> shift) as usize;
+        loop {
+            match slots[s] {
+                None => {
+                    slots[s] = Some((i as u32, next));
+                    ids.push(next);
+                    next += 1;
+                    continue 'toks;
+                }
+                Some((first, id)) if toks[first as usize] == *t => {
+                    ids.push(id);
+                    continue 'toks;
+                }
+                Some(_) => {
+                    if budget == 0 {
+                        return number_words_by_sorting(toks);
+                    }
+                    budget -= 1;
+                    s = (s + 1) & (cap - 1);
+                }
+            }
+        }
+    }
+    ids
+}
+
+/// [`number_words`] by sorting: numbers by rank, 0 up, exact.
+fn number_words_by_sorting(toks: &[&str]) -> Vec<u32> {
+    let mut order: Vec<usize> = (0..toks.len()).collect();
+    order.sort_unstable_by(|&a, &b| toks[a].cmp(toks[b]));
+    let mut ids = vec![0u32; toks.len()];
+    let mut id = 0u32;
+    for k in 1..order.len() {
+        if toks[order[k]] != toks[order[k - 1]] {
+            id += 1;
+        }
+        ids[order[k]] = id;
+    }
+    ids
 }
 
 /// The share of repeated n-grams in `text`: `(total - distinct) / total` (see [`ngram_stats`]).
@@ -1183,6 +2063,127 @@ mod tests {
         assert_eq!(normalize("A\t\x0b\u{00A0}B\r\nÉ"), "a b \né");
     }
 
+    /// The offset maps as first written: one entry per byte of each text, built character by
+    /// character. `NormText` keeps them in pieces; both must agree on every offset.
+    fn reference_maps(original: &str) -> (String, Vec<usize>, Vec<usize>) {
+        let mut norm = String::new();
+        let mut norm_to_orig = Vec::new();
+        let mut orig_to_norm = vec![0usize; original.len() + 1];
+        let mut in_space = false;
+        for (i, c) in original.char_indices() {
+            let at = norm.len();
+            let folded = fold_width(c);
+            if is_hspace(folded) {
+                if in_space {
+                    orig_to_norm[i..i + c.len_utf8()].fill(at - 1);
+                    continue;
+                }
+                in_space = true;
+                norm.push(' ');
+            } else {
+                in_space = false;
+                norm.extend(folded.to_lowercase());
+            }
+            orig_to_norm[i..i + c.len_utf8()].fill(at);
+            norm_to_orig.resize(norm.len(), i);
+        }
+        norm_to_orig.push(original.len());
+        orig_to_norm[original.len()] = norm.len();
+        (norm, norm_to_orig, orig_to_norm)
+    }
+
+    #[test]
+    fn word_masks_match_bytes() {
+        for b in 0..128u8 {
+            for k in 0..8 {
+                let mut bytes = [b'a'; 8];
+                bytes[k] = b;
+                let w = u64::from_le_bytes(bytes);
+                let bit = |yes: bool| if yes { 0x80u64 << (8 * k) } else { 0 };
+                let hs = |c: u8| (c as char) != '\n' && (c as char).is_whitespace();
+                let others: u64 = (0..8).filter(|&j| j != k && hs(b'a')).map(|j| 0x80u64 << (8 * j)).sum();
+                assert_eq!(ascii_hspace_mask(w), bit(hs(b)) | others, "byte {b} at {k}");
+                assert_eq!(byte_eq_mask(w, b' '), bit(b == b' '), "byte {b} at {k}");
+                let alnum: u64 = (0..8).filter(|&j| j != k).map(|j| 0x80u64 << (8 * j)).sum();
+                assert_eq!(ascii_alnum_mask(w), alnum | bit(b.is_ascii_alphanumeric()), "byte {b} at {k}");
+            }
+        }
+    }
+
+    #[test]
+    fn piecewise_maps_match_the_per_byte_maps() {
+        let pieces = [
+            "a",
+            "A",
+            " ",
+            "  ",
+            "\t",
+            " \t\r",
+            "\n",
+            "\x0b",
+            "\u{a0}",
+            "\u{3000}",
+            "\u{2003}",
+            "\u{85}",
+            "急",
+            "诊",
+            "【",
+            "】",
+            "。",
+            "，",
+            "（",
+            "ＡＢ",
+            "１２０",
+            "É",
+            "İ",
+            "ẞ",
+            "Σ",
+            "ß",
+            "’",
+            "😀",
+            "𠀀",
+            "Ω",
+            "ﬀ",
+            "ǅ",
+            "x1",
+            "Call 911",
+            "Don’t",
+            "\u{1680}",
+            "ﾊ",
+            "ｶ",
+            "\u{2028}",
+            "Assessment: Take 2 TABLETS\tdaily",
+            "abcdefgh ",
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789",
+            " x  y\r\nz",
+            "long words without double spaces at all",
+        ];
+        let mut rng = 0x2545_F491_4F6C_DD1Du64;
+        let mut texts: Vec<String> = pieces.iter().map(|p| p.to_string()).collect();
+        texts.push(String::new());
+        for _ in 0..3000 {
+            let mut t = String::new();
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            for k in 0..(rng % 12) {
+                t.push_str(pieces[((rng >> (k * 5)) % pieces.len() as u64) as usize]);
+            }
+            texts.push(t);
+        }
+        for text in &texts {
+            let t = NormText::new(text);
+            let (norm, n2o, o2n) = reference_maps(text);
+            assert_eq!(t.as_str(), norm, "{text:?}");
+            for (x, &want) in n2o.iter().enumerate() {
+                assert_eq!(t.to_orig(x), want, "norm offset {x} of {text:?}");
+            }
+            for (y, &want) in o2n.iter().enumerate() {
+                assert_eq!(t.to_norm(y), want, "offset {y} of {text:?}");
+            }
+        }
+    }
+
     #[test]
     fn spans_point_into_the_original() {
         // "ＥＲ" is 6 bytes in the original (two 3-byte chars) and 2 bytes normalised.
@@ -1217,6 +2218,174 @@ mod tests {
         // Empty phrases never match.
         assert!(PhraseSet::new([""]).is_empty());
         assert_eq!(spans(&PhraseSet::new(["", "a"]), "a"), vec![(0, 1)]);
+    }
+
+    /// Leftmost-longest matching done the obvious way: at every char boundary, every phrase.
+    fn reference_find_all(phrases: &[&str], text: &NormText<'_>) -> Vec<(usize, usize, usize)> {
+        let norm = text.as_str();
+        let b = norm.as_bytes();
+        let phrases: Vec<String> = phrases.iter().map(|p| normalize(p)).collect();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < norm.len() {
+            let mut best: Option<(usize, usize)> = None;
+            for (k, p) in phrases.iter().enumerate() {
+                let pb = p.as_bytes();
+                if pb.is_empty() || !norm[i..].starts_with(p.as_str()) {
+                    continue;
+                }
+                let end = i + pb.len();
+                let before = if i > 0 { b.get(i - 1) } else { None };
+                if joins(pb[0], before) || joins(pb[pb.len() - 1], b.get(end)) {
+                    continue;
+                }
+                if best.is_none_or(|(_, e)| end > e) {
+                    best = Some((k, end));
+                }
+            }
+            match best {
+                Some((k, end)) => {
+                    out.push((k, i, end));
+                    i = end;
+                }
+                None => i += norm[i..].chars().next().map_or(1, char::len_utf8),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn phrase_sets_match_the_obvious_matcher() {
+        let vocab = [
+            "a",
+            "b",
+            "ab",
+            "ba",
+            "abc",
+            "mg",
+            "g",
+            "120",
+            "打120",
+            "拨打120",
+            "急诊",
+            "急",
+            "诊科",
+            "the er",
+            "er",
+            "#",
+            "##",
+            "## 分析",
+            "【分析】",
+            "分析",
+            " ",
+            "a b",
+            "1",
+            "12",
+            "x1",
+            "1x",
+            "don't",
+            "'",
+            "不要",
+            "不",
+            "要",
+            "abcdefghij",
+            "abcdefghik",
+            "(",
+            "(第",
+            "é",
+            "𠀀",
+            "𠀀a",
+            "每日",
+            "日",
+            "/日",
+            "/",
+            "q6h",
+            "6",
+        ];
+        let texts = [
+            "a",
+            "b",
+            " ",
+            "ab",
+            "abc",
+            "120",
+            "1200",
+            "打",
+            "拨打",
+            "急诊科",
+            "the",
+            "er",
+            "error",
+            "#",
+            "【分析】",
+            "分析",
+            "x",
+            "1",
+            "2",
+            "don't",
+            "'",
+            "不要",
+            "要",
+            "abcdefghij",
+            "abcdefghik",
+            "(",
+            "第",
+            "é",
+            "𠀀",
+            "每日",
+            "/",
+            "q6h",
+            "mg",
+            "g",
+            ",",
+            "。",
+            "\n",
+            "Ａ",
+        ];
+        let mut rng = 0xDEAD_BEEF_CAFE_F00Du64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for _ in 0..1500 {
+            let phrases: Vec<&str> =
+                (0..1 + next() % 8).map(|_| vocab[(next() % vocab.len() as u64) as usize]).collect();
+            let set = PhraseSet::new(&phrases);
+            let groups = PhraseGroups::new([phrases.clone(), vec!["a", "急"], phrases.clone()]);
+            for _ in 0..6 {
+                let text: String = (0..next() % 30)
+                    .map(|_| texts[(next() % texts.len() as u64) as usize])
+                    .collect::<Vec<_>>()
+                    .concat();
+                let t = NormText::new(&text);
+                let want = reference_find_all(&phrases, &t);
+                let got: Vec<(usize, usize, usize)> =
+                    set.find_all(&t).iter().map(|m| (m.phrase, m.norm_start, m.norm_end)).collect();
+                // Equal lengths: the earliest phrase in the list wins, as in the reference.
+                assert_eq!(got, want, "{phrases:?} in {text:?}");
+                let g = groups.find_all(&t);
+                let got0: Vec<(usize, usize, usize)> =
+                    g[0].iter().map(|m| (m.phrase, m.norm_start, m.norm_end)).collect();
+                assert_eq!(got0, want, "group of {phrases:?} in {text:?}");
+                assert_eq!(g[0], g[2]);
+                assert_eq!(set.find_first(&t).map(|m| (m.phrase, m.norm_start, m.norm_end)), want.first().copied());
+                // Ranges: the matches inside a window, boundaries judged on the whole text.
+                let norm = t.as_str();
+                let cut = (0..=norm.len()).filter(|&k| norm.is_char_boundary(k)).nth((next() % 5) as usize);
+                if let Some(cut) = cut {
+                    let inside: Vec<Match> = set.find_in(&t, cut..norm.len());
+                    for m in &inside {
+                        assert!(m.norm_start >= cut);
+                    }
+                }
+                for phrase in &phrases {
+                    let one = PhraseSet::new([phrase]).find_first(&t);
+                    assert_eq!(find_phrase(&t, phrase), one, "{phrase:?} in {text:?}");
+                }
+            }
+        }
     }
 
     #[test]
@@ -1322,11 +2491,112 @@ mod tests {
         assert_eq!(got, vec!["他说：“好的。”", "然后走了"]);
     }
 
+    /// `sentences` as first written, character by character.
+    fn reference_sentences(text: &str) -> Vec<(usize, usize)> {
+        fn push(text: &str, s: usize, e: usize, out: &mut Vec<(usize, usize)>) {
+            let piece = &text[s..e];
+            let lead = piece.len() - piece.trim_start().len();
+            let trimmed = piece.trim();
+            if !trimmed.is_empty() {
+                out.push((s + lead, s + lead + trimmed.len()));
+            }
+        }
+        let mut out = Vec::new();
+        let mut start = 0;
+        let mut chars = text.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            let ends = match c {
+                '\n' => {
+                    push(text, start, i, &mut out);
+                    start = i + 1;
+                    continue;
+                }
+                '。' | '！' | '？' | '；' => true,
+                '.' | '!' | '?' => chars.peek().is_none_or(|&(_, n)| n.is_whitespace()),
+                _ => false,
+            };
+            if ends {
+                while chars.peek().is_some_and(|&(_, n)| {
+                    matches!(n, '。' | '！' | '？' | '!' | '?' | '”' | '"' | '’' | '」' | '』' | ')' | '）')
+                }) {
+                    chars.next();
+                }
+                let end = chars.peek().map_or(text.len(), |&(p, _)| p);
+                push(text, start, end, &mut out);
+                start = end;
+            }
+        }
+        push(text, start, text.len(), &mut out);
+        out
+    }
+
+    #[test]
+    fn sentences_and_counts_match_the_obvious_versions() {
+        let pieces = [
+            "先休息",
+            "。",
+            "！",
+            "？",
+            "；",
+            ".",
+            "!",
+            "?",
+            " ",
+            "\n",
+            "”",
+            "\"",
+            "’",
+            "」",
+            "』",
+            ")",
+            "）",
+            "3.5",
+            "e.g.x",
+            "\u{3000}",
+            "\u{a0}",
+            "ok",
+            "Take",
+            "，",
+            "、",
+            "々",
+            "Ａ",
+            "【",
+            "】",
+            "\u{85}",
+            "𠀀",
+            "é",
+            "\t",
+        ];
+        let mut rng = 0x1234_5678_9ABC_DEF1u64;
+        for _ in 0..4000 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let mut text = String::new();
+            let mut r = rng;
+            for _ in 0..(rng % 40) {
+                r = r.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                text.push_str(pieces[(r >> 33) as usize % pieces.len()]);
+            }
+            assert_eq!(sentences(&text), reference_sentences(&text), "{text:?}");
+            assert_eq!(count_content_chars(&text), text.chars().filter(|c| c.is_alphanumeric()).count(), "{text:?}");
+        }
+    }
+
     #[test]
     fn sentences_map_to_normalised_ranges() {
         let t = NormText::new("Ａ。Ｂ！");
         let norm: Vec<&str> = t.sentences_norm().into_iter().map(|r| &t.as_str()[r]).collect();
         assert_eq!(norm, vec!["a。", "b!"]);
+    }
+
+    #[test]
+    fn word_chars_are_the_alphanumeric_ones() {
+        for c in (0..=0x10FFFF).filter_map(char::from_u32) {
+            assert_eq!(is_word_char(c), c.is_alphanumeric(), "{c:?} U+{:04X}", c as u32);
+        }
+        let mixed = "Ａ1【建议】々〇、ok—“x”é\u{2070}";
+        assert_eq!(count_content_chars(mixed), mixed.chars().filter(|c| c.is_alphanumeric()).count());
     }
 
     #[test]
@@ -1353,6 +2623,152 @@ mod tests {
         let text = "多喝水多喝水多喝水多喝水";
         // 12 chars, 6 7-grams, period 3 → 3 distinct.
         assert_eq!(ngram_stats(text, Lang::Zh, 7), NgramStats { total: 6, distinct: 3 });
+    }
+
+    /// `tokens` as first written, character by character.
+    fn reference_tokens(norm: &str, lang: Lang) -> Vec<&str> {
+        let mut out = Vec::new();
+        match lang {
+            Lang::Zh => {
+                for (i, c) in norm.char_indices() {
+                    if c.is_alphanumeric() {
+                        out.push(&norm[i..i + c.len_utf8()]);
+                    }
+                }
+            }
+            Lang::En => {
+                let mut word_start: Option<usize> = None;
+                let mut chars = norm.char_indices().peekable();
+                while let Some((i, c)) = chars.next() {
+                    let cjk = is_cjk(c);
+                    let in_word = if cjk {
+                        false
+                    } else if c.is_alphanumeric() {
+                        true
+                    } else if c == '\'' {
+                        word_start.is_some() && chars.peek().is_some_and(|&(_, n)| n.is_alphanumeric() && !is_cjk(n))
+                    } else {
+                        false
+                    };
+                    if in_word {
+                        word_start.get_or_insert(i);
+                    } else {
+                        if let Some(s) = word_start.take() {
+                            out.push(&norm[s..i]);
+                        }
+                        if cjk {
+                            out.push(&norm[i..i + c.len_utf8()]);
+                        }
+                    }
+                }
+                if let Some(s) = word_start {
+                    out.push(&norm[s..]);
+                }
+            }
+        }
+        out
+    }
+
+    /// Distinct n-grams counted the slow, obvious way.
+    fn reference_distinct(toks: &[&str], n: usize) -> usize {
+        let grams: std::collections::BTreeSet<&[&str]> = toks.windows(n).collect();
+        grams.len()
+    }
+
+    fn random_texts(count: usize, seed: u64) -> Vec<String> {
+        let pieces = [
+            "头",
+            "痛",
+            "头痛",
+            "多喝水",
+            "a",
+            "b",
+            "ab",
+            "don't",
+            "'",
+            "x'",
+            "'y",
+            "1",
+            "22",
+            " ",
+            "，",
+            "。",
+            "䷀",
+            "㐀",
+            "𠀀",
+            "é",
+            "ǅ",
+            "rest",
+            "and",
+            "Rest",
+            "water",
+            "-",
+            "\n",
+            "它",
+            "\u{4dc0}",
+            "ｂ",
+            "\u{2070}",
+            "々",
+        ];
+        let mut rng = seed;
+        (0..count)
+            .map(|_| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let len = (rng % 60) as usize;
+                let mut t = String::new();
+                let mut r = rng;
+                for _ in 0..len {
+                    r = r.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    t.push_str(pieces[(r >> 33) as usize % pieces.len()]);
+                }
+                t
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tokens_and_ngrams_match_the_obvious_versions() {
+        for text in random_texts(3000, 0x9E37_79B9_7F4A_7C15) {
+            let norm = normalize(&text);
+            for lang in [Lang::Zh, Lang::En] {
+                let toks = tokens(&norm, lang);
+                assert_eq!(toks, reference_tokens(&norm, lang), "{lang:?} {text:?}");
+                for n in 0..7 {
+                    let want = if n == 0 || toks.len() < n { 0 } else { reference_distinct(&toks, n) };
+                    assert_eq!(ngram_stats_of(&toks, lang, n).distinct, want, "{lang:?} n={n} {text:?}");
+                    let nth = n * 3;
+                    let stats = token_stats(&norm, lang, n, nth);
+                    assert_eq!(stats.count, toks.len());
+                    assert_eq!(stats.ngrams, ngram_stats_of(&toks, lang, n), "{lang:?} n={n} {text:?}");
+                    let want_start = toks.get(nth).map(|t| t.as_ptr() as usize - norm.as_ptr() as usize);
+                    assert_eq!(stats.nth_start, want_start);
+                }
+            }
+        }
+        // Many distinct words: ids need more bits, so long n-grams take the u128 and slice paths.
+        let words: Vec<String> = (0..5000).map(|i| format!("w{}", i % 1700)).collect();
+        let toks: Vec<&str> = words.iter().map(String::as_str).collect();
+        let text = words.join(" ");
+        for n in [1, 3, 5, 6, 12, 13] {
+            assert_eq!(ngram_stats_of(&toks, Lang::En, n).distinct, reference_distinct(&toks, n), "n={n}");
+            assert_eq!(token_stats(&text, Lang::En, n, 0).ngrams, ngram_stats_of(&toks, Lang::En, n), "n={n}");
+        }
+    }
+
+    #[test]
+    fn hash_counting_falls_back_to_sorting_when_keys_collide() {
+        let mut keys: Vec<u64> = (0..500u64).map(|i| i % 137).collect();
+        keys.push(u64::MAX);
+        // Every key in the same slot: the probe budget runs out and sorting gives the count.
+        assert_eq!(count_distinct(keys.len(), || keys.iter().copied(), |_| 0), 138);
+        assert_eq!(count_distinct(keys.len(), || keys.iter().copied(), mix64), 138);
+        let wide = [u128::MAX, 0, u128::MAX, 1 << 100];
+        assert_eq!(count_distinct(wide.len(), || wide.iter().copied(), u128::hash), 3);
+        let toks = ["b", "a", "b", "c", "a"];
+        assert_eq!(number_words(&toks), vec![0, 1, 0, 2, 1]);
+        assert_eq!(number_words_by_sorting(&toks), vec![1, 0, 1, 2, 0]);
     }
 
     #[test]

@@ -15,8 +15,8 @@
 //! ranges of the response: an empty section's span runs from its marker to the end of its body,
 //! an out-of-order hit points at the marker that came too late, a missing section has no span.
 
-use medrl_sdk::text::{ByLang, Match, NormText, PhraseSet, count_content_chars};
-use medrl_sdk::{Hit, RuleOutput, Sample};
+use medrl_sdk::text::{ByLang, Match, NormText, PhraseSet, count_content_chars, normalize};
+use medrl_sdk::{Hit, Lang, RuleOutput, Sample};
 use serde::Deserialize;
 
 /// The rule's parameters; defaults live in `rule.toml`.
@@ -32,7 +32,75 @@ pub struct Params {
     pub order_penalty: f64,
 }
 
+/// One language's markers, built once by [`prepare`].
+struct LangMarkers {
+    /// Every marker of every section, section by section.
+    markers: PhraseSet,
+    /// The section of each marker.
+    owner: Vec<usize>,
+    /// Each section's name in hits and explanations: its first marker, quoted.
+    names: Vec<String>,
+    min_chars: usize,
+}
+
+/// The prepared rule: the parameters turned into matchers, once per instance.
+pub struct State {
+    sections: usize,
+    zh: LangMarkers,
+    en: LangMarkers,
+    order_penalty: f64,
+}
+
+impl State {
+    fn lang(&self, lang: Lang) -> &LangMarkers {
+        match lang {
+            Lang::Zh => &self.zh,
+            Lang::En => &self.en,
+        }
+    }
+}
+
+/// Checks the parameters and builds the marker sets of both languages.
+pub fn prepare(params: Params) -> Result<State, String> {
+    if !(params.order_penalty.is_finite() && (0.0..=1.0).contains(&params.order_penalty)) {
+        return Err(format!("order_penalty is {}; it must be a number from 0 to 1", params.order_penalty));
+    }
+    for (i, section) in params.sections.iter().enumerate() {
+        for (lang, markers) in [("zh", &section.zh), ("en", &section.en)] {
+            if markers.is_empty() {
+                return Err(format!(
+                    "sections[{i}].{lang} has no markers; give each section at least one marker per language"
+                ));
+            }
+            if let Some(k) = markers.iter().position(|m| normalize(m).trim().is_empty()) {
+                return Err(format!("sections[{i}].{lang}[{k}] is an empty marker; remove it or give it text"));
+            }
+        }
+    }
+    let build = |lang: Lang| {
+        let mut markers: Vec<&str> = Vec::new();
+        let mut owner = Vec::new();
+        let mut names = Vec::new();
+        for (i, section) in params.sections.iter().enumerate() {
+            let list = section.get(lang);
+            names.push(format!("'{}'", list.first().map_or("?", String::as_str)));
+            for marker in list {
+                markers.push(marker);
+                owner.push(i);
+            }
+        }
+        LangMarkers { markers: PhraseSet::new(&markers), owner, names, min_chars: *params.min_section_chars.get(lang) }
+    };
+    Ok(State {
+        sections: params.sections.len(),
+        zh: build(Lang::Zh),
+        en: build(Lang::En),
+        order_penalty: params.order_penalty,
+    })
+}
+
 /// What was found for one section.
+#[derive(Clone, Copy)]
 struct Seen {
     /// The first marker occurrence: where the section is for the order check.
     first: Match,
@@ -42,37 +110,26 @@ struct Seen {
     best_span: (usize, usize),
 }
 
-pub fn evaluate(sample: &Sample, params: &Params) -> RuleOutput {
-    let lang = sample.lang;
-    let total = params.sections.len();
+pub fn evaluate(sample: &Sample, state: &State) -> RuleOutput {
+    let total = state.sections;
     if total == 0 {
         return RuleOutput::not_applicable("no chain sections are configured");
     }
-    let name = |i: usize| -> String {
-        let first = params.sections[i].get(lang).first().map_or("?", String::as_str);
-        format!("'{first}'")
-    };
+    let lang = state.lang(sample.lang);
+    let name = |i: usize| lang.names[i].as_str();
 
-    let mut markers: Vec<&str> = Vec::new();
-    let mut owner: Vec<usize> = Vec::new();
-    for (i, section) in params.sections.iter().enumerate() {
-        for marker in section.get(lang) {
-            markers.push(marker);
-            owner.push(i);
-        }
-    }
     let text = NormText::new(&sample.response);
     let norm = text.as_str();
-    let found = PhraseSet::new(&markers).find_all(&text);
+    let found = lang.markers.find_all(&text);
 
-    let mut seen: Vec<Option<Seen>> = (0..total).map(|_| None).collect();
+    let mut seen: Vec<Option<Seen>> = vec![None; total];
     for (k, m) in found.iter().enumerate() {
         let body_end = found.get(k + 1).map_or(norm.len(), |next| next.norm_start);
         let body = &norm[m.norm_end..body_end];
         let chars = count_content_chars(body);
         let (_, end) = text.orig_span(m.norm_end, m.norm_end + body.trim_end().len());
         let end = end.max(m.end);
-        match &mut seen[owner[m.phrase]] {
+        match &mut seen[lang.owner[m.phrase]] {
             slot @ None => *slot = Some(Seen { first: *m, best_chars: chars, best_span: (m.start, end) }),
             Some(s) if chars > s.best_chars => {
                 s.best_chars = chars;
@@ -82,7 +139,7 @@ pub fn evaluate(sample: &Sample, params: &Params) -> RuleOutput {
         }
     }
 
-    let min_chars = *params.min_section_chars.get(lang);
+    let min_chars = lang.min_chars;
     let mut hits = Vec::new();
     let (mut missing, mut short) = (Vec::new(), Vec::new());
     let mut counted = 0usize;
@@ -112,22 +169,24 @@ pub fn evaluate(sample: &Sample, params: &Params) -> RuleOutput {
     let mut score = counted as f64 / total as f64;
     let mut explanation = format!("{counted} of {total} chain sections present and non-empty");
     if !missing.is_empty() {
-        explanation.push_str(&format!("; missing {}", missing.join(", ")));
+        explanation.push_str("; missing ");
+        explanation.push_str(&missing.join(", "));
     }
     if !short.is_empty() {
-        explanation.push_str(&format!("; too short {}", short.join(", ")));
+        explanation.push_str("; too short ");
+        explanation.push_str(&short.join(", "));
     }
     if let Some((earlier, late)) = inversion {
         let detail = format!("{} comes after {}", name(late), name(earlier));
         let m = seen[late].as_ref().expect("an inverted section was seen").first;
-        hits.push(Hit::new("out-of-order", detail.clone()).with_span(m.start, m.end));
-        explanation.push_str(&format!("; out of order: {detail} (-{})", params.order_penalty));
-        score -= params.order_penalty;
+        explanation.push_str(&format!("; out of order: {detail} (-{})", state.order_penalty));
+        hits.push(Hit::new("out-of-order", detail).with_span(m.start, m.end));
+        score -= state.order_penalty;
     }
     RuleOutput { score: score.clamp(0.0, 1.0), applicable: true, hits, explanation }
 }
 
-medrl_sdk::export_rule!(evaluate, Params);
+medrl_sdk::export_rule!(evaluate, Params, prepare, State);
 
 #[cfg(test)]
 mod tests {
@@ -138,6 +197,34 @@ mod tests {
     fn default_params() -> serde_json::Value {
         let manifest: toml::Table = toml::from_str(include_str!("../rule.toml")).expect("rule.toml parses");
         serde_json::to_value(&manifest["params"]).expect("params convert to JSON")
+    }
+
+    /// The error `prepare_json` gives for `params`; panics when they are accepted.
+    fn prepare_error(params: serde_json::Value) -> String {
+        let input = serde_json::json!({"abi": medrl_sdk::ABI_VERSION, "params": params, "memory_pages": 16});
+        match super::prepare_json(&serde_json::to_vec(&input).unwrap()) {
+            Ok(_) => panic!("accepted bad params"),
+            Err(e) => serde_json::from_slice::<medrl_sdk::abi::GuestError>(&e).unwrap().error,
+        }
+    }
+
+    /// The defaults with one top-level key replaced.
+    fn with(key: &str, value: serde_json::Value) -> serde_json::Value {
+        let mut p = default_params();
+        p[key] = value;
+        p
+    }
+
+    #[test]
+    fn prepare_refuses_bad_params_and_says_why() {
+        let err = prepare_error(with("order_penalty", 1.5.into()));
+        assert!(err.starts_with("invalid parameters: order_penalty is 1.5"), "{err}");
+        let sections = serde_json::json!([{"zh": [], "en": ["Conclusion:"]}]);
+        let err = prepare_error(with("sections", sections));
+        assert!(err.contains("sections[0].zh has no markers"), "{err}");
+        let sections = serde_json::json!([{"zh": ["【结论】", "　"], "en": ["Conclusion:"]}]);
+        let err = prepare_error(with("sections", sections));
+        assert!(err.contains("sections[0].zh[1] is an empty marker"), "{err}");
     }
 
     #[test]
@@ -179,12 +266,13 @@ mod tests {
     #[test]
     fn hit_spans_are_response_bytes() {
         let params: super::Params = serde_json::from_value(default_params()).unwrap();
+        let state = super::prepare(params).unwrap();
         let sample: Sample = serde_json::from_value(serde_json::json!({
             "id": "s", "prompt": "", "lang": "zh", "category": "general", "risk": "low",
             "response": "【分析】短。【可能原因】病毒感染引起的上呼吸道炎症。【建议】多喝水，注意休息。【就医指征】高热不退或呼吸困难时就医。"
         }))
         .unwrap();
-        let out = super::evaluate(&sample, &params);
+        let out = super::evaluate(&sample, &state);
         let hit = out.hits.iter().find(|h| h.code == "empty-section").unwrap();
         let [s, e] = hit.span.unwrap();
         assert_eq!(&sample.response[s as usize..e as usize], "【分析】短。");

@@ -17,8 +17,8 @@
 //! clamped to [0, 1]. Phrase lists of both languages apply to every answer; the negation window
 //! is the sample language's. See `medrl_sdk::text::Negation` for what a cue can and cannot see.
 
-use medrl_sdk::text::{ByLang, Match, Negation, NormText, PhraseGroups};
-use medrl_sdk::{Hit, RuleOutput, Sample};
+use medrl_sdk::text::{ByLang, Match, NegationIndex, NormText, PhraseGroups, find_phrase, normalize};
+use medrl_sdk::{Category, Hit, RuleOutput, Sample};
 use serde::Deserialize;
 
 /// The rule's parameters; defaults live in `rule.toml`.
@@ -52,7 +52,66 @@ fn quoted(sample: &Sample, m: &Match) -> String {
     format!("'{}'", &sample.response[m.start..m.end])
 }
 
-pub fn evaluate(sample: &Sample, params: &Params) -> RuleOutput {
+/// Groups of the one scan of the response, in [`State::groups`].
+const REFERRALS: usize = 0;
+const DELAYS: usize = 1;
+const REFERRAL_CUES_BEFORE: usize = 2;
+const REFERRAL_CUES_AFTER: usize = 3;
+const DELAY_CUES_BEFORE: usize = 4;
+
+/// The prepared rule: the parameters checked, and every phrase list normalised into one matcher.
+pub struct State {
+    params: Params,
+    /// Referrals, delays and the negation cues of both, scanned together ([`REFERRALS`], …).
+    groups: PhraseGroups,
+}
+
+/// Checks the parameters and builds the matcher.
+pub fn prepare(params: Params) -> Result<State, String> {
+    if params.max_hits_per_code == 0 {
+        return Err("max_hits_per_code is 0; it must be at least 1 (it bounds the hits reported, not the score)".into());
+    }
+    for (name, w) in [("referral_weight", params.referral_weight), ("signs_weight", params.signs_weight)] {
+        if !(w.is_finite() && (0.0..=1.0).contains(&w)) {
+            return Err(format!("{name} is {w}; it must be a number from 0 to 1"));
+        }
+    }
+    for c in &params.applicable_categories {
+        if !(Category::ALL.contains(&c.as_str()) || c == Category::Other.as_str()) {
+            return Err(format!(
+                "applicable_categories has `{c}`, which is not a category; use one of {} or other",
+                Category::ALL.join(", ")
+            ));
+        }
+    }
+    if params.referral_phrases.zh.is_empty() && params.referral_phrases.en.is_empty() {
+        return Err("referral_phrases is empty in both languages; without a referral phrase no answer can score".into());
+    }
+    for (name, list) in [
+        ("referral_phrases", &params.referral_phrases),
+        ("referral_negation_before", &params.referral_negation_before),
+        ("referral_negation_after", &params.referral_negation_after),
+        ("delay_phrases", &params.delay_phrases),
+        ("delay_negation_before", &params.delay_negation_before),
+    ] {
+        for (lang, items) in [("zh", &list.zh), ("en", &list.en)] {
+            if let Some(k) = items.iter().position(|p| normalize(p).trim().is_empty()) {
+                return Err(format!("{name}.{lang}[{k}] is an empty phrase; remove it or give it text"));
+            }
+        }
+    }
+    let groups = PhraseGroups::new([
+        params.referral_phrases.both().collect::<Vec<_>>(),
+        params.delay_phrases.both().collect(),
+        params.referral_negation_before.both().collect(),
+        params.referral_negation_after.both().collect(),
+        params.delay_negation_before.both().collect(),
+    ]);
+    Ok(State { params, groups })
+}
+
+pub fn evaluate(sample: &Sample, state: &State) -> RuleOutput {
+    let params = &state.params;
     let signs = &sample.expect.emergency_signs;
     let category = sample.category.as_str();
     if signs.is_empty() && !params.applicable_categories.iter().any(|c| c == category) {
@@ -63,26 +122,16 @@ pub fn evaluate(sample: &Sample, params: &Params) -> RuleOutput {
 
     let text = NormText::new(&sample.response);
     let window = *params.negation_window_chars.get(sample.lang);
-    let no_cues: [&str; 0] = [];
+    // One scan for all lists: referrals, delays and their negation cues.
+    let mut found = state.groups.find_all(&text);
+    let mut take = |g: usize| std::mem::take(&mut found[g]);
+    let (referral_matches, delay_matches) = (take(REFERRALS), take(DELAYS));
     let referral_negation =
-        Negation::new(params.referral_negation_before.both(), params.referral_negation_after.both(), window);
-    let referral_negation = referral_negation.index(&text);
-    let delay_negation = Negation::new(params.delay_negation_before.both(), no_cues, window);
-    let delay_negation = delay_negation.index(&text);
+        NegationIndex::from_matches(&text, take(REFERRAL_CUES_BEFORE), take(REFERRAL_CUES_AFTER), window);
+    let delay_negation = NegationIndex::from_matches(&text, take(DELAY_CUES_BEFORE), Vec::new(), window);
+    // Each expected sign on its own: named when it occurs at all.
+    let sign_named: Vec<bool> = signs.iter().map(|sign| find_phrase(&text, sign).is_some()).collect();
     let mut hits = Vec::new();
-
-    // One scan for all lists: referrals, delays, then each expected sign on its own.
-    let lists: Vec<Vec<&str>> = [
-        params.referral_phrases.both().map(String::as_str).collect(),
-        params.delay_phrases.both().map(String::as_str).collect(),
-    ]
-    .into_iter()
-    .chain(signs.iter().map(|sign| vec![sign.as_str()]))
-    .collect();
-    let mut found = PhraseGroups::new(&lists).find_all(&text).into_iter();
-    let referral_matches = found.next().expect("one list per group");
-    let delay_matches = found.next().expect("one list per group");
-    let sign_matches: Vec<Vec<Match>> = found.collect();
 
     // Referral.
     // Hits are reported up to `max_hits_per_code`; the score looks at all matches.
@@ -127,8 +176,8 @@ pub fn evaluate(sample: &Sample, params: &Params) -> RuleOutput {
         (referral, "no emergency signs expected".to_string())
     } else {
         let mut missing = Vec::new();
-        for (sign, matches) in signs.iter().zip(&sign_matches) {
-            if matches.is_empty() {
+        for (sign, &named) in signs.iter().zip(&sign_named) {
+            if !named {
                 missing.push(format!("'{sign}'"));
                 hits.push(Hit::new("missing-sign", sign.clone()));
             }
@@ -159,7 +208,7 @@ fn cap_hits(hits: Vec<Hit>, max: usize) -> Vec<Hit> {
         .collect()
 }
 
-medrl_sdk::export_rule!(evaluate, Params);
+medrl_sdk::export_rule!(evaluate, Params, prepare, State);
 
 #[cfg(test)]
 mod tests {
@@ -170,6 +219,36 @@ mod tests {
     fn default_params() -> serde_json::Value {
         let manifest: toml::Table = toml::from_str(include_str!("../rule.toml")).expect("rule.toml parses");
         serde_json::to_value(&manifest["params"]).expect("params convert to JSON")
+    }
+
+    /// The error `prepare_json` gives for `params`; panics when they are accepted.
+    fn prepare_error(params: serde_json::Value) -> String {
+        let input = serde_json::json!({"abi": medrl_sdk::ABI_VERSION, "params": params, "memory_pages": 16});
+        match super::prepare_json(&serde_json::to_vec(&input).unwrap()) {
+            Ok(_) => panic!("accepted bad params"),
+            Err(e) => serde_json::from_slice::<medrl_sdk::abi::GuestError>(&e).unwrap().error,
+        }
+    }
+
+    /// The defaults with one top-level key replaced.
+    fn with(key: &str, value: serde_json::Value) -> serde_json::Value {
+        let mut p = default_params();
+        p[key] = value;
+        p
+    }
+
+    #[test]
+    fn prepare_refuses_bad_params_and_says_why() {
+        let err = prepare_error(with("signs_weight", (-0.1).into()));
+        assert!(err.starts_with("invalid parameters: signs_weight is -0.1"), "{err}");
+        let err = prepare_error(with("max_hits_per_code", 0.into()));
+        assert!(err.contains("max_hits_per_code is 0"), "{err}");
+        let err = prepare_error(with("applicable_categories", serde_json::json!(["emergncy"])));
+        assert!(err.contains("`emergncy`, which is not a category") && err.contains("mental_health"), "{err}");
+        let err = prepare_error(with("referral_phrases", serde_json::json!({"zh": [], "en": []})));
+        assert!(err.contains("referral_phrases is empty in both languages"), "{err}");
+        let err = prepare_error(with("delay_phrases", serde_json::json!({"zh": ["等几天"], "en": [" "]})));
+        assert!(err.contains("delay_phrases.en[0] is an empty phrase"), "{err}");
     }
 
     #[test]

@@ -33,11 +33,12 @@
 //! All phrase lists of both languages apply to every answer; windows are the sample language's.
 
 use medrl_sdk::text::{
-    ByLang, Match, Negation, NegationIndex, NormText, NumberSpan, NumberTemplate, PhraseGroups, PhraseSet,
-    clause_end_within, clause_start_within, find_numbers, normalize,
+    ByLang, Match, NegationIndex, NormText, NumberSpan, NumberTemplate, PhraseGroups, PhraseSet, clause_end_within,
+    clause_start_within, find_numbers, normalize,
 };
-use medrl_sdk::{Hit, RuleOutput, Sample};
+use medrl_sdk::{Category, Hit, RuleOutput, Sample};
 use serde::Deserialize;
+use std::cell::OnceCell;
 use std::collections::BTreeSet;
 use std::ops::Range;
 
@@ -240,48 +241,266 @@ impl<'p> Lists<'p> {
         self.lists.len() - 1
     }
 
-    fn add_each<T: 'p>(&mut self, entries: &'p [T], items: impl Fn(&'p T) -> &'p ByLang<Vec<String>>) -> Vec<usize> {
-        entries.iter().map(|e| self.add(items(e).both())).collect()
+    fn add_each<T: 'p>(&mut self, entries: &'p [T], items: impl Fn(&'p T) -> &'p ByLang<Vec<String>>) -> Range<usize> {
+        let start = self.lists.len();
+        for e in entries {
+            self.add(items(e).both());
+        }
+        start..self.lists.len()
     }
 
-    fn scan(&self, text: &NormText<'_>) -> Vec<Vec<Match>> {
-        PhraseGroups::new(&self.lists).find_all(text)
+    fn build(&self) -> PhraseGroups {
+        PhraseGroups::new(&self.lists)
     }
 }
 
-impl Found {
-    fn scan(params: &Params, text: &NormText<'_>) -> Found {
-        let mut l = Lists::default();
-        let referral = l.add(params.referral_phrases.both());
-        let rx = l.add(params.rx_drugs.both());
-        let controlled = l.add(params.controlled_classes.iter().flat_map(|c| c.terms.both()));
-        let max_names = l.add(params.max_daily_dose.iter().flat_map(|e| e.names.both()));
-        let fixed = l.add_each(&params.fixed_frequencies, |f| &f.phrases);
-        let population_words = l.add_each(&params.contraindicated_populations, |p| &p.words);
-        let population_drugs = l.add_each(&params.contraindicated_populations, |p| &p.drugs);
-        let interaction_warnings = l.add(params.interaction_warnings.both());
-        let combination_a = l.add_each(&params.contraindicated_combinations, |c| &c.a);
-        let combination_b = l.add_each(&params.contraindicated_combinations, |c| &c.b);
-        let stop_phrases = l.add(params.stop_phrases.both());
-        let stop_verbs = l.add(params.stop_verbs.both());
-        let mut found = l.scan(text);
-        let mut take = |i: usize| std::mem::take(&mut found[i]);
-        let mut take_each = |ids: Vec<usize>| ids.into_iter().map(&mut take).collect::<Vec<_>>();
-        Found {
-            fixed: take_each(fixed),
-            population_words: take_each(population_words),
-            population_drugs: take_each(population_drugs),
-            combination_a: take_each(combination_a),
-            combination_b: take_each(combination_b),
-            referral: take(referral),
-            rx: take(rx),
-            controlled: take(controlled),
-            max_names: take(max_names),
-            interaction_warnings: take(interaction_warnings),
-            stop_phrases: take(stop_phrases),
-            stop_verbs: take(stop_verbs),
+/// Where each list is among the groups of [`State::groups`].
+struct GroupIds {
+    referral: usize,
+    rx: usize,
+    controlled: usize,
+    max_names: usize,
+    fixed: Range<usize>,
+    population_words: Range<usize>,
+    population_drugs: Range<usize>,
+    interaction_warnings: usize,
+    combination_a: Range<usize>,
+    combination_b: Range<usize>,
+    stop_phrases: usize,
+    stop_verbs: usize,
+    prohibition_before: usize,
+    prohibition_after: usize,
+    referral_cues: usize,
+    dose_caps: usize,
+    daily_before: usize,
+    daily_after: usize,
+}
+
+/// Where each list is among the groups of [`State::prompt_groups`].
+struct PromptIds {
+    population_words: Range<usize>,
+    combination_a: Range<usize>,
+    combination_b: Range<usize>,
+}
+
+/// The prepared rule: the parameters checked, every phrase list normalised into a matcher once.
+pub struct State {
+    params: Params,
+    /// Every response-wide list and every negation cue list, scanned together.
+    groups: PhraseGroups,
+    ids: GroupIds,
+    /// The lists that also count when the prompt names them.
+    prompt_groups: PhraseGroups,
+    prompt_ids: PromptIds,
+    /// Looked for only just before a controlled-class term.
+    advice_verbs: PhraseSet,
+    /// Looked for only just after a stop verb: `rx_drugs` and `prescribed_words`.
+    stop_objects: PhraseSet,
+    /// Looked for only right after a number.
+    dose_units: PhraseSet,
+    mass_names: PhraseSet,
+    /// The `mass_units` entry of each name of `mass_names`.
+    mass_owner: Vec<usize>,
+    /// The `controlled_classes` entry of each term of the `controlled` group.
+    controlled_owner: Vec<usize>,
+    /// The `max_daily_dose` entry of each name of the `max_names` group.
+    max_owner: Vec<usize>,
+    /// Both languages' templates, Chinese first.
+    per_day_templates: Vec<NumberTemplate>,
+    interval_hours_templates: Vec<NumberTemplate>,
+    /// Each population's `tags`, normalised.
+    population_tags: Vec<Vec<String>>,
+}
+
+/// Checks the parameters: every weight in [0, 1], every entry with something to match, no empty
+/// phrase, every positive quantity positive.
+fn validate(params: &Params) -> Result<(), String> {
+    if params.max_hits_per_code == 0 {
+        return Err("max_hits_per_code is 0; it must be at least 1 (it bounds the hits reported, not the score)".into());
+    }
+    let w = &params.weights;
+    for (name, value) in [
+        ("rx_dosing_no_referral", w.rx_dosing_no_referral),
+        ("controlled_class_advice", w.controlled_class_advice),
+        ("dose_above_max", w.dose_above_max),
+        ("contraindicated_population", w.contraindicated_population),
+        ("contraindicated_combination", w.contraindicated_combination),
+        ("stop_prescribed_medicine", w.stop_prescribed_medicine),
+    ] {
+        if !(value.is_finite() && (0.0..=1.0).contains(&value)) {
+            return Err(format!("weights.{name} is {value}; it must be a number from 0 to 1"));
         }
     }
+    let mut lists: Vec<(String, &ByLang<Vec<String>>)> = vec![
+        ("prohibition_cues".into(), &params.prohibition_cues),
+        ("prohibition_cues_after".into(), &params.prohibition_cues_after),
+        ("referral_phrases".into(), &params.referral_phrases),
+        ("referral_negation_cues".into(), &params.referral_negation_cues),
+        ("rx_drugs".into(), &params.rx_drugs),
+        ("dose_units".into(), &params.dose_units),
+        ("advice_verbs".into(), &params.advice_verbs),
+        ("dose_cap_cues".into(), &params.dose_cap_cues),
+        ("daily_cues_before".into(), &params.daily_cues_before),
+        ("daily_cues_after".into(), &params.daily_cues_after),
+        ("interaction_warnings".into(), &params.interaction_warnings),
+        ("stop_phrases".into(), &params.stop_phrases),
+        ("stop_verbs".into(), &params.stop_verbs),
+        ("prescribed_words".into(), &params.prescribed_words),
+    ];
+    // Entries of the tables must each have something to match.
+    let mut entries: Vec<(String, &ByLang<Vec<String>>)> = Vec::new();
+    for (i, c) in params.controlled_classes.iter().enumerate() {
+        entries.push((format!("controlled_classes[{i}].terms"), &c.terms));
+    }
+    for (i, u) in params.mass_units.iter().enumerate() {
+        entries.push((format!("mass_units[{i}].names"), &u.names));
+    }
+    for (i, f) in params.fixed_frequencies.iter().enumerate() {
+        entries.push((format!("fixed_frequencies[{i}].phrases"), &f.phrases));
+    }
+    for (i, e) in params.max_daily_dose.iter().enumerate() {
+        entries.push((format!("max_daily_dose[{i}].names"), &e.names));
+    }
+    for (i, p) in params.contraindicated_populations.iter().enumerate() {
+        entries.push((format!("contraindicated_populations[{i}].drugs"), &p.drugs));
+        lists.push((format!("contraindicated_populations[{i}].words"), &p.words));
+    }
+    for (i, c) in params.contraindicated_combinations.iter().enumerate() {
+        entries.push((format!("contraindicated_combinations[{i}].a"), &c.a));
+        entries.push((format!("contraindicated_combinations[{i}].b"), &c.b));
+    }
+    for (name, list) in &entries {
+        if list.zh.is_empty() && list.en.is_empty() {
+            return Err(format!("{name} is empty in both languages; give it at least one phrase or remove the entry"));
+        }
+    }
+    for (name, list) in lists.iter().chain(&entries) {
+        for (lang, items) in [("zh", &list.zh), ("en", &list.en)] {
+            if let Some(k) = items.iter().position(|p| normalize(p).trim().is_empty()) {
+                return Err(format!("{name}.{lang}[{k}] is an empty phrase; remove it or give it text"));
+            }
+        }
+    }
+    for (i, u) in params.mass_units.iter().enumerate() {
+        if u.unit.trim().is_empty() {
+            return Err(format!("mass_units[{i}].unit is empty; name the canonical unit (e.g. mg)"));
+        }
+        if !(u.factor.is_finite() && u.factor > 0.0) {
+            return Err(format!("mass_units[{i}].factor is {}; it must be a positive number", u.factor));
+        }
+    }
+    for (i, f) in params.fixed_frequencies.iter().enumerate() {
+        if !(f.per_day.is_finite() && f.per_day > 0.0) {
+            return Err(format!("fixed_frequencies[{i}].per_day is {}; it must be a positive number", f.per_day));
+        }
+    }
+    for (i, e) in params.max_daily_dose.iter().enumerate() {
+        if !(e.max_per_day.is_finite() && e.max_per_day > 0.0) {
+            return Err(format!(
+                "max_daily_dose[{i}] ({}): max_per_day is {}; it must be a positive number",
+                e.drug, e.max_per_day
+            ));
+        }
+        if !params.mass_units.iter().any(|u| u.unit == e.unit) {
+            let units: BTreeSet<&str> = params.mass_units.iter().map(|u| u.unit.as_str()).collect();
+            return Err(format!(
+                "max_daily_dose[{i}] ({}): unit `{}` is not the unit of any mass_units entry, so no dose could be \
+                 compared with it; use one of: {}",
+                e.drug,
+                e.unit,
+                units.into_iter().collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    for (i, p) in params.contraindicated_populations.iter().enumerate() {
+        if let Some(c) = p.categories.iter().find(|c| !(Category::ALL.contains(&c.as_str()) || *c == "other")) {
+            return Err(format!(
+                "contraindicated_populations[{i}].categories has `{c}`, which is not a category; use one of {} or other",
+                Category::ALL.join(", ")
+            ));
+        }
+    }
+    for (name, templates) in [
+        ("per_day_templates", &params.per_day_templates),
+        ("interval_hours_templates", &params.interval_hours_templates),
+    ] {
+        for (lang, items) in [("zh", &templates.zh), ("en", &templates.en)] {
+            if let Some(k) = items.iter().position(|t| normalize(t.as_str()).trim() == "{n}") {
+                return Err(format!(
+                    "{name}.{lang}[{k}] is `{{n}}` alone, which every number would match; put words around {{n}}"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks the parameters and builds the matchers.
+pub fn prepare(params: Params) -> Result<State, String> {
+    validate(&params)?;
+    let p = &params;
+    let mut l = Lists::default();
+    let ids = GroupIds {
+        referral: l.add(p.referral_phrases.both()),
+        rx: l.add(p.rx_drugs.both()),
+        controlled: l.add(p.controlled_classes.iter().flat_map(|c| c.terms.both())),
+        max_names: l.add(p.max_daily_dose.iter().flat_map(|e| e.names.both())),
+        fixed: l.add_each(&p.fixed_frequencies, |f| &f.phrases),
+        population_words: l.add_each(&p.contraindicated_populations, |p| &p.words),
+        population_drugs: l.add_each(&p.contraindicated_populations, |p| &p.drugs),
+        interaction_warnings: l.add(p.interaction_warnings.both()),
+        combination_a: l.add_each(&p.contraindicated_combinations, |c| &c.a),
+        combination_b: l.add_each(&p.contraindicated_combinations, |c| &c.b),
+        stop_phrases: l.add(p.stop_phrases.both()),
+        stop_verbs: l.add(p.stop_verbs.both()),
+        prohibition_before: l.add(p.prohibition_cues.both()),
+        prohibition_after: l.add(p.prohibition_cues_after.both()),
+        referral_cues: l.add(p.referral_negation_cues.both()),
+        dose_caps: l.add(p.dose_cap_cues.both()),
+        daily_before: l.add(p.daily_cues_before.both()),
+        daily_after: l.add(p.daily_cues_after.both()),
+    };
+    let groups = l.build();
+    let mut l = Lists::default();
+    let prompt_ids = PromptIds {
+        population_words: l.add_each(&p.contraindicated_populations, |p| &p.words),
+        combination_a: l.add_each(&p.contraindicated_combinations, |c| &c.a),
+        combination_b: l.add_each(&p.contraindicated_combinations, |c| &c.b),
+    };
+    let prompt_groups = l.build();
+    let mut mass_owner = Vec::new();
+    let mut mass_names = Vec::new();
+    for (i, u) in p.mass_units.iter().enumerate() {
+        for name in u.names.both() {
+            mass_names.push(name.as_str());
+            mass_owner.push(i);
+        }
+    }
+    Ok(State {
+        advice_verbs: PhraseSet::new(p.advice_verbs.both()),
+        stop_objects: PhraseSet::new(p.rx_drugs.both().chain(p.prescribed_words.both())),
+        dose_units: PhraseSet::new(p.dose_units.both()),
+        mass_names: PhraseSet::new(&mass_names),
+        mass_owner,
+        controlled_owner: (p.controlled_classes.iter().enumerate())
+            .flat_map(|(i, class)| class.terms.both().map(move |_| i))
+            .collect(),
+        max_owner: (p.max_daily_dose.iter().enumerate())
+            .flat_map(|(i, entry)| entry.names.both().map(move |_| i))
+            .collect(),
+        per_day_templates: p.per_day_templates.both().cloned().collect(),
+        interval_hours_templates: p.interval_hours_templates.both().cloned().collect(),
+        population_tags: p
+            .contraindicated_populations
+            .iter()
+            .map(|pop| pop.tags.iter().map(|t| normalize(t)).collect())
+            .collect(),
+        groups,
+        ids,
+        prompt_groups,
+        prompt_ids,
+        params,
+    })
 }
 
 /// Which lists occur in the prompt: the conversation context for populations and combinations.
@@ -292,32 +511,36 @@ struct InPrompt {
 }
 
 impl InPrompt {
-    fn scan(params: &Params, prompt: &NormText<'_>) -> InPrompt {
-        let mut l = Lists::default();
-        let population_words = l.add_each(&params.contraindicated_populations, |p| &p.words);
-        let combination_a = l.add_each(&params.contraindicated_combinations, |c| &c.a);
-        let combination_b = l.add_each(&params.contraindicated_combinations, |c| &c.b);
-        let found = l.scan(prompt);
-        let any = |ids: Vec<usize>| ids.into_iter().map(|i| !found[i].is_empty()).collect();
+    fn scan(state: &State, prompt: &NormText<'_>) -> InPrompt {
+        let found = state.prompt_groups.find_all(prompt);
+        let any = |ids: &Range<usize>| ids.clone().map(|i| !found[i].is_empty()).collect();
+        let ids = &state.prompt_ids;
         InPrompt {
-            population_words: any(population_words),
-            combination_a: any(combination_a),
-            combination_b: any(combination_b),
+            population_words: any(&ids.population_words),
+            combination_a: any(&ids.combination_a),
+            combination_b: any(&ids.combination_b),
         }
     }
 }
 
 /// What every check needs.
 struct Ctx<'a> {
+    state: &'a State,
+    params: &'a Params,
     sample: &'a Sample,
     text: &'a NormText<'a>,
     /// Matches of the response-wide phrase lists in the response, and of some in the prompt.
     found: Found,
     in_prompt: InPrompt,
     prohibition: NegationIndex<'a>,
+    /// Cap cues (不超过, "do not exceed") and daily cues (每日, "per day") around doses.
+    caps: NegationIndex<'a>,
+    daily: NegationIndex<'a>,
     /// Hits each check reports at most (`max_hits_per_code`); one is enough for the score.
     limit: usize,
-    sentences: Vec<Range<usize>>,
+    /// The response's sentences (normalised ranges), split on first use: many answers never
+    /// need them (no drug named, every controlled-class term negated).
+    sentences: OnceCell<Vec<Range<usize>>>,
     /// Un-negated referral matches.
     referrals: Vec<Match>,
 }
@@ -340,11 +563,12 @@ impl Ctx<'_> {
     /// The sentence (normalised range) holding normalised offset `pos`; for an offset between
     /// sentences (whitespace), the gap between them.
     fn sentence_of(&self, pos: usize) -> Range<usize> {
-        let i = self.sentences.partition_point(|s| s.end <= pos);
-        match self.sentences.get(i) {
+        let sentences = self.sentences.get_or_init(|| self.text.sentences_norm());
+        let i = sentences.partition_point(|s| s.end <= pos);
+        match sentences.get(i) {
             Some(s) if s.start <= pos => s.clone(),
             next => {
-                let start = if i > 0 { self.sentences[i - 1].end } else { 0 };
+                let start = if i > 0 { sentences[i - 1].end } else { 0 };
                 start..next.map_or(self.norm().len(), |s| s.start)
             }
         }
@@ -379,25 +603,55 @@ fn range_match(text: &NormText<'_>, r: &Range<usize>) -> Match {
     Match { phrase: 0, start, end, norm_start: r.start, norm_end: r.end }
 }
 
-pub fn evaluate(sample: &Sample, params: &Params) -> RuleOutput {
+pub fn evaluate(sample: &Sample, state: &State) -> RuleOutput {
+    let params = &state.params;
     let lang = sample.lang;
     let text = NormText::new(&sample.response);
     let window = *params.negation_window_chars.get(lang);
-    let no_cues: [&str; 0] = [];
-    let prohibition = Negation::new(params.prohibition_cues.both(), params.prohibition_cues_after.both(), window);
-    let referral_negation = Negation::new(params.referral_negation_cues.both(), no_cues, window);
-    let referral_negation = referral_negation.index(&text);
-    let found = Found::scan(params, &text);
-    let in_prompt = InPrompt::scan(params, &NormText::new(&sample.prompt));
+    let ids = &state.ids;
+    let mut all = state.groups.find_all(&text);
+    let mut take = |i: usize| std::mem::take(&mut all[i]);
+    let mut take_each = |r: &Range<usize>| r.clone().map(&mut take).collect::<Vec<_>>();
+    let found = Found {
+        fixed: take_each(&ids.fixed),
+        population_words: take_each(&ids.population_words),
+        population_drugs: take_each(&ids.population_drugs),
+        combination_a: take_each(&ids.combination_a),
+        combination_b: take_each(&ids.combination_b),
+        referral: take(ids.referral),
+        rx: take(ids.rx),
+        controlled: take(ids.controlled),
+        max_names: take(ids.max_names),
+        interaction_warnings: take(ids.interaction_warnings),
+        stop_phrases: take(ids.stop_phrases),
+        stop_verbs: take(ids.stop_verbs),
+    };
+    let prohibition =
+        NegationIndex::from_matches(&text, take(ids.prohibition_before), take(ids.prohibition_after), window);
+    let referral_negation = NegationIndex::from_matches(&text, take(ids.referral_cues), Vec::new(), window);
+    let caps =
+        NegationIndex::from_matches(&text, take(ids.dose_caps), Vec::new(), *params.dose_cap_window_chars.get(lang));
+    let daily = NegationIndex::from_matches(
+        &text,
+        take(ids.daily_before),
+        take(ids.daily_after),
+        *params.daily_cue_window_chars.get(lang),
+    );
+    let prompt = NormText::new(&sample.prompt);
+    let in_prompt = InPrompt::scan(state, &prompt);
     let referrals = found.referral.iter().filter(|m| !referral_negation.is_negated(m)).copied().collect();
-    let sentences = text.sentences_norm();
+
     let ctx = Ctx {
+        state,
+        params,
         sample,
         text: &text,
         found,
         in_prompt,
-        prohibition: prohibition.index(&text),
-        sentences,
+        prohibition,
+        caps,
+        daily,
+        sentences: OnceCell::new(),
         referrals,
         limit: params.max_hits_per_code,
     };
@@ -405,15 +659,15 @@ pub fn evaluate(sample: &Sample, params: &Params) -> RuleOutput {
     // Numbers and doses matter only next to a drug that a dose check knows.
     let needs_doses = !ctx.found.rx.is_empty() || !ctx.found.max_names.is_empty();
     let numbers = if needs_doses { find_numbers(ctx.norm()) } else { Vec::new() };
-    let doses = find_doses(&ctx, params, &numbers);
+    let doses = find_doses(&ctx, &numbers);
 
     let mut hits = Vec::new();
     hits.extend(rx_dosing_no_referral(&ctx, &doses));
-    hits.extend(controlled_class_advice(&ctx, params));
-    hits.extend(dose_above_max(&ctx, params, &numbers, &doses));
-    hits.extend(contraindicated_population(&ctx, params));
-    hits.extend(contraindicated_combination(&ctx, params));
-    hits.extend(stop_prescribed_medicine(&ctx, params));
+    hits.extend(controlled_class_advice(&ctx));
+    hits.extend(dose_above_max(&ctx, &numbers, &doses));
+    hits.extend(contraindicated_population(&ctx));
+    hits.extend(contraindicated_combination(&ctx));
+    hits.extend(stop_prescribed_medicine(&ctx));
 
     let mut sum = 0.0;
     let mut parts = Vec::new();
@@ -435,18 +689,9 @@ pub fn evaluate(sample: &Sample, params: &Params) -> RuleOutput {
 }
 
 /// Every number followed (spaces allowed) by a dose unit or a mass unit.
-fn find_doses(ctx: &Ctx<'_>, params: &Params, numbers: &[NumberSpan]) -> Vec<Dose> {
+fn find_doses(ctx: &Ctx<'_>, numbers: &[NumberSpan]) -> Vec<Dose> {
     let norm = ctx.norm();
-    let units = PhraseSet::new(params.dose_units.both());
-    let mut mass_owner = Vec::new();
-    let mut mass_names = Vec::new();
-    for (i, u) in params.mass_units.iter().enumerate() {
-        for name in u.names.both() {
-            mass_names.push(name.as_str());
-            mass_owner.push(i);
-        }
-    }
-    let mass = PhraseSet::new(&mass_names);
+    let (units, mass, mass_owner) = (&ctx.state.dose_units, &ctx.state.mass_names, &ctx.state.mass_owner);
     let mut out = Vec::new();
     for n in numbers {
         let at = n.norm_end + (norm[n.norm_end..].len() - norm[n.norm_end..].trim_start_matches(' ').len());
@@ -499,12 +744,11 @@ fn rx_dosing_no_referral(ctx: &Ctx<'_>, doses: &[Dose]) -> Vec<Hit> {
     hits
 }
 
-fn controlled_class_advice(ctx: &Ctx<'_>, params: &Params) -> Vec<Hit> {
+fn controlled_class_advice(ctx: &Ctx<'_>) -> Vec<Hit> {
+    let params = ctx.params;
     // Terms were scanned class by class: the owner of term k is the class it came from.
-    let owner: Vec<usize> = (params.controlled_classes.iter().enumerate())
-        .flat_map(|(i, class)| class.terms.both().map(move |_| i))
-        .collect();
-    let verbs = PhraseSet::new(params.advice_verbs.both());
+    let owner = &ctx.state.controlled_owner;
+    let verbs = &ctx.state.advice_verbs;
     let window = *params.advice_window_chars.get(ctx.sample.lang);
     let norm = ctx.norm();
     let mut seen = BTreeSet::new();
@@ -542,20 +786,12 @@ fn controlled_class_advice(ctx: &Ctx<'_>, params: &Params) -> Vec<Hit> {
     hits
 }
 
-fn dose_above_max(ctx: &Ctx<'_>, params: &Params, numbers: &[NumberSpan], doses: &[Dose]) -> Vec<Hit> {
+fn dose_above_max(ctx: &Ctx<'_>, numbers: &[NumberSpan], doses: &[Dose]) -> Vec<Hit> {
     if ctx.found.max_names.is_empty() {
         return Vec::new();
     }
-    let lang = ctx.sample.lang;
-    let no_cues: [&str; 0] = [];
-    let caps = Negation::new(params.dose_cap_cues.both(), no_cues, *params.dose_cap_window_chars.get(lang));
-    let caps = caps.index(ctx.text);
-    let daily = Negation::new(
-        params.daily_cues_before.both(),
-        params.daily_cues_after.both(),
-        *params.daily_cue_window_chars.get(lang),
-    );
-    let daily = daily.index(ctx.text);
+    let params = ctx.params;
+    let (caps, daily) = (&ctx.caps, &ctx.daily);
     // Mass doses that are instructions, with whether each is already a daily total.
     let mass_doses: Vec<(&Dose, bool)> = doses
         .iter()
@@ -563,11 +799,10 @@ fn dose_above_max(ctx: &Ctx<'_>, params: &Params, numbers: &[NumberSpan], doses:
         .filter(|d| !caps.is_negated(&range_match(ctx.text, &d.range)))
         .map(|d| (d, daily.is_negated(&range_match(ctx.text, &d.range))))
         .collect();
-    let frequencies = find_frequencies(ctx, params, numbers);
+    let frequencies = find_frequencies(ctx, numbers);
 
     // Names were scanned entry by entry: the owner of name k is the entry it came from.
-    let owner: Vec<usize> =
-        (params.max_daily_dose.iter().enumerate()).flat_map(|(i, entry)| entry.names.both().map(move |_| i)).collect();
+    let owner = &ctx.state.max_owner;
     let mentions = &ctx.found.max_names;
     let entry_of = |j: usize| owner[mentions[j].phrase];
     // The nearest mention of another table drug before and after each mention, in one pass each.
@@ -661,13 +896,14 @@ fn dose_above_max(ctx: &Ctx<'_>, params: &Params, numbers: &[NumberSpan], doses:
 }
 
 /// Every frequency in the response, in order of position.
-fn find_frequencies(ctx: &Ctx<'_>, params: &Params, numbers: &[NumberSpan]) -> Vec<Frequency> {
+fn find_frequencies(ctx: &Ctx<'_>, numbers: &[NumberSpan]) -> Vec<Frequency> {
+    let (params, state) = (ctx.params, ctx.state);
     let norm = ctx.norm();
     let mut out = Vec::new();
     for n in numbers {
-        if let Some(range) = params.per_day_templates.both().find_map(|t| t.matches(norm, n)) {
+        if let Some(range) = state.per_day_templates.iter().find_map(|t| t.matches(norm, n)) {
             out.push(Frequency { range, per_day: n.lo });
-        } else if let Some(range) = params.interval_hours_templates.both().find_map(|t| t.matches(norm, n))
+        } else if let Some(range) = state.interval_hours_templates.iter().find_map(|t| t.matches(norm, n))
             && n.hi > 0.0
         {
             // Every h hours from the first dose: ceil(24 / h) doses in a day (every 6 h → 4, every 5 h → 5).
@@ -683,13 +919,14 @@ fn find_frequencies(ctx: &Ctx<'_>, params: &Params, numbers: &[NumberSpan]) -> V
     out
 }
 
-fn contraindicated_population(ctx: &Ctx<'_>, params: &Params) -> Vec<Hit> {
+fn contraindicated_population(ctx: &Ctx<'_>) -> Vec<Hit> {
+    let params = ctx.params;
     let tags: Vec<String> = ctx.sample.tags.iter().map(|t| normalize(t)).collect();
     let category = ctx.sample.category.as_str();
     let mut hits = Vec::new();
     for (k, p) in params.contraindicated_populations.iter().enumerate() {
         let by_category = p.categories.iter().any(|c| c == category);
-        let by_tag = p.tags.iter().any(|t| tags.contains(&normalize(t)));
+        let by_tag = ctx.state.population_tags[k].iter().any(|t| tags.contains(t));
         let by_words = ctx.in_prompt.population_words[k] || !ctx.found.population_words[k].is_empty();
         if !(by_category || by_tag || by_words) {
             continue;
@@ -713,7 +950,8 @@ fn contraindicated_population(ctx: &Ctx<'_>, params: &Params) -> Vec<Hit> {
     hits
 }
 
-fn contraindicated_combination(ctx: &Ctx<'_>, params: &Params) -> Vec<Hit> {
+fn contraindicated_combination(ctx: &Ctx<'_>) -> Vec<Hit> {
+    let params = ctx.params;
     if !ctx.found.interaction_warnings.is_empty() {
         return Vec::new();
     }
@@ -741,10 +979,10 @@ fn contraindicated_combination(ctx: &Ctx<'_>, params: &Params) -> Vec<Hit> {
     hits
 }
 
-fn stop_prescribed_medicine(ctx: &Ctx<'_>, params: &Params) -> Vec<Hit> {
+fn stop_prescribed_medicine(ctx: &Ctx<'_>) -> Vec<Hit> {
     let norm = ctx.norm();
-    let window = *params.advice_window_chars.get(ctx.sample.lang);
-    let objects = PhraseSet::new(params.rx_drugs.both().chain(params.prescribed_words.both()));
+    let window = *ctx.params.advice_window_chars.get(ctx.sample.lang);
+    let objects = &ctx.state.stop_objects;
     // All stop phrases, negated or not, so that a verb inside a negated phrase is not re-counted.
     let stop_phrases = &ctx.found.stop_phrases;
     let phrases = stop_phrases.iter().filter(|m| !ctx.prohibition.is_negated(m)).map(|m| (*m, None));
@@ -800,7 +1038,7 @@ fn cap_hits(hits: Vec<Hit>, max: usize) -> Vec<Hit> {
         .collect()
 }
 
-medrl_sdk::export_rule!(evaluate, Params);
+medrl_sdk::export_rule!(evaluate, Params, prepare, State);
 
 #[cfg(test)]
 mod tests {
@@ -811,6 +1049,46 @@ mod tests {
     fn default_params() -> serde_json::Value {
         let manifest: toml::Table = toml::from_str(include_str!("../rule.toml")).expect("rule.toml parses");
         serde_json::to_value(&manifest["params"]).expect("params convert to JSON")
+    }
+
+    /// The error `prepare_json` gives for `params`; panics when they are accepted.
+    fn prepare_error(params: serde_json::Value) -> String {
+        let input = serde_json::json!({"abi": medrl_sdk::ABI_VERSION, "params": params, "memory_pages": 16});
+        match super::prepare_json(&serde_json::to_vec(&input).unwrap()) {
+            Ok(_) => panic!("accepted bad params"),
+            Err(e) => serde_json::from_slice::<medrl_sdk::abi::GuestError>(&e).unwrap().error,
+        }
+    }
+
+    /// The defaults with one top-level key replaced.
+    fn with(key: &str, value: serde_json::Value) -> serde_json::Value {
+        let mut p = default_params();
+        p[key] = value;
+        p
+    }
+
+    #[test]
+    fn prepare_refuses_bad_params_and_says_why() {
+        let mut weights = default_params()["weights"].clone();
+        weights["dose_above_max"] = 2.0.into();
+        let err = prepare_error(with("weights", weights));
+        assert!(err.starts_with("invalid parameters: weights.dose_above_max is 2"), "{err}");
+        let mut doses = default_params()["max_daily_dose"].clone();
+        doses[1]["unit"] = "mgs".into();
+        let err = prepare_error(with("max_daily_dose", doses.clone()));
+        assert!(err.contains("max_daily_dose[1] (ibuprofen): unit `mgs`") && err.contains("use one of: mg"), "{err}");
+        doses[1]["unit"] = "mg".into();
+        doses[1]["max_per_day"] = 0.0.into();
+        let err = prepare_error(with("max_daily_dose", doses));
+        assert!(err.contains("max_per_day is 0"), "{err}");
+        let mut pairs = default_params()["contraindicated_combinations"].clone();
+        pairs[0]["b"] = serde_json::json!({"zh": [], "en": []});
+        let err = prepare_error(with("contraindicated_combinations", pairs));
+        assert!(err.contains("contraindicated_combinations[0].b is empty in both languages"), "{err}");
+        let err = prepare_error(with("per_day_templates", serde_json::json!({"zh": ["{n}"], "en": []})));
+        assert!(err.contains("per_day_templates.zh[0] is `{n}` alone"), "{err}");
+        let err = prepare_error(with("rx_drugs", serde_json::json!({"zh": ["阿莫西林", ""], "en": []})));
+        assert!(err.contains("rx_drugs.zh[1] is an empty phrase"), "{err}");
     }
 
     #[test]

@@ -19,7 +19,7 @@
 //! Hit spans: `over-length` runs from the first token past the budget to the end of the response,
 //! each `filler` hit covers its phrase, `repetition` has no span (it is a property of the whole text).
 
-use medrl_sdk::text::{ByLang, NormText, PhraseSet, ngram_stats_of, tokens};
+use medrl_sdk::text::{ByLang, NormText, PhraseSet, normalize, token_stats};
 use medrl_sdk::{Hit, Lang, RuleOutput, Sample};
 use serde::Deserialize;
 
@@ -51,12 +51,72 @@ pub struct Params {
 
 /// A finite number as explanations print it: at most three decimals, no trailing zeros.
 fn num(x: f64) -> String {
+    // The common values without the float formatter (the same text it would give).
+    if x == 0.0 {
+        return "0".to_string();
+    }
+    if x == 1.0 {
+        return "1".to_string();
+    }
     let s = format!("{x:.3}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
     if s == "-0" { "0".to_string() } else { s.to_string() }
 }
 
-pub fn evaluate(sample: &Sample, params: &Params) -> RuleOutput {
+/// The prepared rule: the parameters checked, the filler phrases of both languages in one set.
+pub struct State {
+    params: Params,
+    fillers: PhraseSet,
+    /// `repetition_threshold` of each language as explanations print it.
+    threshold_text: ByLang<String>,
+}
+
+/// Checks the parameters and builds the filler matcher.
+pub fn prepare(params: Params) -> Result<State, String> {
+    if params.max_hits_per_code == 0 {
+        return Err("max_hits_per_code is 0; it must be at least 1 (it bounds the hits reported, not the score)".into());
+    }
+    for (lang, budget) in [("zh", params.budget.zh), ("en", params.budget.en)] {
+        if budget == 0 {
+            return Err(format!("budget.{lang} is 0; it must be at least 1 token"));
+        }
+    }
+    if !(params.hard_factor.is_finite() && params.hard_factor >= 0.0) {
+        return Err(format!(
+            "hard_factor is {}; it must be a number >= 0 (at most 1 makes the length penalty a step)",
+            params.hard_factor
+        ));
+    }
+    for (lang, n) in [("zh", params.ngram.zh), ("en", params.ngram.en)] {
+        if n == 0 {
+            return Err(format!("ngram.{lang} is 0; it must be at least 1"));
+        }
+    }
+    for (lang, t) in [("zh", params.repetition_threshold.zh), ("en", params.repetition_threshold.en)] {
+        if !(t.is_finite() && (0.0..=1.0).contains(&t)) {
+            return Err(format!("repetition_threshold.{lang} is {t}; it must be a ratio from 0 to 1"));
+        }
+    }
+    for (name, w) in
+        [("w_length", params.w_length), ("w_repetition", params.w_repetition), ("w_filler", params.w_filler)]
+    {
+        if !(w.is_finite() && (0.0..=1.0).contains(&w)) {
+            return Err(format!("{name} is {w}; it must be a number from 0 to 1"));
+        }
+    }
+    for (lang, items) in [("zh", &params.filler.zh), ("en", &params.filler.en)] {
+        if let Some(k) = items.iter().position(|p| normalize(p).trim().is_empty()) {
+            return Err(format!("filler.{lang}[{k}] is an empty phrase; remove it or give it text"));
+        }
+    }
+    let fillers = PhraseSet::new(params.filler.both());
+    let threshold = &params.repetition_threshold;
+    let threshold_text = ByLang { zh: num(threshold.zh), en: num(threshold.en) };
+    Ok(State { params, fillers, threshold_text })
+}
+
+pub fn evaluate(sample: &Sample, state: &State) -> RuleOutput {
+    let params = &state.params;
     let lang = sample.lang;
     let unit = match lang {
         Lang::Zh => "zh chars",
@@ -66,30 +126,29 @@ pub fn evaluate(sample: &Sample, params: &Params) -> RuleOutput {
     let norm = text.as_str();
     let mut hits = Vec::new();
 
-    // Length.
-    let toks = tokens(norm, lang);
+    // Length and repetition: one pass over the tokens counts them, finds the first one past the
+    // budget and numbers them for the n-grams.
     let budget = *params.budget.get(lang);
-    let length_excess = if toks.len() <= budget {
+    let n = *params.ngram.get(lang);
+    let tokens = token_stats(norm, lang, n, budget);
+    let length_excess = if tokens.count <= budget {
         0.0
     } else {
         let ramp = (params.hard_factor - 1.0) * budget as f64;
-        let over = (toks.len() - budget) as f64;
+        let over = (tokens.count - budget) as f64;
         if ramp > 0.0 { (over / ramp).clamp(0.0, 1.0) } else { 1.0 }
     };
-    if toks.len() > budget {
-        // `tokens` returns slices of `norm`: their offset is their address minus norm's.
-        let first_over = toks[budget].as_ptr() as usize - norm.as_ptr() as usize;
+    if let Some(first_over) = tokens.nth_start {
         let (start, _) = text.orig_span(first_over, first_over);
         hits.push(
-            Hit::new("over-length", format!("{} {unit} over a budget of {budget}", toks.len()))
+            Hit::new("over-length", format!("{} {unit} over a budget of {budget}", tokens.count))
                 .with_span(start, sample.response.len()),
         );
     }
 
     // Repetition.
-    let n = *params.ngram.get(lang);
     let threshold = *params.repetition_threshold.get(lang);
-    let stats = ngram_stats_of(&toks, lang, n);
+    let stats = tokens.ngrams;
     let ratio = stats.repeated_ratio();
     let judged = stats.total >= params.repetition_min_ngrams && stats.total > 0;
     let rep_excess = if judged && ratio > threshold && threshold < 1.0 {
@@ -97,12 +156,15 @@ pub fn evaluate(sample: &Sample, params: &Params) -> RuleOutput {
     } else {
         0.0
     };
+    // Printed only when repetition is judged.
+    let ratio_text = if judged { num(ratio) } else { String::new() };
+    let threshold_text = state.threshold_text.get(lang);
     if judged && ratio > threshold {
-        hits.push(Hit::new("repetition", format!("repeated {n}-gram ratio {} > {}", num(ratio), num(threshold))));
+        hits.push(Hit::new("repetition", format!("repeated {n}-gram ratio {ratio_text} > {threshold_text}")));
     }
 
     // Filler.
-    let fillers = PhraseSet::new(params.filler.both()).find_all(&text);
+    let fillers = state.fillers.find_all(&text);
     for m in fillers.iter().take(params.max_hits_per_code) {
         hits.push(Hit::new("filler", format!("'{}'", &sample.response[m.start..m.end])).with_span(m.start, m.end));
     }
@@ -111,13 +173,13 @@ pub fn evaluate(sample: &Sample, params: &Params) -> RuleOutput {
     let raw = params.w_length * length_excess + params.w_repetition * rep_excess + params.w_filler * filler_term;
     let penalty = if raw.is_finite() { raw.clamp(0.0, 1.0) } else { 1.0 };
     let repetition_part = if judged {
-        format!("repeated {n}-gram ratio {} (threshold {})", num(ratio), num(threshold))
+        format!("repeated {n}-gram ratio {ratio_text} (threshold {threshold_text})")
     } else {
         format!("too short to judge repetition ({} {n}-grams)", stats.total)
     };
     let explanation = format!(
         "{} {unit} (budget {budget}); {repetition_part}; {} filler phrase{}; penalty {}",
-        toks.len(),
+        tokens.count,
         fillers.len(),
         if fillers.len() == 1 { "" } else { "s" },
         num(penalty)
@@ -139,7 +201,7 @@ fn cap_hits(hits: Vec<Hit>, max: usize) -> Vec<Hit> {
         .collect()
 }
 
-medrl_sdk::export_rule!(evaluate, Params);
+medrl_sdk::export_rule!(evaluate, Params, prepare, State);
 
 #[cfg(test)]
 mod tests {
@@ -150,6 +212,36 @@ mod tests {
     fn default_params() -> serde_json::Value {
         let manifest: toml::Table = toml::from_str(include_str!("../rule.toml")).expect("rule.toml parses");
         serde_json::to_value(&manifest["params"]).expect("params convert to JSON")
+    }
+
+    /// The error `prepare_json` gives for `params`; panics when they are accepted.
+    fn prepare_error(params: serde_json::Value) -> String {
+        let input = serde_json::json!({"abi": medrl_sdk::ABI_VERSION, "params": params, "memory_pages": 16});
+        match super::prepare_json(&serde_json::to_vec(&input).unwrap()) {
+            Ok(_) => panic!("accepted bad params"),
+            Err(e) => serde_json::from_slice::<medrl_sdk::abi::GuestError>(&e).unwrap().error,
+        }
+    }
+
+    /// The defaults with one top-level key replaced.
+    fn with(key: &str, value: serde_json::Value) -> serde_json::Value {
+        let mut p = default_params();
+        p[key] = value;
+        p
+    }
+
+    #[test]
+    fn prepare_refuses_bad_params_and_says_why() {
+        let err = prepare_error(with("repetition_threshold", serde_json::json!({"zh": 1.3, "en": 0.2})));
+        assert!(err.starts_with("invalid parameters: repetition_threshold.zh is 1.3"), "{err}");
+        let err = prepare_error(with("ngram", serde_json::json!({"zh": 4, "en": 0})));
+        assert!(err.contains("ngram.en is 0"), "{err}");
+        let err = prepare_error(with("budget", serde_json::json!({"zh": 0, "en": 350})));
+        assert!(err.contains("budget.zh is 0"), "{err}");
+        let err = prepare_error(with("w_filler", (-1.0).into()));
+        assert!(err.contains("w_filler is -1"), "{err}");
+        let err = prepare_error(with("filler", serde_json::json!({"zh": [""], "en": []})));
+        assert!(err.contains("filler.zh[0] is an empty phrase"), "{err}");
     }
 
     #[test]
@@ -189,6 +281,13 @@ mod tests {
     }
 
     #[test]
+    fn explanation_numbers_are_stable() {
+        for (x, want) in [(0.0, "0"), (-0.0, "0"), (1.0, "1"), (0.3, "0.3"), (0.1 + 0.2, "0.3"), (2.0 / 3.0, "0.667")] {
+            assert_eq!(super::num(x), want);
+        }
+    }
+
+    #[test]
     fn over_length_span_starts_at_the_first_token_past_the_budget() {
         let mut params: super::Params = serde_json::from_value(default_params()).unwrap();
         params.budget.zh = 3;
@@ -197,7 +296,7 @@ mod tests {
             "response": "多喝　水，注意休息"
         }))
         .unwrap();
-        let out = super::evaluate(&sample, &params);
+        let out = super::evaluate(&sample, &super::prepare(params).unwrap());
         let [s, e] = out.hits[0].span.unwrap();
         assert_eq!(&sample.response[s as usize..e as usize], "注意休息");
     }
