@@ -63,7 +63,7 @@ pub fn samples_per_second(scorer: &RuleSetScorer, samples: &[Sample], threads: u
 }
 
 /// Mean microseconds per evaluation of each rule, single-threaded, over `samples`, in runs of
-/// 64 samples per instance as the scorer does.
+/// up to 256 samples per instance as the scorer does.
 pub fn per_rule_micros(scorer: &RuleSetScorer, samples: &[Sample]) -> Vec<(String, f64)> {
     let encoded: Vec<Vec<u8>> = samples.iter().map(crate::reward::scorer::encode_sample).collect();
     let slices: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
@@ -72,7 +72,7 @@ pub fn per_rule_micros(scorer: &RuleSetScorer, samples: &[Sample]) -> Vec<(Strin
         .iter()
         .map(|rule| {
             let start = Instant::now();
-            for run in slices.chunks(64) {
+            for run in slices.chunks(256) {
                 std::hint::black_box(rule.evaluate_many(run));
             }
             (rule.manifest.reference(), start.elapsed().as_secs_f64() * 1e6 / samples.len() as f64)
