@@ -130,7 +130,7 @@ fn test(selected: Vec<String>, g: &Globals) -> anyhow::Result<()> {
         let path = rule.dir.join(&rule.manifest.vectors.file);
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         let vectors = parse_vectors(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        let mut failures: Vec<String> = vectors.iter().filter_map(|v| loaded.run_vector(v).err().map(|e| format!("    {}: {e}", v.name))).collect();
+        let mut failures: Vec<String> = loaded.vector_failures(&vectors).into_iter().map(|f| format!("    {f}")).collect();
         let samples: Vec<Sample> = vectors.iter().map(|v| v.sample.clone()).collect();
         let isolated = loaded.check_isolation(&samples);
         println!(

@@ -265,9 +265,7 @@ pub fn build(crate_dir: &Path, registry: &Registry, sandbox: &Sandbox) -> Result
         });
     }
     let rustc = run_capture(Command::new("rustc").arg("-V").current_dir(&crate_dir))?.trim().to_string();
-    let module = cargo_build_wasm(&crate_dir, &metadata, &package.name)?;
-    let sandbox_rule = sandbox.compile(&module, source.limits)?;
-    drop(sandbox_rule);
+    let module = cargo_build_wasm(&crate_dir, &metadata, &package)?;
 
     let vectors_path = crate_dir.join(RULE_VECTORS);
     let vectors_bytes = std::fs::read(&vectors_path).map_err(io_err(&vectors_path))?;
@@ -306,13 +304,11 @@ pub fn build(crate_dir: &Path, registry: &Registry, sandbox: &Sandbox) -> Result
         changelog: source.changelog.clone(),
     };
 
-    // Every golden vector must pass in the sandbox before anything is published.
+    // Validates and compiles the module once; every golden vector must then pass in the sandbox
+    // before anything is published.
     let verified = VerifiedRule { manifest: manifest.clone(), manifest_sha256: String::new(), module: module.clone(), dir: crate_dir.clone() };
     let loaded = LoadedRule::new(sandbox, &verified, 1.0, None)?;
-    let failures: Vec<String> = vectors
-        .iter()
-        .filter_map(|v| loaded.run_vector(v).err().map(|e| format!("  {}: {e}", v.name)))
-        .collect();
+    let failures: Vec<String> = loaded.vector_failures(&vectors).into_iter().map(|f| format!("  {f}")).collect();
     if !failures.is_empty() {
         return Err(AuthorError::Vectors { failed: failures.len(), total: vectors.len(), details: failures.join("\n") });
     }
@@ -375,7 +371,6 @@ fn same_published_content(a: &RuleManifest, b: &RuleManifest) -> bool {
 
 struct Metadata {
     workspace_root: PathBuf,
-    target_directory: PathBuf,
     packages: Vec<serde_json::Value>,
 }
 
@@ -426,14 +421,13 @@ fn cargo_metadata(crate_dir: &Path) -> Result<Metadata, AuthorError> {
     let path = |key: &str| PathBuf::from(v[key].as_str().unwrap_or_default());
     Ok(Metadata {
         workspace_root: path("workspace_root"),
-        target_directory: path("target_directory"),
         packages: v["packages"].as_array().cloned().unwrap_or_default(),
     })
 }
 
 /// The reproducible build: fixed profile and target, and every local path prefix remapped.
-fn cargo_build_wasm(crate_dir: &Path, metadata: &Metadata, package: &str) -> Result<Vec<u8>, AuthorError> {
-    let info = metadata.package_at(crate_dir)?;
+fn cargo_build_wasm(crate_dir: &Path, metadata: &Metadata, info: &PackageInfo) -> Result<Vec<u8>, AuthorError> {
+    let package = info.name.as_str();
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
@@ -464,7 +458,6 @@ fn cargo_build_wasm(crate_dir: &Path, metadata: &Metadata, package: &str) -> Res
         .filter_map(|f| f.as_str().map(PathBuf::from))
         .find(|f| f.extension().is_some_and(|e| e == "wasm"))
         .ok_or_else(|| AuthorError::NoArtifact { package: package.to_string() })?;
-    let _ = &metadata.target_directory;
     std::fs::read(&artifact).map_err(io_err(&artifact))
 }
 

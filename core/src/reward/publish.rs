@@ -2,7 +2,6 @@
 //! parameter overrides, the aggregation, and approvals. The manifest hashes, file list,
 //! revision and previous-revision link are computed, never written by hand.
 
-use super::hash::canonical_json;
 use super::registry::{RULESET_MANIFEST, Registry, RegistryError, check_weight_sign, read_json};
 use super::ruleset::{Aggregation, Approval, PreviousRevision, RuleEntry, RuleSetManifest, VersionRef};
 use super::manifest::valid_id;
@@ -119,6 +118,5 @@ pub fn create_ruleset(registry: &Registry, spec: &RuleSetSpec, spec_path: &Path,
     let mut json = serde_json::to_vec_pretty(&manifest).expect("a manifest always serialises");
     json.push(b'\n');
     std::fs::write(&path, json).map_err(|source| PublishError::Io { path: path.clone(), source })?;
-    let _ = canonical_json;
     Ok(manifest)
 }

@@ -79,6 +79,11 @@ impl LoadedRule {
         }
     }
 
+    /// Runs every vector; returns `name: mismatch` for each that fails.
+    pub fn vector_failures(&self, vectors: &[Vector]) -> Vec<String> {
+        vectors.iter().filter_map(|v| self.run_vector(v).err().map(|e| format!("{}: {e}", v.name))).collect()
+    }
+
     /// Checks that the rule keeps no state between evaluations: each sample scored alone in a
     /// fresh instance, and all of them in one reused instance (forwards and backwards), must give
     /// the same outcome, output and fuel. A rule that fails this could not be replayed exactly.
