@@ -89,6 +89,9 @@ pub enum DataCommand {
         /// How many of the lowest-rewarded answers to list per split.
         #[arg(long, default_value_t = 5)]
         lowest: usize,
+        /// The hash-chained audit log every evaluation is appended to (see `rules score`).
+        #[arg(long, env = "MEDRL_AUDIT_LOG", default_value = ".medrl/audit.jsonl")]
+        audit_log: PathBuf,
     },
 }
 
@@ -161,7 +164,7 @@ pub fn run(cmd: DataCommand, g: &Globals) -> anyhow::Result<()> {
             v.into_result(&data.dir)?;
             Ok(())
         }
-        DataCommand::ScoreReferences { dir, ruleset, split, lowest } => score_references(&dir, &ruleset, split, lowest, g),
+        DataCommand::ScoreReferences { dir, ruleset, split, lowest, audit_log } => score_references(&dir, &ruleset, split, lowest, &audit_log, g),
     }
 }
 
@@ -242,15 +245,17 @@ fn print_strata(available: &Strata, quotas: &[usize; 8], realised: &Strata) {
     );
 }
 
-fn score_references(dir: &Path, reference: &str, split: Option<Split>, lowest: usize, g: &Globals) -> anyhow::Result<()> {
+fn score_references(dir: &Path, reference: &str, split: Option<Split>, lowest: usize, audit_log: &Path, g: &Globals) -> anyhow::Result<()> {
     let reference: VersionRef = reference.parse().map_err(anyhow::Error::msg)?;
     let data = DataSets::load(dir)?;
     if !data.malformed.is_empty() {
         return Err(DataError::Invalid { dir: data.dir.clone(), problems: data.malformed.clone() }.into());
     }
-    let ruleset = g.registry.load_ruleset(&reference)?;
+    let accepted = g.registry.accept_ruleset(&reference, humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string())?;
+    let log = crate::reward::AuditLog::open(audit_log)?;
+    log.record_load(&accepted)?;
     let sandbox = Sandbox::new(g.threads)?;
-    let scorer = RuleSetScorer::new(&sandbox, ruleset)?;
+    let scorer = RuleSetScorer::new(&sandbox, accepted.ruleset)?;
     println!(
         "rule set {} (revision {}, sha256 {})",
         scorer.ruleset.manifest.reference(),
@@ -264,6 +269,8 @@ fn score_references(dir: &Path, reference: &str, split: Option<Split>, lowest: u
     for split in splits {
         let samples = reference_samples(&data.split(split).items);
         let scores = scorer.score_batch(&samples);
+        let appended = log.record_scores(&scorer, &samples, &scores)?;
+        eprintln!("audit: {split}: records {}-{} appended to {}", appended.first, appended.last, log.path().display());
         if let Some((s, rule)) = scores.iter().find_map(|s| match &s.reward {
             Reward::Aborted { rule } => Some((s, rule)),
             _ => None,

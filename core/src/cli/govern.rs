@@ -33,10 +33,10 @@ pub fn sign(reference: &str, key: &Path, signed_at: Option<String>, g: &Globals)
     let out = dir.join(sig.file_name());
     sig.write(&out)?;
     println!("signed {r} (sha256 {sha256}) with key {} ({}) -> {}", key.key_id, key.name, out.display());
-    if let Some(ring) = &g.registry.trust().keyring {
-        if ring.get(&key.key_id).is_none() {
-            eprintln!("warning: key {} is not in the keyring {}; this signature does not count until it is added", key.key_id, ring.path.display());
-        }
+    if let Some(ring) = &g.registry.trust().keyring
+        && ring.get(&key.key_id).is_none()
+    {
+        eprintln!("warning: key {} is not in the keyring {}; this signature does not count until it is added", key.key_id, ring.path.display());
     }
     Ok(())
 }

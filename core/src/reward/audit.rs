@@ -35,7 +35,7 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 
 /// The exact version of the WebAssembly engine, as recorded in every evaluation record.
 pub fn engine_version() -> String {
-    format!("wasmtime {}", wasmtime_environ::VERSION)
+    format!("wasmtime {}", super::sandbox::Sandbox::engine_version())
 }
 
 /// What went wrong with an audit log. A broken chain names the line and what is wrong there.
@@ -119,6 +119,8 @@ pub struct EvaluationEvent {
     pub elapsed_us: u64,
 }
 
+/// What a record is about. Evaluations are nearly every record, so the larger variant is not boxed.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AuditEvent {
@@ -426,10 +428,10 @@ pub fn verify_chain(path: &Path, expect_head: Option<&str>) -> Result<(ChainRepo
         }
         records.push(record);
     }
-    if let Some(expected) = expect_head {
-        if expected != report.head {
-            return Err(AuditError::Truncated { path: path.into(), expected: expected.into(), actual: report.head });
-        }
+    if let Some(expected) = expect_head
+        && expected != report.head
+    {
+        return Err(AuditError::Truncated { path: path.into(), expected: expected.into(), actual: report.head });
     }
     Ok((report, records))
 }

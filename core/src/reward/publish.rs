@@ -51,7 +51,7 @@ pub enum PublishError {
     #[error("rule set `{name}` has no published version to bump; publish the first with `medrl rules ruleset new`")]
     NothingToBump { name: String },
     #[error("{path} says version {spec}, but bumping {latest} ({part}) gives {next}; remove `version` from the spec or make it {next}")]
-    BumpConflict { path: PathBuf, spec: semver::Version, latest: semver::Version, part: &'static str, next: semver::Version },
+    BumpConflict { path: PathBuf, spec: String, latest: String, part: &'static str, next: String },
     #[error("{path} selects the same rules, weights, parameters and aggregation as {latest}; a bump must change something")]
     NoChange { path: PathBuf, latest: String },
     #[error(transparent)]
@@ -135,10 +135,16 @@ pub fn create_ruleset(registry: &Registry, spec: &RuleSetSpec, spec_path: &Path,
 pub fn bump_ruleset(registry: &Registry, spec: &RuleSetSpec, part: BumpPart, spec_path: &Path, created_at: String) -> Result<RuleSetManifest, PublishError> {
     let latest = registry.versions("rulesets", &spec.name).into_iter().max().ok_or_else(|| PublishError::NothingToBump { name: spec.name.clone() })?;
     let next = part.apply(&latest);
-    if let Some(v) = &spec.version {
-        if *v != next {
-            return Err(PublishError::BumpConflict { path: spec_path.into(), spec: v.clone(), latest, part: part.as_str(), next });
-        }
+    if let Some(v) = &spec.version
+        && *v != next
+    {
+        return Err(PublishError::BumpConflict {
+            path: spec_path.into(),
+            spec: v.to_string(),
+            latest: latest.to_string(),
+            part: part.as_str(),
+            next: next.to_string(),
+        });
     }
     let (old, _) = read_json::<RuleSetManifest>(&registry.ruleset_dir(&spec.name, &latest).join(RULESET_MANIFEST), "rule set manifest")?;
     let same_rules = old.rules.len() == spec.rules.len()

@@ -42,8 +42,16 @@ pub enum RegistryError {
     MissingFile { path: PathBuf, owner: String },
     #[error("{path}: {msg}")]
     Inconsistent { path: PathBuf, msg: String },
+    /// Boxed: trust errors carry several paths and hashes, and every `Result` of the registry
+    /// would otherwise grow to their size.
     #[error(transparent)]
-    Trust(#[from] TrustError),
+    Trust(Box<TrustError>),
+}
+
+impl From<TrustError> for RegistryError {
+    fn from(e: TrustError) -> Self {
+        RegistryError::Trust(Box::new(e))
+    }
 }
 
 impl RegistryError {

@@ -71,7 +71,8 @@ pub struct PreviousRevision {
     pub sha256: String,
 }
 
-/// A recorded approval (signing itself is the governance issue's).
+/// A recorded approval: who approved this version, in what role, on what date (YYYY-MM-DD).
+/// It lies inside `ruleset.json`, so signatures cover it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Approval {

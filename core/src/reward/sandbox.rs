@@ -161,9 +161,10 @@ impl Sandbox {
         Ok(Sandbox { engine, ticker_stop })
     }
 
-    /// The engine's version, recorded in audit records.
+    /// The exact wasmtime version (wasmtime pins its `wasmtime-environ` to the same version);
+    /// audit records write it as `wasmtime <version>`.
     pub fn engine_version() -> &'static str {
-        concat!("wasmtime-", "48")
+        wasmtime_environ::VERSION
     }
 
     /// Validates and compiles a module once; evaluations then instantiate it cheaply.

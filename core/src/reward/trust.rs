@@ -29,16 +29,18 @@ pub enum TrustError {
     Unsigned { reference: String, dir: PathBuf, keyring: PathBuf, required: usize },
     #[error("{path}: invalid signature by trusted key {key_id} ({signer}): {reason}; the rule set or the signature was altered: restore both from the publisher, or re-sign")]
     BadSignature { path: PathBuf, key_id: KeyId, signer: String, reason: String },
-    #[error("{path}: signs {signed} (sha256 {signed_sha256}) but {manifest} is {reference} with sha256 {actual}; ruleset.json changed after signing: restore it or re-sign")]
-    WrongRuleSet { path: PathBuf, signed: String, signed_sha256: String, manifest: PathBuf, reference: String, actual: String },
+    /// `signed` and `actual` are `name@version (sha256 …)`.
+    #[error("{path}: signs {signed} but {manifest} is {actual}; ruleset.json changed after signing: restore it or re-sign")]
+    WrongRuleSet { path: PathBuf, signed: String, manifest: PathBuf, actual: String },
     #[error("{path}: named {found} but signed by key {key_id}; a signature file is named <key_id>.sig")]
     Misnamed { path: PathBuf, found: String, key_id: KeyId },
     #[error("rule set {reference} has {found} valid signature(s) by distinct trusted keys; the policy ({keyring}) requires {required}.{details}")]
     TooFewSignatures { reference: String, found: usize, required: usize, keyring: PathBuf, details: String },
     #[error("rule set {reference} is revision {revision}, lower than revision {accepted} ({accepted_version}) accepted before according to {state}; refusing a rollback: pass --allow-rollback if it is intended (it is logged)")]
     Rollback { reference: String, revision: u64, accepted: u64, accepted_version: String, state: PathBuf },
-    #[error("rule set {reference} claims revision {revision}, which {state} records as {accepted_version} with sha256 {accepted_sha256}, but its sha256 is {actual}; a revision number was reused: publish a new version instead")]
-    RevisionReused { reference: String, revision: u64, accepted_version: String, accepted_sha256: String, actual: String, state: PathBuf },
+    /// `accepted` is `version with sha256 …` as the state records it.
+    #[error("rule set {reference} claims revision {revision}, which {state} records as {accepted}, but its sha256 is {actual}; a revision number was reused: publish a new version instead")]
+    RevisionReused { reference: String, revision: u64, accepted: String, actual: String, state: PathBuf },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrustError + '_ {
@@ -158,11 +160,9 @@ pub fn verify_signatures(
         if sig.ruleset != reference || sig.ruleset_sha256 != sha256 {
             return Err(TrustError::WrongRuleSet {
                 path,
-                signed: sig.ruleset,
-                signed_sha256: sig.ruleset_sha256,
+                signed: format!("{} (sha256 {})", sig.ruleset, sig.ruleset_sha256),
                 manifest: manifest_path.into(),
-                reference: reference.into(),
-                actual: sha256.into(),
+                actual: format!("{reference} with sha256 {sha256}"),
             });
         }
         let Some(key) = keyring.get(&sig.key_id) else {
@@ -310,8 +310,7 @@ pub fn check_and_record_revision(
             return Err(TrustError::RevisionReused {
                 reference,
                 revision,
-                accepted_version: prev.version.to_string(),
-                accepted_sha256: prev.sha256.clone(),
+                accepted: format!("{} with sha256 {}", prev.version, prev.sha256),
                 actual: sha256.into(),
                 state: state_path.into(),
             });

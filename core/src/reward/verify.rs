@@ -164,7 +164,7 @@ pub fn verify_ruleset(registry: &Registry, r: &VersionRef, rebuild: Option<Rebui
                     let who: Vec<String> = signers.iter().map(|s| format!("{} ({})", s.key_id, s.name)).collect();
                     format!("{} of {} required: {}", signers.len(), trust.required(), who.join(", "))
                 })
-                .map_err(RegistryError::Trust);
+                .map_err(RegistryError::from);
             report.push_result("signatures", result);
         }
         None => {
