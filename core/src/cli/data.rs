@@ -251,8 +251,8 @@ fn score_references(dir: &Path, reference: &str, split: Option<Split>, lowest: u
     if !data.malformed.is_empty() {
         return Err(DataError::Invalid { dir: data.dir.clone(), problems: data.malformed.clone() }.into());
     }
-    let accepted = g.registry.accept_ruleset(&reference, humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string())?;
     let log = crate::reward::AuditLog::open(audit_log)?;
+    let accepted = g.registry.accept_ruleset(&reference, humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string())?;
     log.record_load(&accepted)?;
     let sandbox = Sandbox::new(g.threads)?;
     let scorer = RuleSetScorer::new(&sandbox, accepted.ruleset)?;

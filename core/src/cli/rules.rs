@@ -278,8 +278,9 @@ fn list(g: &Globals) -> anyhow::Result<()> {
 fn score(reference: &str, input: &std::path::Path, json: bool, audit_log: &std::path::Path, g: &Globals) -> anyhow::Result<()> {
     let reference: VersionRef = reference.parse().map_err(anyhow::Error::msg)?;
     let samples: Vec<Sample> = read_jsonl(input)?;
-    let accepted = g.registry.accept_ruleset(&reference, govern::now())?;
+    // The log opens first: a rule set is recorded as accepted only when its load can be logged.
     let log = AuditLog::open(audit_log)?;
+    let accepted = g.registry.accept_ruleset(&reference, govern::now())?;
     log.record_load(&accepted)?;
     if accepted.signers.is_none() {
         eprintln!("note: no keyring configured, signatures not checked (pass --keyring, e.g. data/keys/keyring.toml)");
