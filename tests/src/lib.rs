@@ -60,7 +60,7 @@ impl Run {
 
 /// Runs `medrl` (the binary at `bin`) with `args` in `cwd`.
 pub fn medrl(bin: &str, cwd: &Path, args: &[&str]) -> Run {
-    let out: Output = Command::new(bin).args(args).current_dir(cwd).env_remove("MEDRL_REGISTRY").output().expect("running medrl");
+    let out: Output = Command::new(bin).args(args).current_dir(cwd).env_remove("MEDRL_REGISTRY").env_remove("MEDRL_KEYRING").env_remove("MEDRL_TRUST_STATE").env_remove("MEDRL_MIN_SIGNATURES").env_remove("MEDRL_AUDIT_LOG").output().expect("running medrl");
     Run {
         status: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -202,3 +202,34 @@ fn publish(registry: &Registry, spec: &RuleSetSpec, version: &semver::Version, s
     std::fs::write(&path, json).map_err(|source| PublishError::Io { path: path.clone(), source })?;
     Ok(manifest)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bumps_reset_the_lower_parts() {
+        let v: semver::Version = "1.4.2".parse().unwrap();
+        assert_eq!(BumpPart::Major.apply(&v).to_string(), "2.0.0");
+        assert_eq!(BumpPart::Minor.apply(&v).to_string(), "1.5.0");
+        assert_eq!(BumpPart::Patch.apply(&v).to_string(), "1.4.3");
+    }
+
+    #[test]
+    fn specs_refuse_duplicate_rules_and_incomplete_approvals() {
+        let dir = tempfile::tempdir().unwrap();
+        let read = |body: &str| {
+            let p = dir.path().join("spec.toml");
+            std::fs::write(&p, body).unwrap();
+            RuleSetSpec::read(&p)
+        };
+        let base = "name = \"s\"\n[[rules]]\nid = \"a\"\nversion = \"1.0.0\"\nweight = 1.0\n[aggregation]\nclip = [0.0, 1.0]\n";
+        assert!(read(base).unwrap().version.is_none());
+        let twice = base.replace("[aggregation]", "[[rules]]\nid = \"a\"\nversion = \"1.0.0\"\nweight = 1.0\n[aggregation]");
+        assert!(read(&twice).unwrap_err().to_string().contains("listed twice"));
+        let approval = format!("{base}[[approvals]]\nrole = \"clinical-safety\"\nname = \"Dr. Li\"\ndate = \"1 Dec\"\n");
+        assert!(read(&approval).unwrap_err().to_string().contains("YYYY-MM-DD"));
+        let ok = approval.replace("1 Dec", "2026-12-01");
+        assert_eq!(read(&ok).unwrap().approvals[0].role, "clinical-safety");
+    }
+}
