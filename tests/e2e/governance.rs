@@ -259,22 +259,22 @@ fn replay_reproduces_every_evaluation_and_audit_verify_finds_edits_deletions_and
 
     // Tampering with the log.
     let records: Vec<&str> = log.lines().collect();
-    let check = |name: &str, body: Vec<String>, needle: &str| {
+    let check = |name: &str, body: Vec<String>, needle: &str, why: &str| {
         let p = work.path().join("logs").join(name);
         std::fs::write(&p, body.join("\n") + "\n").unwrap();
         let run = medrl(MEDRL, work.path(), &["audit", "verify", s(&p)]).failed();
-        assert!(run.stderr.contains(&format!("{name}:{needle}")), "{name}: {}", run.stderr);
+        assert!(run.stderr.contains(&format!("{name}:{needle}")) && run.stderr.contains(why), "{name}: {}", run.stderr);
     };
     let mut edited: Vec<String> = records.iter().map(|l| l.to_string()).collect();
     assert!(edited[4].contains("\"fuel_used\":"));
     edited[4] = edited[4].replacen("\"fuel_used\":", "\"fuel_used\":1", 1);
-    check("edited.jsonl", edited, "5: content hashes to");
+    check("edited.jsonl", edited, "5: content hashes to", "the line was edited");
     let mut deleted: Vec<String> = records.iter().map(|l| l.to_string()).collect();
     deleted.remove(9);
-    check("deleted.jsonl", deleted, "10: holds record 11");
+    check("deleted.jsonl", deleted, "10: holds record 11", "1 record(s) before it were removed");
     let mut swapped: Vec<String> = records.iter().map(|l| l.to_string()).collect();
     swapped.swap(19, 20);
-    check("swapped.jsonl", swapped, "20: holds record 21");
+    check("swapped.jsonl", swapped, "20: holds record 21", "lines were reordered (record 20 is at line 21)");
     // A truncated log verifies on its own, but not against the head printed before.
     let head = verify.stdout.trim().rsplit(' ').next().unwrap().to_string();
     let cut = work.path().join("logs/cut.jsonl");

@@ -390,12 +390,16 @@ pub fn verify_chain(path: &Path, expect_head: Option<&str>) -> Result<(ChainRepo
     let mut report = ChainReport { records: 0, evaluations: 0, loads: 0, head: GENESIS.to_string() };
     let mut records = Vec::new();
     let broken = |line: u64, reason: String| AuditError::Broken { path: path.to_path_buf(), line, reason };
-    for (i, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
+    let lines: Vec<Vec<u8>> = std::io::BufReader::new(file).split(b'\n').collect::<Result<_, _>>().map_err(io(path))?;
+    // Where record `seq` sits in the file, if anywhere: tells a removal from a reordering.
+    let line_of = |seq: u64| {
+        lines.iter().position(|l| serde_json::from_slice::<serde_json::Value>(l).is_ok_and(|v| v["seq"] == seq)).map(|i| i + 1)
+    };
+    for (i, line) in lines.iter().enumerate() {
         let n = i as u64 + 1;
-        let line = line.map_err(io(path))?;
         let value: serde_json::Value =
             serde_json::from_slice(&line).map_err(|e| broken(n, format!("not a JSON record ({e}); the line was edited or cut")))?;
-        if canonical_json(&value) != line {
+        if canonical_json(&value) != *line {
             return Err(broken(n, "not in canonical form (sorted keys, no whitespace): the line was edited".into()));
         }
         let recomputed = record_hash(&value);
@@ -405,10 +409,10 @@ pub fn verify_chain(path: &Path, expect_head: Option<&str>) -> Result<(ChainRepo
             return Err(broken(n, format!("content hashes to {recomputed} but the record says {}: the line was edited", record.hash)));
         }
         if record.seq != n || record.prev != report.head {
-            let what = if record.seq > n {
-                format!("{} line(s) before it were removed", record.seq - n)
-            } else {
-                "lines were inserted, duplicated or reordered".to_string()
+            let what = match line_of(n) {
+                Some(at) if at as u64 != n => format!("lines were reordered (record {n} is at line {at})"),
+                _ if record.seq > n => format!("{} record(s) before it were removed", record.seq - n),
+                _ => "lines were inserted or duplicated".to_string(),
             };
             return Err(broken(
                 n,
@@ -487,9 +491,10 @@ mod tests {
         let edited = vec![lines[0].clone(), lines[1].replace("\"revision\":2", "\"revision\":9"), lines[2].clone()];
         assert!(check(edited).contains(":2: content hashes to"));
         let removed = vec![lines[0].clone(), lines[2].clone()];
-        assert!(check(removed).contains(":2: holds record 3"));
+        assert!(check(removed).contains(":2: holds record 3 (prev"), "removed");
         let swapped = vec![lines[1].clone(), lines[0].clone(), lines[2].clone()];
-        assert!(check(swapped).contains(":1: holds record 2"));
+        let msg = check(swapped);
+        assert!(msg.contains(":1: holds record 2") && msg.contains("reordered (record 1 is at line 2)"), "{msg}");
         // Removing the last record is only visible against a remembered head.
         let p = dir.path().join("cut.jsonl");
         std::fs::write(&p, lines[..2].join("\n") + "\n").unwrap();
