@@ -44,15 +44,11 @@ fn native(rule: &LoadedRule) -> Native {
     }
 }
 
-/// CPU time of the whole process (all threads), from `CLOCK_PROCESS_CPUTIME_ID`, in ns.
+/// CPU time of the whole process (all threads), in ns ([`medrl::bench::process_cpu_ns`]).
 struct CpuTime;
 
 fn process_cpu_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid timespec for the call to write into.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID) failed");
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    medrl::bench::process_cpu_ns().expect("the process CPU-time clock exists on this OS")
 }
 
 impl Measurement for CpuTime {

@@ -32,7 +32,7 @@ pub fn run(cmd: BenchCommand, g: &Globals) -> anyhow::Result<()> {
     println!("rule set {reference}: {} rules, {samples} samples of ~{bytes} bytes, best of {rounds}", scorer.rules.len());
     for cost in per_rule_micros(&scorer, &batch[..batch.len().min(500)], rounds) {
         println!(
-            "  {:<20} {:>8.1} µs/evaluation, {:>7.0} µs/prepare (1 thread, WebAssembly)",
+            "  {:<20} {:>8.1} µs/evaluation (CPU), {:>5.0} µs/prepare (1 thread, WebAssembly)",
             cost.rule, cost.evaluate_us, cost.prepare_us
         );
     }

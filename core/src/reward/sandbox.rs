@@ -292,7 +292,7 @@ impl CompiledRule {
                 evaluate: instance.get_typed_func(&mut store, abi::EXPORT_EVALUATE)?,
             };
             let packed = call_with_input(&mut store, &exports, &exports.prepare, prepare_input, self.limits)?;
-            let error = if packed == 0 { None } else { Some(read_output(&store, &exports, packed, self.limits)?) };
+            let error = if packed == 0 { None } else { Some(read_output(&store, &exports, packed, self.limits)?.to_vec()) };
             Ok((exports, error))
         })();
         let fuel_used = self.limits.fuel - store.get_fuel().unwrap_or(0);
@@ -443,7 +443,7 @@ impl PreparedInstance {
         let fuel_used = limits.fuel - self.store.get_fuel().unwrap_or(0);
         let elapsed_us = start.elapsed().as_micros() as u64;
         match result {
-            Ok(bytes) => classify_output(&bytes, output_range, fuel_used, elapsed_us),
+            Ok(bytes) => classify_output(bytes, output_range, fuel_used, elapsed_us),
             Err(e) => {
                 // A trap can leave the guest's heap or globals half-updated: never reuse it.
                 if matches!(e, RunError::Wasm(_)) {
@@ -476,19 +476,19 @@ fn call_with_input(
     Ok(func.call(&mut *store, (ptr, len))?)
 }
 
-/// Reads the packed `(ptr << 32) | len` output, within the output cap.
-fn read_output(store: &Store<StoreState>, exports: &Exports, packed: i64, limits: SandboxLimits) -> Result<Vec<u8>, RunError> {
+/// The packed `(ptr << 32) | len` output, within the output cap, borrowed from guest memory
+/// (the host parses it in place; nothing runs in the guest until the borrow ends).
+fn read_output<'s>(store: &'s Store<StoreState>, exports: &Exports, packed: i64, limits: SandboxLimits) -> Result<&'s [u8], RunError> {
     let packed = packed as u64;
     let (out_ptr, out_len) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
     if out_len > limits.max_output_bytes as usize {
         return Err(RunError::OutputTooLarge(out_len));
     }
-    let mut out = vec![0u8; out_len];
     exports
         .memory
-        .read(store, out_ptr, &mut out)
-        .map_err(|_| RunError::Output(format!("output [{out_ptr}, +{out_len}) lies outside the module's memory")))?;
-    Ok(out)
+        .data(store)
+        .get(out_ptr..out_ptr.saturating_add(out_len))
+        .ok_or_else(|| RunError::Output(format!("output [{out_ptr}, +{out_len}) lies outside the module's memory")))
 }
 
 enum RunError {

@@ -217,21 +217,25 @@ impl RuleSetScorer {
             })
             .collect();
         // runs[rule * n_chunks + c][i] is rule `rule` on sample `c * chunk + i`; regroup by sample.
-        let mut per_rule: Vec<std::vec::IntoIter<Evaluation>> =
-            runs.chunks(n_chunks.max(1)).map(|r| r.concat().into_iter()).collect();
-        let evaluations: Vec<Evaluation> = (0..samples.len())
-            .flat_map(|_| per_rule.iter_mut().map(|it| it.next().expect("one evaluation per (sample, rule)")).collect::<Vec<_>>())
+        // Moved, not copied: an evaluation carries its hits and explanation.
+        let mut runs = runs.into_iter();
+        let mut per_rule: Vec<std::iter::Flatten<std::vec::IntoIter<Vec<Evaluation>>>> =
+            (0..n_rules).map(|_| runs.by_ref().take(n_chunks).collect::<Vec<_>>().into_iter().flatten()).collect();
+        let by_sample: Vec<Vec<Evaluation>> = (0..samples.len())
+            .map(|_| per_rule.iter_mut().map(|it| it.next().expect("one evaluation per (sample, rule)")).collect())
             .collect();
-        let mut evaluations = evaluations.into_iter();
+        // Decisions, aggregation and the sample hash in parallel too: a few µs per sample that,
+        // done serially, would cap how much the rule work gains from more cores.
         samples
-            .iter()
+            .par_iter()
             .zip(&encoded)
-            .map(|(sample, json)| {
+            .zip(by_sample)
+            .map(|((sample, json), evaluations)| {
                 let results: Vec<RuleResult> = self
                     .rules
                     .iter()
-                    .map(|rule| {
-                        let evaluation = evaluations.next().expect("one evaluation per (sample, rule)");
+                    .zip(evaluations)
+                    .map(|(rule, evaluation)| {
                         let decision = decide(&evaluation, rule.manifest.on_error, rule.manifest.worst_score());
                         RuleResult { rule: rule.manifest.reference(), evaluation, decision }
                     })
