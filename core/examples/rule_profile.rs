@@ -83,11 +83,16 @@ fn main() {
         println!("{id}: cached == fresh on {} samples, twice", slices.len());
         return;
     }
+    let cpu = medrl::bench::process_cpu_ns();
     let start = std::time::Instant::now();
     let n = match mode.as_str() {
         "native" => hot_native(&*native(rule), &slices, rounds),
         _ => hot_wasm(rule, &slices, rounds),
     };
     let us = start.elapsed().as_secs_f64() * 1e6 / (rounds * slices.len()) as f64;
-    println!("{id} {mode}: {us:.1} µs/evaluation ({n})");
+    let cpu_us = match (cpu, medrl::bench::process_cpu_ns()) {
+        (Some(a), Some(b)) => format!("{:.2}", (b - a) as f64 / 1e3 / (rounds * slices.len()) as f64),
+        _ => "?".into(),
+    };
+    println!("{id} {mode}: {us:.1} µs/evaluation wall, {cpu_us} µs CPU (checksum {n})");
 }
