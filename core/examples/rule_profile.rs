@@ -30,7 +30,10 @@ fn hot_wasm(rule: &LoadedRule, samples: &[&[u8]], rounds: usize) -> usize {
     n
 }
 
-fn native(rule: &LoadedRule) -> Box<dyn Fn(&[u8]) -> usize> {
+/// A rule compiled natively: sample JSON in, output length out.
+type Native = Box<dyn Fn(&[u8]) -> usize>;
+
+fn native(rule: &LoadedRule) -> Native {
     let doc = rule.prepare_document();
     match rule.manifest.id.as_str() {
         "chain" => {
