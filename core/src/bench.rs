@@ -49,33 +49,93 @@ pub fn synthetic_samples(n: usize, bytes: usize) -> Vec<Sample> {
         .collect()
 }
 
-/// Samples per second of `scorer` on `samples` with `threads` workers, best of `rounds`.
-pub fn samples_per_second(scorer: &RuleSetScorer, samples: &[Sample], threads: usize, rounds: usize) -> Result<f64, rayon::ThreadPoolBuildError> {
+/// Throughput of a rule set on one batch size and thread count.
+#[derive(Debug, Clone, Copy)]
+pub struct Throughput {
+    /// Samples per wall-clock second, best of the timed rounds.
+    pub samples_per_second: f64,
+    /// CPU time all threads of the process spent per sample over the timed rounds, in µs, where
+    /// the OS reports it (Linux). On a shared machine wall-clock throughput falls when other
+    /// processes take the cores; this does not, so `cores × 1e6 / cpu_us_per_sample` is what
+    /// the rule set costs, and what it would do with those cores to itself.
+    pub cpu_us_per_sample: Option<f64>,
+}
+
+/// Throughput of `scorer` on `samples` with `threads` workers: one untimed round (so every
+/// worker has its prepared instances, as in a long-lived trainer), then the best of `rounds`.
+pub fn samples_per_second(scorer: &RuleSetScorer, samples: &[Sample], threads: usize, rounds: usize) -> Result<Throughput, rayon::ThreadPoolBuildError> {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+    pool.install(|| scorer.score_batch(samples));
     let mut best = Duration::MAX;
-    for _ in 0..rounds.max(1) {
+    let cpu_before = process_cpu_ns();
+    let rounds = rounds.max(1);
+    for _ in 0..rounds {
         let start = Instant::now();
         let scores = pool.install(|| scorer.score_batch(samples));
         best = best.min(start.elapsed());
         assert_eq!(scores.len(), samples.len());
     }
-    Ok(samples.len() as f64 / best.as_secs_f64())
+    let cpu_us_per_sample = match (cpu_before, process_cpu_ns()) {
+        (Some(a), Some(b)) if b > a => Some((b - a) as f64 / 1e3 / (rounds * samples.len()) as f64),
+        _ => None,
+    };
+    Ok(Throughput { samples_per_second: samples.len() as f64 / best.as_secs_f64(), cpu_us_per_sample })
 }
 
-/// Mean microseconds per evaluation of each rule, single-threaded, over `samples`, in runs of
-/// up to 256 samples per instance as the scorer does.
-pub fn per_rule_micros(scorer: &RuleSetScorer, samples: &[Sample]) -> Vec<(String, f64)> {
+/// Nanoseconds on CPU of all threads of this process (`CLOCK_PROCESS_CPUTIME_ID`); `None`
+/// where the clock is not available. In a virtual machine, time the hypervisor gives the vCPU
+/// to someone else may count too, so this errs on the side of a higher cost.
+pub fn process_cpu_ns() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: `ts` is a valid, writable timespec.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+        (rc == 0).then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+/// One rule's cost in the sandbox, single-threaded.
+#[derive(Debug, Clone)]
+pub struct RuleCost {
+    /// `id@version`.
+    pub rule: String,
+    /// Mean µs per evaluation in a prepared instance, in runs of up to 256 samples as the scorer
+    /// uses them: CPU time where the OS reports it (stable on a shared machine), else wall time.
+    pub evaluate_us: f64,
+    /// µs to instantiate and prepare one fresh instance (paid once per instance).
+    pub prepare_us: f64,
+}
+
+/// [`RuleCost`] of each rule over `samples`, best of `rounds` passes after one untimed pass.
+pub fn per_rule_micros(scorer: &RuleSetScorer, samples: &[Sample], rounds: usize) -> Vec<RuleCost> {
     let encoded: Vec<Vec<u8>> = samples.iter().map(crate::reward::scorer::encode_sample).collect();
     let slices: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
     scorer
         .rules
         .iter()
         .map(|rule| {
-            let start = Instant::now();
-            for run in slices.chunks(256) {
-                std::hint::black_box(rule.evaluate_many(run));
-            }
-            (rule.manifest.reference(), start.elapsed().as_secs_f64() * 1e6 / samples.len() as f64)
+            let pass = || {
+                let start = Instant::now();
+                for run in slices.chunks(256) {
+                    std::hint::black_box(rule.evaluate_many(run));
+                }
+                start.elapsed()
+            };
+            pass();
+            let rounds = rounds.max(1);
+            let cpu_before = process_cpu_ns();
+            let best = (0..rounds).map(|_| pass()).min().unwrap_or_default();
+            let evaluate_us = match (cpu_before, process_cpu_ns()) {
+                (Some(a), Some(b)) if b > a => (b - a) as f64 / 1e3 / (rounds * samples.len()) as f64,
+                _ => best.as_secs_f64() * 1e6 / samples.len() as f64,
+            };
+            let prepare_us = (0..rounds).filter_map(|_| rule.prepare_micros().ok()).fold(f64::INFINITY, f64::min);
+            RuleCost { rule: rule.manifest.reference(), evaluate_us, prepare_us }
         })
         .collect()
 }

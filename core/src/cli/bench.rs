@@ -30,12 +30,24 @@ pub fn run(cmd: BenchCommand, g: &Globals) -> anyhow::Result<()> {
     let scorer = RuleSetScorer::new(&sandbox, g.registry.load_ruleset(&reference)?)?;
     let batch = synthetic_samples(samples, bytes);
     println!("rule set {reference}: {} rules, {samples} samples of ~{bytes} bytes, best of {rounds}", scorer.rules.len());
-    for (rule, micros) in per_rule_micros(&scorer, &batch[..batch.len().min(500)]) {
-        println!("  {rule:<20} {micros:>8.1} µs/evaluation (1 thread, WebAssembly)");
+    for cost in per_rule_micros(&scorer, &batch[..batch.len().min(500)], rounds) {
+        println!(
+            "  {:<20} {:>8.1} µs/evaluation (CPU), {:>5.0} µs/prepare (1 thread, WebAssembly)",
+            cost.rule, cost.evaluate_us, cost.prepare_us
+        );
     }
-    let one = samples_per_second(&scorer, &batch, 1, rounds)?;
-    println!("  1 thread:   {one:>10.0} samples/s");
-    let all = samples_per_second(&scorer, &batch, g.threads, rounds)?;
-    println!("  {} threads: {all:>10.0} samples/s", g.threads);
+    for threads in [1, g.threads] {
+        let t = samples_per_second(&scorer, &batch, threads, rounds)?;
+        let label = if threads == 1 { "1 thread: ".to_string() } else { format!("{threads} threads:") };
+        match t.cpu_us_per_sample {
+            Some(cpu) => println!(
+                "  {label} {:>10.0} samples/s   (CPU {cpu:.1} µs/sample: {:.0} samples/s on {threads} free core{})",
+                t.samples_per_second,
+                threads as f64 * 1e6 / cpu,
+                if threads == 1 { "" } else { "s" }
+            ),
+            None => println!("  {label} {:>10.0} samples/s", t.samples_per_second),
+        }
+    }
     Ok(())
 }

@@ -1,5 +1,6 @@
-//! The wasmtime host: one engine, modules validated and compiled once, a fresh instance per
-//! evaluation with memory and table limits, deterministic fuel and an epoch deadline.
+//! The wasmtime host: one engine, modules validated and compiled once, instances prepared once
+//! and reused for many evaluations (kept idle between runs, see [`InstanceCache`]), memory and
+//! table limits, deterministic fuel and an epoch deadline per evaluation.
 //!
 //! Every failure of a rule (trap, fuel, deadline, size, bad output) comes back as a typed
 //! [`Evaluation`], never as a panic or an error that stops the caller: one hostile module cannot
@@ -9,8 +10,8 @@ use super::limits::SandboxLimits;
 use super::outcome::{Evaluation, OutcomeKind};
 use medrl_sdk::abi::{self, GuestError};
 use medrl_sdk::RuleOutput;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, PoolingAllocationConfig,
@@ -114,7 +115,16 @@ impl ResourceLimiter for RuleLimiter {
 pub struct Sandbox {
     engine: Engine,
     ticker_stop: Arc<AtomicBool>,
+    /// Pool slots that idle prepared instances may hold (see [`InstanceCache`]).
+    idle_budget: Arc<AtomicUsize>,
 }
+
+/// Pool slots per worker thread for instances in use: an evaluation in progress, a fresh
+/// instance beside it in the isolation check, and room for callers outside the scorer.
+const IN_USE_SLOTS_PER_THREAD: usize = 4;
+/// Pool slots per worker thread for idle prepared instances: one per rule per thread for rule
+/// sets of up to this many rules (beyond it, the extra instances are simply not kept).
+const IDLE_SLOTS_PER_THREAD: usize = 8;
 
 impl Sandbox {
     /// Builds the engine: Cranelift, NaN canonicalisation on (bit-identical floats on every CPU),
@@ -132,7 +142,12 @@ impl Sandbox {
             .wasm_memory64(false)
             .consume_fuel(true)
             .epoch_interruption(true);
-        let slots = (parallelism.max(1) * 4).max(16) as u32;
+        // The pool only reserves address space (4 GiB plus guard per memory slot); pages are
+        // committed when touched. Slots held by idle instances come on top of those in use, so
+        // keeping instances can never starve an evaluation of a slot.
+        let in_use = (parallelism.max(1) * IN_USE_SLOTS_PER_THREAD).max(16);
+        let idle = parallelism.max(1) * IDLE_SLOTS_PER_THREAD;
+        let slots = (in_use + idle) as u32;
         let mut pool = PoolingAllocationConfig::default();
         pool.total_core_instances(slots)
             .total_memories(slots)
@@ -158,7 +173,7 @@ impl Sandbox {
                 }
             })
             .expect("spawning the epoch ticker thread");
-        Ok(Sandbox { engine, ticker_stop })
+        Ok(Sandbox { engine, ticker_stop, idle_budget: Arc::new(AtomicUsize::new(idle)) })
     }
 
     /// The exact wasmtime version (wasmtime pins its `wasmtime-environ` to the same version);
@@ -186,7 +201,7 @@ impl Sandbox {
         }
         let linker: Linker<StoreState> = Linker::new(&self.engine);
         let pre = linker.instantiate_pre(&module).map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
-        Ok(CompiledRule { engine: self.engine.clone(), pre, limits })
+        Ok(CompiledRule { engine: self.engine.clone(), pre, limits, idle_budget: self.idle_budget.clone() })
     }
 }
 
@@ -219,6 +234,7 @@ pub struct CompiledRule {
     engine: Engine,
     pre: InstancePre<StoreState>,
     limits: SandboxLimits,
+    idle_budget: Arc<AtomicUsize>,
 }
 
 /// The typed exports of one live instance.
@@ -231,8 +247,8 @@ struct Exports {
 
 /// One instance after a successful `medrl_prepare`, ready to evaluate samples one by one.
 /// After a failed evaluation that trapped, it must not be used again ([`Self::usable`]).
-pub struct PreparedInstance<'a> {
-    rule: &'a CompiledRule,
+pub struct PreparedInstance {
+    limits: SandboxLimits,
     store: Store<StoreState>,
     exports: Exports,
     usable: bool,
@@ -259,18 +275,13 @@ impl CompiledRule {
         store
     }
 
-    /// Gives the store a fresh fuel budget and deadline for one guest call.
-    fn arm(&self, store: &mut Store<StoreState>) {
-        store.set_fuel(self.limits.fuel).expect("fuel is enabled in the engine config");
-        store.set_epoch_deadline(self.limits.timeout_ms.max(1) / EPOCH_TICK.as_millis() as u64);
-    }
 
     /// A fresh instance, prepared with `prepare_input` (`{"abi", "params", "memory_pages"}`).
     /// A failure comes back as the evaluation every sample of this instance would have had.
-    pub fn prepare(&self, prepare_input: &[u8]) -> Result<PreparedInstance<'_>, Evaluation> {
+    pub fn prepare(&self, prepare_input: &[u8]) -> Result<PreparedInstance, Evaluation> {
         let start = Instant::now();
         let mut store = self.new_store();
-        self.arm(&mut store);
+        arm(&mut store, self.limits);
         let result = (|| -> Result<(Exports, Option<Vec<u8>>), RunError> {
             let instance = self.pre.instantiate(&mut store)?;
             let exports = Exports {
@@ -282,13 +293,13 @@ impl CompiledRule {
                 evaluate: instance.get_typed_func(&mut store, abi::EXPORT_EVALUATE)?,
             };
             let packed = call_with_input(&mut store, &exports, &exports.prepare, prepare_input, self.limits)?;
-            let error = if packed == 0 { None } else { Some(read_output(&store, &exports, packed, self.limits)?) };
+            let error = if packed == 0 { None } else { Some(read_output(&store, &exports, packed, self.limits)?.to_vec()) };
             Ok((exports, error))
         })();
         let fuel_used = self.limits.fuel - store.get_fuel().unwrap_or(0);
         let elapsed_us = start.elapsed().as_micros() as u64;
         match result {
-            Ok((exports, None)) => Ok(PreparedInstance { rule: self, store, exports, usable: true }),
+            Ok((exports, None)) => Ok(PreparedInstance { limits: self.limits, store, exports, usable: true }),
             Ok((_, Some(error))) => {
                 let msg = match serde_json::from_slice::<GuestError>(&error) {
                     Ok(guest) => guest.error,
@@ -314,15 +325,43 @@ impl CompiledRule {
     /// Evaluates samples in order, reusing one prepared instance and replacing it after any
     /// evaluation that trapped. Each result equals what [`Self::evaluate_one`] gives.
     pub fn evaluate_many(&self, prepare_input: &[u8], samples: &[&[u8]], output_range: [f64; 2]) -> Vec<Evaluation> {
+        self.evaluate_run(&mut None, prepare_input, samples, output_range)
+    }
+
+    /// Like [`Self::evaluate_many`], but starts from an idle instance of `cache` when it has
+    /// one and leaves the instance there afterwards. The cache's instances must all have been
+    /// prepared with `prepare_input` (a [`crate::reward::LoadedRule`] owns one cache for its
+    /// one document). Each result still equals what [`Self::evaluate_one`] gives: reuse across
+    /// runs is the same as reuse within a run, which every load verifies.
+    pub fn evaluate_cached(&self, cache: &InstanceCache, prepare_input: &[u8], samples: &[&[u8]], output_range: [f64; 2]) -> Vec<Evaluation> {
+        let mut instance = cache.take();
+        let results = self.evaluate_run(&mut instance, prepare_input, samples, output_range);
+        if let Some(instance) = instance {
+            cache.put(instance);
+        }
+        results
+    }
+
+    /// An empty cache of idle instances for this rule, drawing on the sandbox's idle budget.
+    pub fn instance_cache(&self) -> InstanceCache {
+        InstanceCache { idle: Mutex::new(Vec::new()), budget: self.idle_budget.clone() }
+    }
+
+    fn evaluate_run(
+        &self,
+        instance: &mut Option<PreparedInstance>,
+        prepare_input: &[u8],
+        samples: &[&[u8]],
+        output_range: [f64; 2],
+    ) -> Vec<Evaluation> {
         let mut results = Vec::with_capacity(samples.len());
-        let mut instance: Option<PreparedInstance<'_>> = None;
         for sample in samples {
             if instance.as_ref().is_none_or(|i| !i.usable) {
                 match self.prepare(prepare_input) {
-                    Ok(fresh) => instance = Some(fresh),
+                    Ok(fresh) => *instance = Some(fresh),
                     Err(failed) => {
                         results.push(failed);
-                        instance = None;
+                        *instance = None;
                         continue;
                     }
                 }
@@ -330,11 +369,62 @@ impl CompiledRule {
             let live = instance.as_mut().expect("prepared above");
             results.push(live.evaluate(sample, output_range));
         }
+        if instance.as_ref().is_some_and(|i| !i.usable) {
+            *instance = None;
+        }
         results
     }
 }
 
-impl PreparedInstance<'_> {
+/// Gives the store a fresh fuel budget and deadline for one guest call.
+fn arm(store: &mut Store<StoreState>, limits: SandboxLimits) {
+    store.set_fuel(limits.fuel).expect("fuel is enabled in the engine config");
+    store.set_epoch_deadline(limits.timeout_ms.max(1) / EPOCH_TICK.as_millis() as u64);
+}
+
+/// Idle prepared instances of one rule with one prepare document, kept between runs so that a
+/// long-lived scorer prepares each rule once per worker thread instead of once per run (for
+/// the shipped `risk`, preparing costs as much as dozens of evaluations).
+///
+/// Only usable instances are kept (never one that trapped or hit a limit). How many instances
+/// all caches of a sandbox hold together is bounded by pool slots set aside for them when the
+/// sandbox was built; when they are all taken, an instance is dropped instead of kept.
+pub struct InstanceCache {
+    idle: Mutex<Vec<PreparedInstance>>,
+    budget: Arc<AtomicUsize>,
+}
+
+impl InstanceCache {
+    fn take(&self) -> Option<PreparedInstance> {
+        let instance = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
+        self.budget.fetch_add(1, Ordering::AcqRel);
+        Some(instance)
+    }
+
+    fn put(&self, instance: PreparedInstance) {
+        if !instance.usable {
+            return;
+        }
+        let reserved = self.budget.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok();
+        if reserved {
+            self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(instance);
+        }
+    }
+
+    /// Instances kept now.
+    pub fn idle(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+impl Drop for InstanceCache {
+    fn drop(&mut self) {
+        let held = self.idle.get_mut().unwrap_or_else(|e| e.into_inner()).len();
+        self.budget.fetch_add(held, Ordering::AcqRel);
+    }
+}
+
+impl PreparedInstance {
     /// Whether the instance can take another sample (false after a trap or a limit).
     pub fn usable(&self) -> bool {
         self.usable
@@ -343,18 +433,18 @@ impl PreparedInstance<'_> {
     /// Scores one sample (its JSON encoding). Fuel and deadline are per sample.
     pub fn evaluate(&mut self, sample_json: &[u8], output_range: [f64; 2]) -> Evaluation {
         let start = Instant::now();
-        let limits = self.rule.limits;
+        let limits = self.limits;
         if sample_json.len() > limits.max_input_bytes as usize {
             let msg = format!("input is {} bytes, over `limits.max_input_bytes` ({})", sample_json.len(), limits.max_input_bytes);
             return Evaluation::failed(OutcomeKind::Limit, msg, 0, start.elapsed().as_micros() as u64);
         }
-        self.rule.arm(&mut self.store);
+        arm(&mut self.store, limits);
         let result = call_with_input(&mut self.store, &self.exports, &self.exports.evaluate, sample_json, limits)
             .and_then(|packed| read_output(&self.store, &self.exports, packed, limits));
         let fuel_used = limits.fuel - self.store.get_fuel().unwrap_or(0);
         let elapsed_us = start.elapsed().as_micros() as u64;
         match result {
-            Ok(bytes) => classify_output(&bytes, output_range, fuel_used, elapsed_us),
+            Ok(bytes) => classify_output(bytes, output_range, fuel_used, elapsed_us),
             Err(e) => {
                 // A trap can leave the guest's heap or globals half-updated: never reuse it.
                 if matches!(e, RunError::Wasm(_)) {
@@ -387,19 +477,19 @@ fn call_with_input(
     Ok(func.call(&mut *store, (ptr, len))?)
 }
 
-/// Reads the packed `(ptr << 32) | len` output, within the output cap.
-fn read_output(store: &Store<StoreState>, exports: &Exports, packed: i64, limits: SandboxLimits) -> Result<Vec<u8>, RunError> {
+/// The packed `(ptr << 32) | len` output, within the output cap, borrowed from guest memory
+/// (the host parses it in place; nothing runs in the guest until the borrow ends).
+fn read_output<'s>(store: &'s Store<StoreState>, exports: &Exports, packed: i64, limits: SandboxLimits) -> Result<&'s [u8], RunError> {
     let packed = packed as u64;
     let (out_ptr, out_len) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
     if out_len > limits.max_output_bytes as usize {
         return Err(RunError::OutputTooLarge(out_len));
     }
-    let mut out = vec![0u8; out_len];
     exports
         .memory
-        .read(store, out_ptr, &mut out)
-        .map_err(|_| RunError::Output(format!("output [{out_ptr}, +{out_len}) lies outside the module's memory")))?;
-    Ok(out)
+        .data(store)
+        .get(out_ptr..out_ptr.saturating_add(out_len))
+        .ok_or_else(|| RunError::Output(format!("output [{out_ptr}, +{out_len}) lies outside the module's memory")))
 }
 
 enum RunError {
@@ -601,6 +691,59 @@ mod tests {
             rule.evaluate_many(PREPARE, &[b"a", b"T", b"b", b"T", b"c"], [0.0, 1.0]).iter().map(|e| e.outcome).collect();
         use OutcomeKind::{Ok as Fine, Trap};
         assert_eq!(outcomes, [Fine, Trap, Fine, Trap, Fine]);
+    }
+
+    /// A deliberately stateful rule: scores 0.5 on the first evaluation of an instance and 0.2
+    /// after that, so a test can see whether a run got a fresh or a kept instance. It traps on
+    /// the sample `T`.
+    fn first_call_rule() -> Vec<u8> {
+        let body = "(if (i32.eq (i32.load8_u (local.get 0)) (i32.const 84)) (then unreachable))
+            (global.set $calls (i32.add (global.get $calls) (i32.const 1)))
+            (if (result i64) (i32.eq (global.get $calls) (i32.const 1))
+              (then (i64.const 68719476767)) (else (i64.const 201863462943)))";
+        // {"score":0.5,"applicable":true} at 16 and {"score":0.2,"applicable":true} at 47.
+        let data = r#"{\"score\":0.5,\"applicable\":true}{\"score\":0.2,\"applicable\":true}"#;
+        crate::reward::testutil::wat_rule(body, data, "(global $calls (mut i32) (i32.const 0))")
+    }
+
+    fn scores(evals: &[Evaluation]) -> Vec<Option<f64>> {
+        evals.iter().map(|e| e.output.as_ref().map(|o| o.score)).collect()
+    }
+
+    #[test]
+    fn idle_instances_carry_over_between_runs_but_never_after_a_trap() {
+        let rule = Sandbox::new(1).unwrap().compile(&first_call_rule(), limits()).unwrap();
+        let cache = rule.instance_cache();
+        let run = |samples: &[&[u8]]| scores(&rule.evaluate_cached(&cache, PREPARE, samples, [0.0, 1.0]));
+        assert_eq!(run(&[b"a", b"b"]), [Some(0.5), Some(0.2)]);
+        assert_eq!(cache.idle(), 1);
+        // The second run continues in the kept instance.
+        assert_eq!(run(&[b"c"]), [Some(0.2)]);
+        // A trap replaces the instance within the run, and a run that ends on a trap keeps none.
+        assert_eq!(run(&[b"T", b"d", b"T"]), [None, Some(0.5), None]);
+        assert_eq!(cache.idle(), 0);
+        assert_eq!(run(&[b"e"]), [Some(0.5)]);
+        // Without a cache every run starts fresh.
+        assert_eq!(scores(&rule.evaluate_many(PREPARE, &[b"f"], [0.0, 1.0])), [Some(0.5)]);
+    }
+
+    #[test]
+    fn idle_instances_stay_within_the_slots_set_aside_for_them() {
+        let sandbox = Sandbox::new(1).unwrap();
+        let rule = sandbox.compile(&first_call_rule(), limits()).unwrap();
+        let caches: Vec<InstanceCache> = (0..=IDLE_SLOTS_PER_THREAD).map(|_| rule.instance_cache()).collect();
+        for cache in &caches {
+            rule.evaluate_cached(cache, PREPARE, &[b"a"], [0.0, 1.0]);
+        }
+        let kept: Vec<usize> = caches.iter().map(InstanceCache::idle).collect();
+        assert_eq!(kept.iter().sum::<usize>(), IDLE_SLOTS_PER_THREAD, "{kept:?}");
+        assert_eq!(kept[IDLE_SLOTS_PER_THREAD], 0, "the last cache found no slot left");
+        // Dropping a cache gives its slot back.
+        let mut caches = caches;
+        caches.remove(0);
+        let last = caches.last().unwrap();
+        rule.evaluate_cached(last, PREPARE, &[b"a"], [0.0, 1.0]);
+        assert_eq!(last.idle(), 1);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use super::hash::{json_sha256, sha256_hex};
 use super::manifest::RuleManifest;
 use super::outcome::{Decision, Evaluation, decide};
 use super::registry::{VerifiedRule, VerifiedRuleSet};
-use super::sandbox::{CompiledRule, ModuleError, Sandbox};
+use super::sandbox::{CompiledRule, InstanceCache, ModuleError, Sandbox};
 use medrl_sdk::Sample;
 use medrl_sdk::vectors::{Vector, check, merge_params};
 use rayon::prelude::*;
@@ -24,6 +24,8 @@ pub struct LoadedRule {
     compiled: CompiledRule,
     /// The `medrl_prepare` document for `params`, encoded once.
     prepare_input: Vec<u8>,
+    /// Instances prepared with `prepare_input`, idle between runs.
+    idle: InstanceCache,
 }
 
 /// The `medrl_prepare` document: ABI, parameters and the memory the guest may reserve.
@@ -38,6 +40,7 @@ impl LoadedRule {
         let compiled = sandbox.compile(&rule.module, rule.manifest.limits)?;
         let params = merge_params(&rule.manifest.params, overrides);
         Ok(LoadedRule {
+            idle: compiled.instance_cache(),
             params_sha256: json_sha256(&params),
             module_sha256: rule.manifest.module.sha256.clone(),
             prepare_input: prepare_input(&params, rule.manifest.limits.memory_pages),
@@ -63,9 +66,19 @@ impl LoadedRule {
         self.evaluate_encoded(&encode_sample(sample))
     }
 
-    /// Evaluates samples in order in one reused instance (replaced after a trap).
+    /// Evaluates samples in order in one reused instance (replaced after a trap). The instance
+    /// is an idle one kept from an earlier run when there is one, and is kept for a later run
+    /// afterwards, so a long-lived scorer pays `medrl_prepare` once per worker thread.
     pub fn evaluate_many(&self, samples_json: &[&[u8]]) -> Vec<Evaluation> {
-        self.compiled.evaluate_many(&self.prepare_input, samples_json, self.manifest.output_range)
+        self.compiled.evaluate_cached(&self.idle, &self.prepare_input, samples_json, self.manifest.output_range)
+    }
+
+    /// Microseconds one `medrl_prepare` of this rule takes in a fresh instance (the cost an
+    /// idle instance saves), or the failure.
+    pub fn prepare_micros(&self) -> Result<f64, Evaluation> {
+        let start = std::time::Instant::now();
+        self.compiled.prepare(&self.prepare_input)?;
+        Ok(start.elapsed().as_secs_f64() * 1e6)
     }
 
     /// Runs one golden vector through the sandbox: `Ok` or the mismatches in words.
@@ -92,8 +105,10 @@ impl LoadedRule {
         let alone: Vec<Evaluation> = encoded.iter().map(|s| self.evaluate_encoded(s)).collect();
         let forwards: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
         let backwards: Vec<&[u8]> = forwards.iter().rev().copied().collect();
-        let reused = self.evaluate_many(&forwards);
-        let mut reused_back = self.evaluate_many(&backwards);
+        // Fresh instances for both runs, not idle ones: the check starts from a known state.
+        let range = self.manifest.output_range;
+        let reused = self.compiled.evaluate_many(&self.prepare_input, &forwards, range);
+        let mut reused_back = self.compiled.evaluate_many(&self.prepare_input, &backwards, range);
         reused_back.reverse();
         for (i, sample) in samples.iter().enumerate() {
             for (order, other) in [("in order", &reused[i]), ("in reverse order", &reused_back[i])] {
@@ -150,10 +165,9 @@ pub enum ScorerError {
     Isolation(String),
 }
 
-/// The most samples one instance evaluates before the task ends. Longer runs spread a rule's
-/// `prepare` (0.3–1 ms for the shipped `risk` in WebAssembly) over more samples; the bound keeps
-/// tasks short enough for the pool to balance (a batch has at least rules × threads × 2 tasks
-/// until runs reach this length).
+/// The most samples one task evaluates. The instance outlives the task (it goes back to the
+/// rule's idle instances), so this bound only keeps tasks short enough for the pool to balance
+/// (a batch has at least rules × threads × 2 tasks until runs reach this length).
 const MAX_RUN: usize = 256;
 
 /// A verified rule set, compiled.
@@ -185,8 +199,9 @@ impl RuleSetScorer {
     }
 
     /// Scores a batch on the current rayon pool. Each task is one rule on a run of samples in
-    /// one reused instance, so preparing a rule (decoding its parameters, building its tables)
-    /// is paid once per run, not per sample; a slow or failing rule never stops the others.
+    /// one reused instance, kept idle between tasks and batches, so preparing a rule (decoding
+    /// its parameters, building its tables) is paid about once per worker thread for the life of
+    /// the scorer, not per sample; a slow or failing rule never stops the others.
     pub fn score_batch(&self, samples: &[Sample]) -> Vec<SampleScore> {
         let encoded: Vec<Vec<u8>> = samples.par_iter().map(encode_sample).collect();
         let n_rules = self.rules.len();
@@ -202,21 +217,25 @@ impl RuleSetScorer {
             })
             .collect();
         // runs[rule * n_chunks + c][i] is rule `rule` on sample `c * chunk + i`; regroup by sample.
-        let mut per_rule: Vec<std::vec::IntoIter<Evaluation>> =
-            runs.chunks(n_chunks.max(1)).map(|r| r.concat().into_iter()).collect();
-        let evaluations: Vec<Evaluation> = (0..samples.len())
-            .flat_map(|_| per_rule.iter_mut().map(|it| it.next().expect("one evaluation per (sample, rule)")).collect::<Vec<_>>())
+        // Moved, not copied: an evaluation carries its hits and explanation.
+        let mut runs = runs.into_iter();
+        let mut per_rule: Vec<std::iter::Flatten<std::vec::IntoIter<Vec<Evaluation>>>> =
+            (0..n_rules).map(|_| runs.by_ref().take(n_chunks).collect::<Vec<_>>().into_iter().flatten()).collect();
+        let by_sample: Vec<Vec<Evaluation>> = (0..samples.len())
+            .map(|_| per_rule.iter_mut().map(|it| it.next().expect("one evaluation per (sample, rule)")).collect())
             .collect();
-        let mut evaluations = evaluations.into_iter();
+        // Decisions, aggregation and the sample hash in parallel too: a few µs per sample that,
+        // done serially, would cap how much the rule work gains from more cores.
         samples
-            .iter()
+            .par_iter()
             .zip(&encoded)
-            .map(|(sample, json)| {
+            .zip(by_sample)
+            .map(|((sample, json), evaluations)| {
                 let results: Vec<RuleResult> = self
                     .rules
                     .iter()
-                    .map(|rule| {
-                        let evaluation = evaluations.next().expect("one evaluation per (sample, rule)");
+                    .zip(evaluations)
+                    .map(|(rule, evaluation)| {
                         let decision = decide(&evaluation, rule.manifest.on_error, rule.manifest.worst_score());
                         RuleResult { rule: rule.manifest.reference(), evaluation, decision }
                     })
@@ -306,6 +325,25 @@ mod tests {
         let scores = scorer.score_batch(&samples);
         assert!(scores.iter().all(|s| s.reward == Reward::Skipped { rule: "trap".into() }));
         assert!(scores.iter().all(|s| s.rules[0].evaluation.outcome == OutcomeKind::Ok));
+    }
+
+    #[test]
+    fn batches_after_the_first_reuse_prepared_instances_and_score_the_same() {
+        let sandbox = Sandbox::new(2).unwrap();
+        let good = verified("good", RuleKind::Score, OnError::Zero, SandboxLimits::default(), constant_rule(r#"{"score":0.5,"applicable":true}"#));
+        let scorer = RuleSetScorer::new(&sandbox, ruleset(vec![(good, 1.0)])).unwrap();
+        let samples: Vec<_> = (0..10).map(|i| sample(&format!("s{i}"))).collect();
+        let first = scorer.score_batch(&samples);
+        let kept = scorer.rules[0].idle.idle();
+        assert!(kept >= 1, "the first batch leaves its instances idle");
+        let second = scorer.score_batch(&samples);
+        assert!(scorer.rules[0].idle.idle() <= kept.max(rayon::current_num_threads()));
+        for (a, b) in first.iter().zip(&second) {
+            let (a, b) = (&a.rules[0].evaluation, &b.rules[0].evaluation);
+            assert_eq!((a.outcome, &a.output, a.fuel_used), (b.outcome, &b.output, b.fuel_used));
+        }
+        let fresh = scorer.rules[0].evaluate(&samples[0]);
+        assert_eq!(fresh.fuel_used, second[0].rules[0].evaluation.fuel_used);
     }
 
     #[test]
