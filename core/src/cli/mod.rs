@@ -3,6 +3,8 @@
 
 mod bench;
 mod data;
+mod model;
+mod predict;
 mod rules;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +35,11 @@ enum Command {
     /// Validate the prompt sets, build the training prompts, render the data card.
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// Make model folders (`medrl model init --preset tiny --out DIR`).
+    #[command(subcommand)]
+    Model(model::ModelCommand),
+    /// Answer a JSONL file of prompts with a model (and adapter).
+    Predict(predict::PredictArgs),
 }
 
 /// Settings every subcommand may need, resolved from the global flags.
@@ -57,6 +64,8 @@ pub fn main() -> ExitCode {
         Command::Rules(cmd) => rules::run(cmd, &globals),
         Command::Bench(cmd) => bench::run(cmd, &globals),
         Command::Data(cmd) => data::run(cmd, &globals),
+        Command::Model(cmd) => model::run(cmd),
+        Command::Predict(args) => predict::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
