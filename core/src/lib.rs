@@ -2,6 +2,7 @@
 //!
 //! - [`data`]: prompt sets: schema, validation, leakage checks, sampling, the data card.
 //! - [`reward`]: rules as sandboxed WebAssembly, their manifests and registry, and scoring.
+//! - [`model`]: the policy model (Qwen2 / Llama decoder on candle, LoRA, PEFT adapters).
 //! - [`io`]: JSONL input with file-and-line errors.
 //! - [`cli`]: the `medrl` command line (parsing and printing only).
 
@@ -9,4 +10,5 @@ pub mod bench;
 pub mod cli;
 pub mod data;
 pub mod io;
+pub mod model;
 pub mod reward;
