@@ -2,7 +2,8 @@
 //!
 //! - [`data`]: prompt sets: schema, validation, leakage checks, sampling, the data card.
 //! - [`reward`]: rules as sandboxed WebAssembly, their manifests and registry, and scoring.
-//! - [`model`]: the policy model: tokenizer, chat template, random model folders.
+//! - [`model`]: the policy model (Qwen2 / Llama decoder on candle, LoRA, PEFT adapters,
+//!   tokenizer and chat template, random model folders).
 //! - [`rollout`]: batched sampling with a KV cache, and the sampler's logprobs recomputed.
 //! - [`predict`]: batch prediction over JSONL prompts (`medrl predict`).
 //! - [`io`]: JSONL input with file-and-line errors.

@@ -92,6 +92,7 @@ pub fn kept_tokens(logits: &[f32], cfg: &SamplingConfig) -> Option<Vec<(u32, f64
         }
         None => logits.iter().map(|&l| (l as f64 * inv_t - max).exp()).sum(),
     };
+    let pool_len = ids.len();
     let nucleus = |sorted: &[u32]| -> Option<Vec<(u32, f64)>> {
         let mut kept = Vec::new();
         let mut cum = 0.0;
@@ -104,7 +105,8 @@ pub fn kept_tokens(logits: &[f32], cfg: &SamplingConfig) -> Option<Vec<(u32, f64
             cum += w;
             kept.push((id, w));
         }
-        (sorted.len() == ids.len()).then_some(kept)
+        // The whole pool always reaches p; a prefix of it may not.
+        (sorted.len() == pool_len).then_some(kept)
     };
     if pool > NUCLEUS_PREFETCH {
         let mut head = ids.clone();

@@ -355,6 +355,7 @@ mod tests {
         let rescored = response_logprobs(model(), &rollout, LoraMode::On).unwrap();
         let diff = max_abs_diff(&rollout, &rescored);
         assert!(diff < 1e-4, "max |Δ logprob| = {diff}");
+        eprintln!("max |Δ logprob|: {diff:e} at T = 1");
         // Another temperature with truncation: logprobs are still log softmax(logits / T) of the
         // full vocabulary, and the rescoring divides by the same T.
         let cfg = SamplingConfig { temperature: 0.7, top_k: 50, top_p: 0.9, max_new_tokens: 16, seed: 3 };
@@ -362,6 +363,11 @@ mod tests {
         assert_eq!(rollout.logprob_temperature, 0.7);
         let diff = max_abs_diff(&rollout, &response_logprobs(model(), &rollout, LoraMode::On).unwrap());
         assert!(diff < 1e-4, "max |Δ logprob| at T = 0.7 = {diff}");
+        // The check can fail: rescoring without dividing by the temperature is far off.
+        let undivided = Rollout { logprob_temperature: 1.0, ..rollout.clone() };
+        let wrong = max_abs_diff(&rollout, &response_logprobs(model(), &undivided, LoraMode::On).unwrap());
+        assert!(wrong > 1e-2, "{wrong}");
+        eprintln!("max |Δ logprob|: {diff:e} at T = 0.7; {wrong:e} when the rescoring forgets T");
     }
 
     #[test]
