@@ -240,6 +240,31 @@ mod tests {
     }
 
     #[test]
+    fn an_adapter_changes_the_answers_and_its_digest_is_recorded() {
+        use crate::model::LoraConfig;
+        let dir = tempfile::tempdir().unwrap();
+        let prompts = read_prompts(&write_prompts(dir.path())).unwrap();
+        let adapter = dir.path().join("adapter");
+        let mut model = CausalLm::load(tiny_model_dir(), &Device::Cpu, candle_core::DType::F32).unwrap();
+        model.attach_lora(LoraConfig::default(), 1).unwrap();
+        // A fresh adapter has B = 0 (PEFT's init) and changes nothing; give B weight.
+        for (name, var) in model.named_trainable_vars() {
+            if name.contains("lora_B") {
+                var.set(&(var.ones_like().unwrap() * 0.5).unwrap()).unwrap();
+            }
+        }
+        model.save_adapter(&adapter).unwrap();
+        let opts = PredictOptions { sampling: SamplingConfig::greedy(6), ..PredictOptions::default() };
+        let base = Predictor::load(tiny_model_dir(), None, &Device::Cpu).unwrap().predict(&prompts, &opts, |_| {}).unwrap();
+        let adapted_predictor = Predictor::load(tiny_model_dir(), Some(&adapter), &Device::Cpu).unwrap();
+        assert_eq!(adapted_predictor.adapter_sha256, Some(adapter_sha256(&adapter).unwrap()));
+        let adapted = adapted_predictor.predict(&prompts, &opts, |_| {}).unwrap();
+        assert!(adapted.iter().all(|a| a.adapter_sha256 == adapted_predictor.adapter_sha256));
+        let responses = |a: &[Answer]| a.iter().map(|a| a.sample.response.clone()).collect::<Vec<_>>();
+        assert_ne!(responses(&base), responses(&adapted));
+    }
+
+    #[test]
     fn malformed_lines_name_the_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.jsonl");
