@@ -51,13 +51,13 @@ pub fn train_byte_level_bpe<'a>(
     let split = Split::new(SplitPattern::Regex(SPLIT_PATTERN.into()), SplitDelimiterBehavior::Isolated, false).map_err(train_error)?;
     // The split already cut words; byte-level only maps bytes to symbols (use_regex = false).
     let byte_level = ByteLevel::new(false, false, false);
-    let pre = Sequence::new(vec![PreTokenizerWrapper::Split(split), PreTokenizerWrapper::ByteLevel(byte_level.clone())]);
+    let pre = Sequence::new(vec![PreTokenizerWrapper::Split(split), PreTokenizerWrapper::ByteLevel(byte_level)]);
     let mut tokenizer = Tokenizer::new(BPE::default());
     tokenizer
         .with_normalizer(Some(NormalizerWrapper::NFC(NFC)))
         .map_err(train_error)?
         .with_pre_tokenizer(Some(PreTokenizerWrapper::Sequence(pre)))
-        .with_post_processor(Some(PostProcessorWrapper::ByteLevel(byte_level.clone())))
+        .with_post_processor(Some(PostProcessorWrapper::ByteLevel(byte_level)))
         .with_decoder(Some(DecoderWrapper::ByteLevel(byte_level)));
     let trainer = BpeTrainerBuilder::new()
         .vocab_size(learned)
