@@ -124,7 +124,7 @@ impl Predictor {
         let (adapter_digest, lora) = match adapter_dir {
             Some(dir) => {
                 model.load_adapter(dir)?;
-                (Some(adapter_sha256(dir)?), LoraMode::On)
+                (Some(adapter_sha256(dir)?), LoraMode::Inference)
             }
             None => (None, LoraMode::Off),
         };

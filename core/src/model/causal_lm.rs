@@ -144,7 +144,7 @@ impl CausalLm {
         }
         let past = match &cache {
             Some(c) => {
-                c.check(b, t, self.cfg.num_hidden_layers)?;
+                c.check(b, t, self.cfg.num_hidden_layers, self.dtype)?;
                 c.len()
             }
             None => 0,

@@ -79,7 +79,7 @@ pub enum ModelError {
     #[error("no LoRA adapter is attached; call attach_lora or load_adapter first")]
     NoAdapter,
     /// An adapter is already attached and a second one was requested.
-    #[error("a LoRA adapter is already attached; merge it (merge_adapter) or detach it first")]
+    #[error("a LoRA adapter is already attached; merge it (merge_attached) or detach it (detach_lora) first")]
     AdapterAlreadyAttached,
     /// The inputs of a forward pass have wrong shapes, dtypes or lengths.
     #[error("bad forward input: {0}")]
@@ -92,6 +92,12 @@ pub enum ModelError {
         len: usize,
         new: usize,
         max_len: usize,
+    },
+    /// A KV cache of another dtype than the model.
+    #[error("KV cache holds {cache:?} but the model computes in {model:?}; allocate it with CausalLm::new_cache")]
+    CacheDtype {
+        cache: candle_core::DType,
+        model: candle_core::DType,
     },
     /// A tensor operation failed in candle.
     #[error(transparent)]

@@ -40,6 +40,7 @@ pub struct KvCache {
     len: usize,
     batch: usize,
     max_len: usize,
+    dtype: DType,
 }
 
 impl KvCache {
@@ -66,6 +67,7 @@ impl KvCache {
             len: 0,
             batch,
             max_len,
+            dtype,
         })
     }
 
@@ -95,7 +97,10 @@ impl KvCache {
     }
 
     /// Checks that `t` more positions of `batch` rows fit.
-    pub(crate) fn check(&self, batch: usize, t: usize, layers: usize) -> Result<()> {
+    pub(crate) fn check(&self, batch: usize, t: usize, layers: usize, dtype: DType) -> Result<()> {
+        if dtype != self.dtype {
+            return Err(ModelError::CacheDtype { cache: self.dtype, model: dtype });
+        }
         if batch != self.batch {
             return Err(ModelError::BadInput(format!(
                 "KV cache was allocated for {} rows, the input has {batch}",

@@ -114,12 +114,16 @@ impl LoraConfig {
     }
 }
 
-/// Whether a forward pass uses the adapter.
+/// Whether a forward pass uses the adapter, and whether it is differentiated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoraMode {
-    /// The adapted policy, no dropout: sampling, and the PPO recomputation of logprobs, which
-    /// must equal sampling.
+    /// The adapted policy, no dropout, differentiable: the PPO training forward, whose logprobs
+    /// must equal sampling's.
     On,
+    /// The adapted policy, no dropout, with the adapter detached from autograd: sampling and
+    /// other no-grad passes. Same values as `On`, but no graph is recorded, so intermediate
+    /// activations are freed as soon as they are used.
+    Inference,
     /// The base weights alone: the reference policy, without a second copy of the model.
     Off,
     /// The adapted policy with LoRA dropout, masks drawn from `seed` (same seed, same masks).
@@ -178,8 +182,12 @@ impl LoraLayer {
         {
             x = x.broadcast_mul(&self.dropout_mask(x.dims(), seed, x.device())?)?;
         }
-        let h = x.matmul(&self.lora_a.as_tensor().t()?)?;
-        Ok((h.matmul(&self.lora_b.as_tensor().t()?)? * self.scale)?)
+        let (a, b) = match mode {
+            LoraMode::Inference => (self.lora_a.as_tensor().detach(), self.lora_b.as_tensor().detach()),
+            _ => (self.lora_a.as_tensor().clone(), self.lora_b.as_tensor().clone()),
+        };
+        let h = x.matmul(&a.t()?)?;
+        Ok((h.matmul(&b.t()?)? * self.scale)?)
     }
 
     /// `s · B·A`, `[out, in]` f32: the update a merge adds to the base weight.

@@ -227,6 +227,42 @@ fn kv_cache_decoding_matches_the_full_forward() {
 }
 
 #[test]
+fn inference_mode_equals_on_and_records_no_graph() {
+    let r = reference("qwen2");
+    let mut m = load("qwen2");
+    m.load_adapter(&fixture("qwen2").join("adapter")).unwrap();
+    let on = m.forward(&r.ids, &r.pos, &r.mask, None, LoraMode::On).unwrap();
+    let inf = m.forward(&r.ids, &r.pos, &r.mask, None, LoraMode::Inference).unwrap();
+    assert_eq!(max_diff_real(&on, &inf, &r.mask), 0.0);
+    assert!(on.track_op(), "the training forward is differentiable");
+    assert!(!inf.track_op(), "the inference forward records no graph");
+    let mut c = KvCache::new(m.config(), 3, 8, &Device::Cpu, DType::BF16).unwrap();
+    let err = m.forward(&r.ids, &r.pos, &r.mask, Some(&mut c), LoraMode::Inference).unwrap_err();
+    assert!(matches!(err, ModelError::CacheDtype { .. }), "{err}");
+}
+
+#[test]
+fn bf16_weights_stay_close_to_f32_and_train_the_f32_adapter() {
+    // The CUDA configuration (bf16 base, f32 LoRA), run on the CPU.
+    let r = reference("llama");
+    let mut m = CausalLm::load(&fixture("llama").join("model"), &Device::Cpu, DType::BF16).unwrap();
+    m.load_adapter(&fixture("llama").join("adapter")).unwrap();
+    assert_eq!(m.model.embed_tokens.dtype(), DType::BF16);
+    let logits = m.forward(&r.ids, &r.pos, &r.mask, None, LoraMode::On).unwrap();
+    assert_eq!(logits.dtype(), DType::F32);
+    let diff = max_diff_real(&logits, &r.adapter, &r.mask);
+    // bf16 keeps 8 bits of mantissa: ~0.4 % per rounding, logits up to ~3.5 in size
+    assert!(diff < 0.15, "bf16 logits differ from the f32 reference by {diff}");
+    let grads = loss(&m, &r).backward().unwrap();
+    for (name, v) in m.named_trainable_vars() {
+        let g = grads.get(v.as_tensor()).unwrap_or_else(|| panic!("no gradient for {name}"));
+        assert_eq!(g.dtype(), DType::F32);
+    }
+    let mut cache = m.new_cache(3, 7).unwrap();
+    m.forward_last(&r.ids, &r.pos, &r.mask, Some(&mut cache), LoraMode::Inference).unwrap();
+}
+
+#[test]
 fn hidden_states_and_last_logits_agree_with_the_full_forward() {
     let r = reference("llama");
     let m = load("llama");

@@ -123,7 +123,8 @@ impl Rollout {
 
 /// Samples a response for every prompt. `prompts` are token ids without padding (any lengths);
 /// the batch is every prompt at once, so the caller picks the batch size. Row `r` draws from
-/// random stream `r` of `cfg.seed`.
+/// random stream `r` of `cfg.seed`. `lora`: `On` or `Inference` sample the adapted policy
+/// (without an autograd graph either way), `Off` the base; `Train` (dropout) is refused.
 pub fn generate(
     model: &CausalLm,
     prompts: &[Vec<u32>],
@@ -147,6 +148,7 @@ pub fn generate_with_streams(
     lora: LoraMode,
 ) -> Result<Rollout, RolloutError> {
     cfg.validate().map_err(RolloutError::Config)?;
+    let lora = sampling_mode(lora)?;
     let b = prompts.len();
     if b == 0 {
         return Err(RolloutError::EmptyBatch);
@@ -232,6 +234,17 @@ pub fn generate_with_streams(
     }
     let finish: Vec<FinishReason> = finish.into_iter().map(|f| f.unwrap_or(FinishReason::Length)).collect();
     assemble(prompts, p, steps, tokens.pad_id, responses, response_logprobs, finish, mask, cfg.logprob_temperature(), device)
+}
+
+/// Sampling never needs gradients: the adapter runs detached ([`LoraMode::Inference`], the same
+/// values as `On` without recording a graph). Dropout has no place in sampling: PPO's rescoring
+/// must reproduce the sampler's logprobs, and a dropout mask would make them differ.
+fn sampling_mode(lora: LoraMode) -> Result<LoraMode, RolloutError> {
+    match lora {
+        LoraMode::On | LoraMode::Inference => Ok(LoraMode::Inference),
+        LoraMode::Off => Ok(LoraMode::Off),
+        LoraMode::Train { .. } => Err(RolloutError::Config("sampling runs without LoRA dropout; pass LoraMode::On, Inference or Off".into())),
+    }
 }
 
 fn check_ids(prompts: &[Vec<u32>], tokens: &StopTokens, vocab: usize) -> Result<(), RolloutError> {
@@ -467,5 +480,7 @@ mod tests {
         assert!(err(&[vec![1, 2]], &stop(), &long).contains("exceeds the model's 2048 positions"));
         let bad = SamplingConfig { top_p: 0.0, ..cfg };
         assert!(err(&[vec![1]], &stop(), &bad).contains("top_p must be in (0, 1]"));
+        let dropout = generate(model(), &[vec![1]], &stop(), &cfg, LoraMode::Train { seed: 0 }).unwrap_err().to_string();
+        assert!(dropout.contains("without LoRA dropout"), "{dropout}");
     }
 }
