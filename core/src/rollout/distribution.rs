@@ -40,8 +40,8 @@ fn by_logit_desc(logits: &[f32]) -> impl Fn(&u32, &u32) -> Ordering + '_ {
     move |&a, &b| logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b))
 }
 
-/// The row's log-sum-exp of `logits / t` and its max scaled logit.
-fn log_sum_exp(logits: &[f32], inv_t: f64) -> Result<(f64, f64), NonFiniteLogits> {
+/// The row's largest logit scaled by `inv_t`, refusing NaN and +∞.
+fn scaled_max(logits: &[f32], inv_t: f64) -> Result<f64, NonFiniteLogits> {
     let mut max = f32::NEG_INFINITY;
     for (token, &value) in logits.iter().enumerate() {
         if value.is_nan() || value == f32::INFINITY {
@@ -49,30 +49,47 @@ fn log_sum_exp(logits: &[f32], inv_t: f64) -> Result<(f64, f64), NonFiniteLogits
         }
         max = max.max(value);
     }
-    let m = max as f64 * inv_t;
+    Ok(max as f64 * inv_t)
+}
+
+/// The unnormalised probabilities `exp(logit · inv_t − m)`, m the scaled max (so the largest is 1).
+fn weights(logits: &[f32], inv_t: f64, m: f64) -> Vec<f64> {
+    logits.iter().map(|&l| (l as f64 * inv_t - m).exp()).collect()
+}
+
+/// The row's log-sum-exp of `logits · inv_t`.
+fn log_sum_exp(logits: &[f32], inv_t: f64) -> Result<f64, NonFiniteLogits> {
+    let m = scaled_max(logits, inv_t)?;
     let sum: f64 = logits.iter().map(|&l| (l as f64 * inv_t - m).exp()).sum();
-    Ok((m + sum.ln(), m))
+    Ok(m + sum.ln())
 }
 
 /// `log softmax(logits / temperature)[token]`, in f64 then rounded to f32.
 pub fn logprob(logits: &[f32], temperature: f64, token: u32) -> Result<f32, NonFiniteLogits> {
     let inv_t = 1.0 / temperature;
-    let (lse, _) = log_sum_exp(logits, inv_t)?;
+    let lse = log_sum_exp(logits, inv_t)?;
     Ok((logits[token as usize] as f64 * inv_t - lse) as f32)
 }
 
 /// The tokens sampling may draw and their unnormalised weights `exp(logit/T − max)`, in the
 /// order the inverse CDF walks them; `None` when nothing is truncated (every token, id order).
 pub fn kept_tokens(logits: &[f32], cfg: &SamplingConfig) -> Option<Vec<(u32, f64)>> {
+    let inv_t = 1.0 / cfg.logprob_temperature();
+    let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64 * inv_t;
+    let w = weights(logits, inv_t, m);
+    let total = w.iter().sum();
+    kept_from_weights(logits, &w, total, cfg)
+}
+
+/// [`kept_tokens`] from the row's weights `w` and their sum, computed once per draw.
+fn kept_from_weights(logits: &[f32], w: &[f64], total_all: f64, cfg: &SamplingConfig) -> Option<Vec<(u32, f64)>> {
     let v = logits.len();
     let top_k = if cfg.top_k == 0 || cfg.top_k >= v { None } else { Some(cfg.top_k) };
     let top_p = (cfg.top_p < 1.0).then_some(cfg.top_p);
     if top_k.is_none() && top_p.is_none() {
         return None;
     }
-    let inv_t = 1.0 / cfg.logprob_temperature();
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64 * inv_t;
-    let weight = |id: u32| (logits[id as usize] as f64 * inv_t - max).exp();
+    let weight = |id: u32| w[id as usize];
     let order = by_logit_desc(logits);
     let mut ids: Vec<u32> = (0..v as u32).collect();
     let Some(p) = top_p else {
@@ -90,7 +107,7 @@ pub fn kept_tokens(logits: &[f32], cfg: &SamplingConfig) -> Option<Vec<(u32, f64
             ids.truncate(k);
             ids.iter().map(|&id| weight(id)).sum()
         }
-        None => logits.iter().map(|&l| (l as f64 * inv_t - max).exp()).sum(),
+        None => total_all,
     };
     let pool_len = ids.len();
     let nucleus = |sorted: &[u32]| -> Option<Vec<(u32, f64)>> {
@@ -130,24 +147,26 @@ fn uniform(rng: &mut ChaCha8Rng) -> f64 {
 /// `rng`; otherwise exactly one uniform number is drawn, so a row's stream does not depend on
 /// the other rows or on the truncation settings' outcome.
 pub fn draw(logits: &[f32], cfg: &SamplingConfig, rng: &mut ChaCha8Rng) -> Result<Draw, NonFiniteLogits> {
-    let t = cfg.logprob_temperature();
-    let inv_t = 1.0 / t;
-    let (lse, max) = log_sum_exp(logits, inv_t)?;
-    let token = if cfg.is_greedy() {
+    let inv_t = 1.0 / cfg.logprob_temperature();
+    if cfg.is_greedy() {
+        let lse = log_sum_exp(logits, inv_t)?;
         let order = by_logit_desc(logits);
-        (0..logits.len() as u32).min_by(|a, b| order(a, b)).expect("a row of logits is not empty")
-    } else {
-        let u = uniform(rng);
-        match kept_tokens(logits, cfg) {
-            Some(kept) => {
-                let total: f64 = kept.iter().map(|(_, w)| w).sum();
-                pick(kept.iter().copied(), u * total)
-            }
-            None => {
-                let total = (lse - max).exp();
-                pick(logits.iter().enumerate().map(|(id, &l)| (id as u32, (l as f64 * inv_t - max).exp())), u * total)
-            }
+        let token = (0..logits.len() as u32).min_by(|a, b| order(a, b)).expect("a row of logits is not empty");
+        return Ok(Draw { token, logprob: (logits[token as usize] as f64 * inv_t - lse) as f32 });
+    }
+    // One pass of exp over the row serves the log-sum-exp, the truncations and the inverse CDF
+    // (the row is 152k long for Qwen; exp dominates the host's share of a decoding step).
+    let m = scaled_max(logits, inv_t)?;
+    let w = weights(logits, inv_t, m);
+    let total: f64 = w.iter().sum();
+    let lse = m + total.ln();
+    let u = uniform(rng);
+    let token = match kept_from_weights(logits, &w, total, cfg) {
+        Some(kept) => {
+            let kept_total: f64 = kept.iter().map(|(_, w)| w).sum();
+            pick(kept.iter().copied(), u * kept_total)
         }
+        None => pick(w.iter().enumerate().map(|(id, &w)| (id as u32, w)), u * total),
     };
     Ok(Draw { token, logprob: (logits[token as usize] as f64 * inv_t - lse) as f32 })
 }
