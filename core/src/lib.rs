@@ -2,6 +2,10 @@
 //!
 //! - [`data`]: prompt sets: schema, validation, leakage checks, sampling, the data card.
 //! - [`reward`]: rules as sandboxed WebAssembly, their manifests and registry, and scoring.
+//! - [`model`]: the policy model (Qwen2 / Llama decoder on candle, LoRA, PEFT adapters,
+//!   tokenizer and chat template, random model folders).
+//! - [`rollout`]: batched sampling with a KV cache, and the sampler's logprobs recomputed.
+//! - [`predict`]: batch prediction over JSONL prompts (`medrl predict`).
 //! - [`io`]: JSONL input with file-and-line errors.
 //! - [`cli`]: the `medrl` command line (parsing and printing only).
 
@@ -9,4 +13,7 @@ pub mod bench;
 pub mod cli;
 pub mod data;
 pub mod io;
+pub mod model;
+pub mod predict;
 pub mod reward;
+pub mod rollout;

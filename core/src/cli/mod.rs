@@ -4,6 +4,8 @@
 mod audit;
 mod bench;
 mod data;
+mod model;
+mod predict;
 mod govern;
 mod keys;
 mod rules;
@@ -49,6 +51,11 @@ enum Command {
     /// Validate the prompt sets, build the training prompts, render the data card.
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// Make model folders (`medrl model init --preset tiny --out DIR`).
+    #[command(subcommand)]
+    Model(model::ModelCommand),
+    /// Answer a JSONL file of prompts with a model (and adapter).
+    Predict(predict::PredictArgs),
     /// Ed25519 keys for signing rule sets.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -94,6 +101,8 @@ pub fn main() -> ExitCode {
         Command::Rules(cmd) => rules::run(cmd, &globals),
         Command::Bench(cmd) => bench::run(cmd, &globals),
         Command::Data(cmd) => data::run(cmd, &globals),
+        Command::Model(cmd) => model::run(cmd),
+        Command::Predict(args) => predict::run(args),
         Command::Keys(cmd) => keys::run(cmd, &globals),
         Command::Audit(cmd) => audit::run(cmd, &globals),
     };
