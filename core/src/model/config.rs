@@ -5,7 +5,7 @@
 //! ignored here (unlike our own config structs); fields that would change the computation and that
 //! we do not implement (another activation, sliding windows, an unknown rope scaling) are refused.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -215,7 +215,7 @@ impl ModelConfig {
                 "num_attention_heads and num_key_value_heads must be positive".into(),
             ));
         }
-        if raw.num_attention_heads % num_key_value_heads != 0 {
+        if !raw.num_attention_heads.is_multiple_of(num_key_value_heads) {
             return Err(invalid(format!(
                 "num_attention_heads ({}) is not a multiple of num_key_value_heads ({num_key_value_heads})",
                 raw.num_attention_heads
@@ -224,7 +224,7 @@ impl ModelConfig {
         let head_dim = match raw.head_dim {
             Some(d) => d,
             None => {
-                if raw.hidden_size % raw.num_attention_heads != 0 {
+                if !raw.hidden_size.is_multiple_of(raw.num_attention_heads) {
                     return Err(invalid(format!(
                         "hidden_size ({}) is not a multiple of num_attention_heads ({}) and no head_dim is given",
                         raw.hidden_size, raw.num_attention_heads
@@ -274,7 +274,7 @@ impl ModelConfig {
     }
 }
 
-fn parse_rope_scaling(v: Option<&serde_json::Value>, path: &PathBuf) -> Result<RopeScaling> {
+fn parse_rope_scaling(v: Option<&serde_json::Value>, path: &Path) -> Result<RopeScaling> {
     let Some(v) = v.filter(|v| !v.is_null()) else {
         return Ok(RopeScaling::None);
     };
@@ -287,7 +287,7 @@ fn parse_rope_scaling(v: Option<&serde_json::Value>, path: &PathBuf) -> Result<R
         v.get(key)
             .and_then(|x| x.as_f64())
             .ok_or_else(|| ModelError::InvalidConfig {
-                path: path.clone(),
+                path: path.to_path_buf(),
                 reason: format!("rope_scaling of type {kind:?} needs a number `{key}`"),
             })
     };
@@ -303,7 +303,7 @@ fn parse_rope_scaling(v: Option<&serde_json::Value>, path: &PathBuf) -> Result<R
             original_max_position_embeddings: num("original_max_position_embeddings")? as usize,
         }),
         other => Err(ModelError::UnsupportedSetting {
-            path: path.clone(),
+            path: path.to_path_buf(),
             field: "rope_scaling",
             value: other.to_string(),
             hint: "supported rope scalings: default, linear, llama3",

@@ -79,6 +79,7 @@ fn parity(family: &str, with_adapter: bool) {
         .unwrap();
     let want = if with_adapter { &r.adapter } else { &r.base };
     let diff = max_diff_real(&logits, want, &r.mask);
+    eprintln!("{family} (adapter: {with_adapter}): max |medrl - transformers| = {diff:e}");
     assert!(
         diff < 1e-4,
         "{family} (adapter: {with_adapter}): max |medrl − transformers| = {diff:e}"
