@@ -3,6 +3,7 @@
 //! - [`data`]: prompt sets: schema, validation, leakage checks, sampling, the data card.
 //! - [`reward`]: rules as sandboxed WebAssembly, their manifests and registry, and scoring.
 //! - [`io`]: JSONL input with file-and-line errors.
+//! - [`rl`]: the RL math (GAE, whitening, KL estimators and controller, PPO losses, group advantages, AdamW).
 //! - [`cli`]: the `medrl` command line (parsing and printing only).
 
 pub mod bench;
@@ -10,3 +11,4 @@ pub mod cli;
 pub mod data;
 pub mod io;
 pub mod reward;
+pub mod rl;
