@@ -8,6 +8,7 @@
 //! `[batch, response_len]` with a `mask` of the same shape (1.0 on real response tokens).
 
 pub mod advantages;
+pub mod config;
 pub mod group;
 pub mod kl;
 pub mod kl_controller;
@@ -17,6 +18,7 @@ pub mod optim;
 pub mod shaping;
 
 pub use advantages::{gae, whiten};
+pub use config::{Algorithm, ConfigError, TrainConfig};
 pub use group::{grpo_advantages, rloo_advantages};
 pub use kl::{KlEstimator, KlPlacement, kl_per_token};
 pub use kl_controller::{KlController, KlControllerConfig};
