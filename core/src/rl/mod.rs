@@ -15,6 +15,7 @@ pub mod kl_controller;
 pub mod losses;
 pub mod masked;
 pub mod optim;
+pub mod run_dir;
 pub mod shaping;
 
 pub use advantages::{gae, whiten};
@@ -25,4 +26,5 @@ pub use kl_controller::{KlController, KlControllerConfig};
 pub use losses::{PolicyLoss, ValueLoss, approx_kl, entropy_from_logits, explained_variance, pg_loss, value_loss};
 pub use masked::{masked_mean, masked_sum};
 pub use optim::{AdamW, AdamWConfig, LrSchedule, clip_grad_norm};
+pub use run_dir::{JsonlWriter, OpenMode, RewardsCsv, RunDir, RunDirError};
 pub use shaping::{RunningMoments, apply_missing_eos, token_rewards};
