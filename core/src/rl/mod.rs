@@ -9,6 +9,7 @@
 
 pub mod advantages;
 pub mod config;
+pub mod cursor;
 pub mod group;
 pub mod kl;
 pub mod kl_controller;
@@ -22,6 +23,7 @@ pub mod value_head;
 
 pub use advantages::{gae, whiten};
 pub use config::{Algorithm, ConfigError, TrainConfig};
+pub use cursor::{DataCursor, epoch_order};
 pub use group::{grpo_advantages, rloo_advantages};
 pub use kl::{KlEstimator, KlPlacement, kl_per_token};
 pub use kl_controller::{KlController, KlControllerConfig};
