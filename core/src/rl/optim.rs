@@ -10,19 +10,37 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
 
-/// Global L2 norm of the gradients of `params`: `sqrt(Σ_p ‖g_p‖²)`. A parameter without a gradient
-/// counts as zero. The caller skips the step when the norm is not finite (detail: "skip a step on
-/// non-finite values") and otherwise scales by `min(1, max_norm / norm)`.
-pub fn clip_grad_norm(grads: &GradStore, params: &[(String, Var)], max_norm: f64) -> Result<(f64, f64)> {
-    let mut sq = 0f64;
-    for (_, p) in params {
-        if let Some(g) = grads.get(p.as_tensor()) {
+/// Gradients of an optimiser's parameters, in its parameter order (`None`: no gradient reached
+/// that parameter). Micro-batches add theirs up before one update (gradient accumulation).
+pub struct Grads(pub Vec<Option<Tensor>>);
+
+impl Grads {
+    /// Adds another micro-batch's gradients.
+    pub fn add(&mut self, other: Grads) -> Result<()> {
+        for (mine, theirs) in self.0.iter_mut().zip(other.0) {
+            *mine = match (mine.take(), theirs) {
+                (Some(a), Some(b)) => Some((a + b)?),
+                (a, b) => a.or(b),
+            };
+        }
+        Ok(())
+    }
+
+    /// Global L2 norm `sqrt(Σ_p ‖g_p‖²)`. The caller skips the step when it is not finite
+    /// (implementation detail: "skip a step on non-finite values").
+    pub fn global_norm(&self) -> Result<f64> {
+        let mut sq = 0f64;
+        for g in self.0.iter().flatten() {
             sq += f64::from(g.to_dtype(DType::F32)?.sqr()?.sum_all()?.to_scalar::<f32>()?);
         }
+        Ok(sq.sqrt())
     }
-    let norm = sq.sqrt();
-    let scale = if norm.is_finite() && norm > max_norm { max_norm / (norm + 1e-6) } else { 1.0 };
-    Ok((norm, scale))
+}
+
+/// The factor that brings a gradient of norm `norm` down to `max_norm` (global-norm clipping,
+/// Pascanu et al. 2013): `min(1, max_norm / norm)`.
+pub fn clip_scale(norm: f64, max_norm: f64) -> f64 {
+    if norm.is_finite() && norm > max_norm { max_norm / (norm + 1e-6) } else { 1.0 }
 }
 
 /// AdamW's coefficients (Loshchilov & Hutter 2019, https://arxiv.org/abs/1711.05101).
@@ -71,6 +89,16 @@ impl AdamW {
         Ok(AdamW { config, slots, step: 0 })
     }
 
+    /// The gradients `store` holds for this optimiser's parameters.
+    pub fn grads_of(&self, store: &GradStore) -> Grads {
+        Grads(self.slots.iter().map(|s| store.get(s.var.as_tensor()).cloned()).collect())
+    }
+
+    /// The parameters, by name.
+    pub fn params(&self) -> Vec<(String, Var)> {
+        self.slots.iter().map(|s| (s.name.clone(), s.var.clone())).collect()
+    }
+
     /// Number of updates applied so far.
     pub fn step_count(&self) -> u64 {
         self.step
@@ -78,13 +106,13 @@ impl AdamW {
 
     /// One update with learning rate `lr`, each gradient multiplied by `grad_scale` first (the
     /// clipping factor, or 1/accumulation steps). Parameters without a gradient are left alone.
-    pub fn step(&mut self, grads: &GradStore, lr: f64, grad_scale: f64) -> Result<()> {
+    pub fn step(&mut self, grads: &Grads, lr: f64, grad_scale: f64) -> Result<()> {
         self.step += 1;
         let AdamWConfig { beta1, beta2, eps, weight_decay } = self.config;
         let bias1 = 1.0 - beta1.powi(self.step as i32);
         let bias2 = 1.0 - beta2.powi(self.step as i32);
-        for s in &mut self.slots {
-            let Some(g) = grads.get(s.var.as_tensor()) else { continue };
+        for (s, g) in self.slots.iter_mut().zip(&grads.0) {
+            let Some(g) = g else { continue };
             let g = g.affine(grad_scale, 0.0)?;
             s.exp_avg = ((&s.exp_avg * beta1)? + (&g * (1.0 - beta1))?)?;
             s.exp_avg_sq = ((&s.exp_avg_sq * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
@@ -176,7 +204,8 @@ mod tests {
         let loss = (w.as_tensor() * 3.0).unwrap().sum_all().unwrap();
         let grads = loss.backward().unwrap();
         let mut opt = AdamW::new(vec![("w".into(), w.clone())], AdamWConfig::default()).unwrap();
-        opt.step(&grads, 0.1, 1.0).unwrap();
+        let g = opt.grads_of(&grads);
+        opt.step(&g, 0.1, 1.0).unwrap();
         let v = w.as_tensor().to_vec1::<f32>().unwrap();
         assert!((v[0] - 0.9).abs() < 1e-6 && (v[1] + 1.1).abs() < 1e-6, "{v:?}");
     }
@@ -199,7 +228,8 @@ mod tests {
                     return (w2, opt, i);
                 }
                 let loss = w.as_tensor().sqr().unwrap().sum_all().unwrap();
-                opt.step(&loss.backward().unwrap(), 0.05, 1.0).unwrap();
+                let g = opt.grads_of(&loss.backward().unwrap());
+                opt.step(&g, 0.05, 1.0).unwrap();
             }
             (w, opt, 4)
         };
@@ -207,7 +237,8 @@ mod tests {
         let (w, mut opt, from) = run(true);
         for _ in from..4 {
             let loss = w.as_tensor().sqr().unwrap().sum_all().unwrap();
-            opt.step(&loss.backward().unwrap(), 0.05, 1.0).unwrap();
+            let g = opt.grads_of(&loss.backward().unwrap());
+            opt.step(&g, 0.05, 1.0).unwrap();
         }
         assert_eq!(opt.step_count(), 4);
         assert_eq!(w.as_tensor().to_vec1::<f32>().unwrap(), w_full.as_tensor().to_vec1::<f32>().unwrap());
@@ -220,9 +251,15 @@ mod tests {
         let w = Var::new(&[0f32, 0.0], &d).unwrap();
         let loss = w.as_tensor().mul(&Tensor::new(&[3f32, 4.0], &d).unwrap()).unwrap().sum_all().unwrap();
         let grads = loss.backward().unwrap();
-        let (norm, scale) = clip_grad_norm(&grads, &[("w".into(), w)], 1.0).unwrap();
+        let opt = AdamW::new(vec![("w".into(), w)], AdamWConfig::default()).unwrap();
+        let mut g = opt.grads_of(&grads);
+        let norm = g.global_norm().unwrap();
         assert!((norm - 5.0).abs() < 1e-6);
-        assert!((scale - 0.2).abs() < 1e-6);
+        assert!((clip_scale(norm, 1.0) - 0.2).abs() < 1e-6);
+        assert_eq!(clip_scale(f64::NAN, 1.0), 1.0);
+        // Accumulating the same gradient twice doubles it: norm 10.
+        g.add(opt.grads_of(&grads)).unwrap();
+        assert!((g.global_norm().unwrap() - 10.0).abs() < 1e-5);
     }
 
     #[test]
