@@ -2,6 +2,7 @@
 //!
 //! - [`data`]: prompt sets: schema, validation, leakage checks, sampling, the data card.
 //! - [`reward`]: rules as sandboxed WebAssembly, their manifests and registry, and scoring.
+//! - [`model`]: the policy model (Qwen2 / Llama decoder on candle, LoRA, PEFT adapters).
 //! - [`io`]: JSONL input with file-and-line errors.
 //! - [`rl`]: the RL math (GAE, whitening, KL estimators and controller, PPO losses, group advantages, AdamW).
 //! - [`cli`]: the `medrl` command line (parsing and printing only).
@@ -10,5 +11,6 @@ pub mod bench;
 pub mod cli;
 pub mod data;
 pub mod io;
+pub mod model;
 pub mod reward;
 pub mod rl;

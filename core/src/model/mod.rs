@@ -1,0 +1,38 @@
+//! The policy model: a Qwen2 / Llama-family decoder on candle that hosts LoRA, returns logits at
+//! every position or only the last, and differentiates through the adapter only.
+//!
+//! - [`config`]: Hugging Face `config.json` → [`ModelConfig`].
+//! - [`weights`]: safetensors checkpoints, single or sharded.
+//! - [`frozen`]: the frozen matmul (no weight gradients) and frozen scale.
+//! - [`rotary`], [`mask`], [`norm`], [`attention`], [`mlp`], [`decoder`]: the architecture.
+//! - [`kv_cache`]: the preallocated KV cache for decoding.
+//! - [`lora`], [`linear`]: LoRA and the adaptable projection.
+//! - [`peft`]: PEFT adapter files (load, save, merge).
+//! - [`causal_lm`]: [`CausalLm`], the API the sampler and trainer use.
+//!
+//! See `docs/model.md`.
+
+pub mod attention;
+pub mod causal_lm;
+pub mod config;
+pub mod decoder;
+pub mod error;
+pub mod frozen;
+pub mod kv_cache;
+pub mod linear;
+pub mod lora;
+pub mod mask;
+pub mod mlp;
+pub mod norm;
+pub mod peft;
+pub mod rotary;
+pub mod weights;
+
+pub use causal_lm::{CausalLm, default_dtype, position_ids_for};
+pub use config::{Family, ModelConfig, SUPPORTED_ARCHITECTURES};
+pub use error::ModelError;
+pub use kv_cache::KvCache;
+pub use lora::{LoraConfig, LoraMode};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,128 @@
+//! Checkpoint tensors from safetensors: one `model.safetensors`, or shards listed in
+//! `model.safetensors.index.json`. Files are memory-mapped; each tensor is converted to the
+//! dtype chosen at load and placed on the device when the layer that owns it is built.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use candle_core::safetensors::MmapedSafetensors;
+use candle_core::{DType, Device, Tensor};
+use serde::Deserialize;
+
+use super::error::{ModelError, Result};
+
+/// Name of the single-file checkpoint.
+pub const SINGLE_FILE: &str = "model.safetensors";
+/// Name of the shard index of a sharded checkpoint.
+pub const INDEX_FILE: &str = "model.safetensors.index.json";
+
+/// The tensors of one checkpoint, read on demand.
+pub struct Weights {
+    st: MmapedSafetensors,
+    files: Vec<PathBuf>,
+    device: Device,
+    dtype: DType,
+}
+
+#[derive(Deserialize)]
+struct ShardIndex {
+    weight_map: std::collections::HashMap<String, String>,
+}
+
+/// The safetensors files of a model folder: the index's shards, or the single file.
+pub fn checkpoint_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let index = dir.join(INDEX_FILE);
+    if index.is_file() {
+        let text = std::fs::read_to_string(&index).map_err(|source| ModelError::Io {
+            path: index.clone(),
+            source,
+        })?;
+        let idx: ShardIndex = serde_json::from_str(&text).map_err(|source| ModelError::Json {
+            path: index.clone(),
+            what: "safetensors shard index",
+            source,
+        })?;
+        let shards: BTreeSet<&String> = idx.weight_map.values().collect();
+        let mut files = Vec::with_capacity(shards.len());
+        for shard in shards {
+            let path = dir.join(shard);
+            if !path.is_file() {
+                return Err(ModelError::MissingFile {
+                    kind: "model",
+                    dir: dir.to_path_buf(),
+                    file: shard.clone(),
+                    hint: "model.safetensors.index.json lists this shard; copy the complete checkpoint",
+                });
+            }
+            files.push(path);
+        }
+        return Ok(files);
+    }
+    let single = dir.join(SINGLE_FILE);
+    if single.is_file() {
+        return Ok(vec![single]);
+    }
+    Err(ModelError::MissingFile {
+        kind: "model",
+        dir: dir.to_path_buf(),
+        file: SINGLE_FILE.into(),
+        hint: "a checkpoint is model.safetensors, or shards listed in model.safetensors.index.json",
+    })
+}
+
+impl Weights {
+    /// Memory-maps the given safetensors files.
+    pub fn open(files: Vec<PathBuf>, device: &Device, dtype: DType) -> Result<Self> {
+        // SAFETY: the files are mapped read-only; like every safetensors reader we assume nobody
+        // truncates a checkpoint while it is being loaded.
+        let st = unsafe { MmapedSafetensors::multi(&files) }?;
+        Ok(Weights {
+            st,
+            files,
+            device: device.clone(),
+            dtype,
+        })
+    }
+
+    /// Opens the checkpoint of a model folder.
+    pub fn from_dir(dir: &Path, device: &Device, dtype: DType) -> Result<Self> {
+        Self::open(checkpoint_files(dir)?, device, dtype)
+    }
+
+    /// The dtype every tensor is converted to.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The device tensors are placed on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Whether the checkpoint holds a tensor of that name.
+    pub fn contains(&self, name: &str) -> bool {
+        self.st.get(name).is_ok()
+    }
+
+    /// The tensor `name`, checked against `shape`, in the load dtype on the load device.
+    pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let view = self.st.get(name).map_err(|_| ModelError::MissingTensor {
+            name: name.to_string(),
+            files: self
+                .files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+        if view.shape() != shape {
+            return Err(ModelError::TensorShape {
+                name: name.to_string(),
+                expected: shape.to_vec(),
+                found: view.shape().to_vec(),
+            });
+        }
+        let t = self.st.load(name, &self.device)?;
+        Ok(t.to_dtype(self.dtype)?)
+    }
+}
