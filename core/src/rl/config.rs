@@ -272,6 +272,13 @@ impl Default for LoraSettings {
     }
 }
 
+impl LoraSettings {
+    /// The model's adapter configuration.
+    pub fn to_model(&self) -> crate::model::LoraConfig {
+        crate::model::LoraConfig { r: self.r, alpha: self.alpha, dropout: self.dropout, target_modules: self.target_modules.clone(), use_rslora: self.use_rslora }
+    }
+}
+
 impl TrainConfig {
     /// Reads a TOML file (unknown keys refused, with their name) and applies `--set` overrides.
     pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self, ConfigError> {

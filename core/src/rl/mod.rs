@@ -8,6 +8,7 @@
 //! `[batch, response_len]` with a `mask` of the same shape (1.0 on real response tokens).
 
 pub mod advantages;
+pub mod checkpoint;
 pub mod config;
 pub mod cursor;
 pub mod episode;
@@ -20,9 +21,11 @@ pub mod masked;
 pub mod optim;
 pub mod run_dir;
 pub mod shaping;
+pub mod trainer;
 pub mod value_head;
 
 pub use advantages::{gae, whiten};
+pub use checkpoint::{TrainerState, step_seed};
 pub use config::{Algorithm, ConfigError, TrainConfig};
 pub use cursor::{DataCursor, epoch_order};
 pub use episode::{Episode, Packed, Scored, pack};
@@ -35,4 +38,5 @@ pub use masked::{masked_mean, masked_sum};
 pub use optim::{AdamW, AdamWConfig, Grads, LrSchedule, clip_scale};
 pub use run_dir::{JsonlWriter, OpenMode, RewardsCsv, RunDir, RunDirError};
 pub use shaping::{RunningMoments, apply_missing_eos, token_rewards};
+pub use trainer::{StepReport, TrainError, Trainer};
 pub use value_head::ValueHead;
