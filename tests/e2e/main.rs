@@ -4,6 +4,7 @@
 mod author_workflow;
 mod bad_input;
 mod data;
+mod governance;
 mod reproducible_build;
 mod shipped_rules;
 

@@ -1,8 +1,11 @@
 //! The `medrl` command line: argument parsing, printing, and turning errors into exit codes.
 //! Each subcommand lives in its own file and calls the library; none of them computes anything.
 
+mod audit;
 mod bench;
 mod data;
+mod govern;
+mod keys;
 mod rules;
 
 use clap::{Parser, Subcommand};
@@ -18,6 +21,19 @@ struct Cli {
     /// Worker threads for scoring (default: all cores).
     #[arg(long, global = true, env = "MEDRL_THREADS")]
     threads: Option<usize>,
+    /// Keyring of trusted public keys (TOML). When set, every rule-set load verifies signatures.
+    #[arg(long, global = true, env = "MEDRL_KEYRING")]
+    keyring: Option<PathBuf>,
+    /// Require at least this many signatures (raises the keyring's `min_signatures`).
+    #[arg(long, global = true, env = "MEDRL_MIN_SIGNATURES")]
+    min_signatures: Option<usize>,
+    /// File remembering the last accepted revision of each rule set (default with a keyring:
+    /// .medrl/trust-state.json; without one, no revision check unless given).
+    #[arg(long, global = true, env = "MEDRL_TRUST_STATE")]
+    trust_state: Option<PathBuf>,
+    /// Accept a rule-set revision lower than the last accepted one (logged as a rollback).
+    #[arg(long, global = true)]
+    allow_rollback: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -33,6 +49,23 @@ enum Command {
     /// Validate the prompt sets, build the training prompts, render the data card.
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// Ed25519 keys for signing rule sets.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Check audit logs.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+}
+
+/// Default trust-state file when a keyring is configured and no `--trust-state` is given.
+pub const DEFAULT_TRUST_STATE: &str = ".medrl/trust-state.json";
+
+/// An error that ends the command with a specific exit code (e.g. `rules verify`'s classes).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ExitError {
+    pub code: u8,
+    pub message: String,
 }
 
 /// Settings every subcommand may need, resolved from the global flags.
@@ -52,16 +85,36 @@ pub fn main() -> ExitCode {
     if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global() {
         return render_error(&anyhow::anyhow!("cannot start {threads} worker threads: {e}"), 2);
     }
-    let globals = Globals { registry: crate::reward::Registry::new(cli.registry), threads };
+    let policy = match trust_policy(cli.keyring, cli.min_signatures, cli.trust_state, cli.allow_rollback) {
+        Ok(policy) => policy,
+        Err(e) => return render_error(&e, 1),
+    };
+    let globals = Globals { registry: crate::reward::Registry::new(cli.registry).with_trust(policy), threads };
     let result = match cli.command {
         Command::Rules(cmd) => rules::run(cmd, &globals),
         Command::Bench(cmd) => bench::run(cmd, &globals),
         Command::Data(cmd) => data::run(cmd, &globals),
+        Command::Keys(cmd) => keys::run(cmd, &globals),
+        Command::Audit(cmd) => audit::run(cmd, &globals),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => render_error(&e, 1),
+        Err(e) => {
+            let code = e.downcast_ref::<ExitError>().map_or(1, |x| x.code);
+            render_error(&e, code)
+        }
     }
+}
+
+fn trust_policy(
+    keyring: Option<PathBuf>,
+    min_signatures: Option<usize>,
+    trust_state: Option<PathBuf>,
+    allow_rollback: bool,
+) -> anyhow::Result<crate::reward::TrustPolicy> {
+    let keyring = keyring.map(|p| crate::reward::Keyring::read(&p)).transpose()?;
+    let state = trust_state.or_else(|| keyring.as_ref().map(|_| PathBuf::from(DEFAULT_TRUST_STATE)));
+    Ok(crate::reward::TrustPolicy { keyring, min_signatures, state, allow_rollback })
 }
 
 /// One renderer for every error: `error:`, then each cause as `Caused by:`.

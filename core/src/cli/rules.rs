@@ -1,10 +1,13 @@
-//! `medrl rules …`: scaffold, build, test, publish and score with rules.
+//! `medrl rules …`: scaffold, build, test, publish and score with rules; sign, inspect, verify,
+//! diff, document and replay them (handlers of the governance commands are in `govern.rs`).
 
-use super::Globals;
+use super::{Globals, govern};
 use crate::io::read_jsonl;
 use crate::reward::author::{self, RULE_SOURCE};
-use crate::reward::publish::{RuleSetSpec, create_ruleset};
-use crate::reward::{Decision, LoadedRule, OutcomeKind, Reward, RuleSetScorer, Sandbox, VersionRef};
+use crate::reward::publish::{BumpPart, RuleSetSpec, bump_ruleset, create_ruleset};
+use crate::reward::registry::{RULESET_MANIFEST, read_json};
+use crate::reward::trust::signature_files;
+use crate::reward::{AuditLog, Decision, LoadedRule, OutcomeKind, Reward, RuleSetManifest, RuleSetScorer, Sandbox, VersionRef};
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use medrl_sdk::Sample;
@@ -47,10 +50,69 @@ pub enum RulesCommand {
         /// One JSON object per sample instead of the table.
         #[arg(long)]
         json: bool,
+        /// The hash-chained audit log to append every evaluation to (inputs go to
+        /// `<stem>.samples.jsonl` beside it).
+        #[arg(long, env = "MEDRL_AUDIT_LOG", default_value = ".medrl/audit.jsonl")]
+        audit_log: PathBuf,
     },
     /// Rule-set versions.
     #[command(subcommand)]
     Ruleset(RulesetCommand),
+    /// Sign a rule set: a detached Ed25519 signature `<key_id>.sig` beside its ruleset.json.
+    Sign {
+        /// NAME@VERSION.
+        ruleset: String,
+        /// Private key file (from `medrl keys generate`).
+        #[arg(long)]
+        key: PathBuf,
+        /// Signing time to record, RFC 3339 (default: now).
+        #[arg(long)]
+        signed_at: Option<String>,
+    },
+    /// What a rule set contains: revision, approvals, signatures, rules with hashes, files.
+    Inspect {
+        ruleset: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every hash, file and signature of a rule set. Exit codes: 0 verified, 1 usage,
+    /// 3 content (hash, size, pin), 4 files (extra or missing), 5 signatures, 6 rebuild.
+    Verify {
+        ruleset: String,
+        /// Also rebuild each rule from its recorded source and compare the module sha256.
+        #[arg(long)]
+        rebuild: bool,
+        /// Root the rules' recorded `build.source_path` is relative to (default: current folder).
+        #[arg(long, default_value = ".")]
+        source_root: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// What changed between two rule-set versions.
+    Diff {
+        from: String,
+        to: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write reward_rules.md for a rule set, generated from its manifests.
+    Doc {
+        ruleset: String,
+        /// Output file, `-` for stdout.
+        #[arg(long, default_value = "reward_rules.md")]
+        out: PathBuf,
+    },
+    /// Re-run logged evaluations from an audit log and check outcome, output and fuel match.
+    Replay {
+        /// The audit log (`.medrl/audit.jsonl` by default for `rules score`).
+        file: PathBuf,
+        /// The line of one evaluation record.
+        #[arg(long, conflicts_with = "all")]
+        line: Option<u64>,
+        /// Every evaluation record.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -58,6 +120,16 @@ pub enum RulesetCommand {
     /// Publish a new rule-set version from a TOML spec.
     New {
         spec: PathBuf,
+        /// Creation time to record, RFC 3339 (default: now).
+        #[arg(long)]
+        created_at: Option<String>,
+    },
+    /// Publish the spec as the next version after the latest one of its name.
+    Bump {
+        spec: PathBuf,
+        /// Which part of the latest version to raise.
+        #[arg(long, value_parser = ["major", "minor", "patch"], default_value = "minor")]
+        part: String,
         /// Creation time to record, RFC 3339 (default: now).
         #[arg(long)]
         created_at: Option<String>,
@@ -91,22 +163,51 @@ pub fn run(cmd: RulesCommand, g: &Globals) -> anyhow::Result<()> {
         }
         RulesCommand::Test { rules } => test(rules, g),
         RulesCommand::List => list(g),
-        RulesCommand::Score { ruleset, input, json } => score(&ruleset, &input, json, g),
+        RulesCommand::Score { ruleset, input, json, audit_log } => score(&ruleset, &input, json, &audit_log, g),
         RulesCommand::Ruleset(RulesetCommand::New { spec, created_at }) => {
             let parsed = RuleSetSpec::read(&spec)?;
-            let created_at = created_at.unwrap_or_else(|| humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
-            let m = create_ruleset(&g.registry, &parsed, &spec, created_at)?;
-            println!(
-                "published rule set {} (revision {}, {} rules, {} pinned files) in {}",
-                m.reference(),
-                m.revision,
-                m.rules.len(),
-                m.files.len(),
-                g.registry.ruleset_dir(&m.name, &m.version).display()
-            );
+            let m = create_ruleset(&g.registry, &parsed, &spec, created_at.unwrap_or_else(govern::now))?;
+            published(&m, g);
             Ok(())
         }
+        RulesCommand::Ruleset(RulesetCommand::Bump { spec, part, created_at }) => {
+            let parsed = RuleSetSpec::read(&spec)?;
+            let part = match part.as_str() {
+                "major" => BumpPart::Major,
+                "patch" => BumpPart::Patch,
+                _ => BumpPart::Minor,
+            };
+            let m = bump_ruleset(&g.registry, &parsed, part, &spec, created_at.unwrap_or_else(govern::now))?;
+            published(&m, g);
+            if let Some(p) = &m.previous {
+                govern::diff_cmd(&format!("{}@{}", m.name, p.version), &m.reference(), false, &plain(g))?;
+            }
+            Ok(())
+        }
+        RulesCommand::Sign { ruleset, key, signed_at } => govern::sign(&ruleset, &key, signed_at, g),
+        RulesCommand::Inspect { ruleset, json } => govern::inspect(&ruleset, json, g),
+        RulesCommand::Verify { ruleset, rebuild, source_root, json } => govern::verify(&ruleset, rebuild, &source_root, json, g),
+        RulesCommand::Diff { from, to, json } => govern::diff_cmd(&from, &to, json, g),
+        RulesCommand::Doc { ruleset, out } => govern::doc_cmd(&ruleset, &out, g),
+        RulesCommand::Replay { file, line, all } => govern::replay(&file, line, all, g),
     }
+}
+
+/// The same registry without a keyring: a just-published version has no signature yet.
+fn plain(g: &Globals) -> Globals {
+    Globals { registry: crate::reward::Registry::new(g.registry.root()), threads: g.threads }
+}
+
+fn published(m: &RuleSetManifest, g: &Globals) {
+    println!(
+        "published rule set {} (revision {}, {} rules, {} pinned files) in {}",
+        m.reference(),
+        m.revision,
+        m.rules.len(),
+        m.files.len(),
+        g.registry.ruleset_dir(&m.name, &m.version).display()
+    );
+    println!("next: review it with `medrl rules inspect {}`, then sign it with `medrl rules sign {} --key KEY`", m.reference(), m.reference());
 }
 
 fn test(selected: Vec<String>, g: &Globals) -> anyhow::Result<()> {
@@ -156,8 +257,15 @@ fn test(selected: Vec<String>, g: &Globals) -> anyhow::Result<()> {
 fn list(g: &Globals) -> anyhow::Result<()> {
     println!("rule sets in {}:", g.registry.root().display());
     for name in g.registry.names("rulesets") {
-        let versions: Vec<String> = g.registry.versions("rulesets", &name).iter().map(|v| v.to_string()).collect();
-        println!("  {name:<24} {}", versions.join(", "));
+        for version in g.registry.versions("rulesets", &name) {
+            let dir = g.registry.ruleset_dir(&name, &version);
+            let sigs = signature_files(&dir).map(|f| f.len()).unwrap_or(0);
+            let described = match read_json::<RuleSetManifest>(&dir.join(RULESET_MANIFEST), "rule set manifest") {
+                Ok((m, sha)) => format!("revision {:<3} {} rules  {sigs} signature(s)  sha256 {sha}", m.revision, m.rules.len()),
+                Err(e) => format!("unreadable: {e}"),
+            };
+            println!("  {:<28} {described}", format!("{name}@{version}"));
+        }
     }
     println!("rules:");
     for id in g.registry.names("rules") {
@@ -167,13 +275,32 @@ fn list(g: &Globals) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn score(reference: &str, input: &std::path::Path, json: bool, g: &Globals) -> anyhow::Result<()> {
+fn score(reference: &str, input: &std::path::Path, json: bool, audit_log: &std::path::Path, g: &Globals) -> anyhow::Result<()> {
     let reference: VersionRef = reference.parse().map_err(anyhow::Error::msg)?;
-    let ruleset = g.registry.load_ruleset(&reference)?;
     let samples: Vec<Sample> = read_jsonl(input)?;
+    let accepted = g.registry.accept_ruleset(&reference, govern::now())?;
+    let log = AuditLog::open(audit_log)?;
+    log.record_load(&accepted)?;
+    if accepted.signers.is_none() {
+        eprintln!("note: no keyring configured, signatures not checked (pass --keyring, e.g. data/keys/keyring.toml)");
+    }
+    if let Some(check) = accepted.revision.as_ref().filter(|c| c.rollback) {
+        let from = check.previous.as_ref().map_or(0, |p| p.revision);
+        eprintln!("warning: rollback of {reference} to revision {} from revision {from}, allowed by --allow-rollback; recorded in {}", accepted.ruleset.manifest.revision, log.path().display());
+    }
     let sandbox = Sandbox::new(g.threads)?;
-    let scorer = RuleSetScorer::new(&sandbox, ruleset)?;
+    let scorer = RuleSetScorer::new(&sandbox, accepted.ruleset)?;
     let scores = scorer.score_batch(&samples);
+    let appended = log.record_scores(&scorer, &samples, &scores)?;
+    eprintln!(
+        "audit: {} evaluation records appended to {} (lines {}-{}, head {}); inputs in {}",
+        appended.last + 1 - appended.first,
+        log.path().display(),
+        appended.first,
+        appended.last,
+        &appended.head[..16],
+        log.samples_path().display()
+    );
     if json {
         for s in &scores {
             println!("{}", serde_json::to_string(s)?);

@@ -1,25 +1,36 @@
 //! Rewards from rules: the wasmtime sandbox, rule and rule-set manifests, the on-disk registry,
-//! aggregation, batch scoring, and the authoring workflow (scaffold, build, publish).
+//! aggregation, batch scoring, and the authoring workflow (scaffold, build, publish); and their
+//! governance: signatures and trust, the hash-chained audit log, replay, and the auditor's reports.
 
 pub mod aggregate;
+pub mod audit;
 pub mod author;
+pub mod diff;
+pub mod doc;
 pub mod hash;
+pub mod inspect;
 pub mod limits;
 pub mod manifest;
 pub mod outcome;
 pub mod publish;
 pub mod registry;
+pub mod replay;
 pub mod ruleset;
 pub mod sandbox;
 #[cfg(test)]
 pub(crate) mod testutil;
 pub mod scorer;
+pub mod signing;
+pub mod trust;
+pub mod verify;
 
 pub use aggregate::Reward;
 pub use limits::SandboxLimits;
 pub use manifest::{RuleKind, RuleManifest};
 pub use outcome::{Decision, Evaluation, OnError, OutcomeKind};
-pub use registry::{Registry, RegistryError, VerifiedRule, VerifiedRuleSet};
+pub use registry::{AcceptedRuleSet, Registry, RegistryError, VerifiedRule, VerifiedRuleSet};
 pub use ruleset::{RuleSetManifest, VersionRef};
 pub use sandbox::{CompiledRule, ModuleError, Sandbox};
 pub use scorer::{LoadedRule, RuleSetScorer, SampleScore, ScorerError};
+pub use trust::{Keyring, TrustPolicy};
+pub use audit::AuditLog;

@@ -1,6 +1,9 @@
 //! Publishing a rule-set version from a small TOML spec: rules by `id@version` with weights and
 //! parameter overrides, the aggregation, and approvals. The manifest hashes, file list,
 //! revision and previous-revision link are computed, never written by hand.
+//!
+//! `create_ruleset` publishes the version the spec names; `bump_ruleset` publishes the next
+//! version after the latest one (major, minor or patch), refusing a bump that changes nothing.
 
 use super::registry::{RULESET_MANIFEST, Registry, RegistryError, check_weight_sign, read_json};
 use super::ruleset::{Aggregation, Approval, PreviousRevision, RuleEntry, RuleSetManifest, VersionRef};
@@ -24,7 +27,9 @@ pub struct SpecRule {
 #[serde(deny_unknown_fields)]
 pub struct RuleSetSpec {
     pub name: String,
-    pub version: semver::Version,
+    /// Required by `ruleset new`; `ruleset bump` computes it (and refuses a different one).
+    #[serde(default)]
+    pub version: Option<semver::Version>,
     #[serde(default)]
     pub description: String,
     pub rules: Vec<SpecRule>,
@@ -41,8 +46,42 @@ pub enum PublishError {
     Spec { path: PathBuf, msg: String },
     #[error("rule set {reference} already exists at {dir}; published versions are immutable: raise `version` in the spec")]
     Exists { reference: String, dir: PathBuf },
+    #[error("{path} has no `version`; set one (e.g. version = \"1.0.0\"), or publish the next version with `medrl rules ruleset bump`")]
+    NoVersion { path: PathBuf },
+    #[error("rule set `{name}` has no published version to bump; publish the first with `medrl rules ruleset new`")]
+    NothingToBump { name: String },
+    #[error("{path} says version {spec}, but bumping {latest} ({part}) gives {next}; remove `version` from the spec or make it {next}")]
+    BumpConflict { path: PathBuf, spec: semver::Version, latest: semver::Version, part: &'static str, next: semver::Version },
+    #[error("{path} selects the same rules, weights, parameters and aggregation as {latest}; a bump must change something")]
+    NoChange { path: PathBuf, latest: String },
     #[error(transparent)]
     Registry(#[from] RegistryError),
+}
+
+/// Which part of the version a bump raises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BumpPart {
+    Major,
+    Minor,
+    Patch,
+}
+
+impl BumpPart {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BumpPart::Major => "major",
+            BumpPart::Minor => "minor",
+            BumpPart::Patch => "patch",
+        }
+    }
+
+    pub fn apply(self, v: &semver::Version) -> semver::Version {
+        match self {
+            BumpPart::Major => semver::Version::new(v.major + 1, 0, 0),
+            BumpPart::Minor => semver::Version::new(v.major, v.minor + 1, 0),
+            BumpPart::Patch => semver::Version::new(v.major, v.minor, v.patch + 1),
+        }
+    }
 }
 
 impl RuleSetSpec {
@@ -67,6 +106,20 @@ impl RuleSetSpec {
                 return Err(PublishError::Spec { path: path.into(), msg: format!("gate names rule `{}`, which is not in `rules`", gate.rule) });
             }
         }
+        for (i, r) in spec.rules.iter().enumerate() {
+            if spec.rules[..i].iter().any(|o| o.id == r.id) {
+                return Err(PublishError::Spec { path: path.into(), msg: format!("rule `{}` is listed twice", r.id) });
+            }
+        }
+        for a in &spec.approvals {
+            let date_ok = a.date.len() == 10 && humantime::parse_rfc3339(&format!("{}T00:00:00Z", a.date)).is_ok();
+            if a.role.trim().is_empty() || a.name.trim().is_empty() || !date_ok {
+                return Err(PublishError::Spec {
+                    path: path.into(),
+                    msg: format!("approval {{role = {:?}, name = {:?}, date = {:?}}} needs a role, a name and a date YYYY-MM-DD", a.role, a.name, a.date),
+                });
+            }
+        }
         Ok(spec)
     }
 }
@@ -74,9 +127,32 @@ impl RuleSetSpec {
 /// Writes `rulesets/<name>/<version>/ruleset.json` for `spec`, verifying every rule it names.
 /// `created_at` is RFC 3339 UTC.
 pub fn create_ruleset(registry: &Registry, spec: &RuleSetSpec, spec_path: &Path, created_at: String) -> Result<RuleSetManifest, PublishError> {
-    let dir = registry.ruleset_dir(&spec.name, &spec.version);
+    let version = spec.version.clone().ok_or_else(|| PublishError::NoVersion { path: spec_path.into() })?;
+    publish(registry, spec, &version, spec_path, created_at)
+}
+
+/// Publishes `spec` as the next version after the latest published one of its name.
+pub fn bump_ruleset(registry: &Registry, spec: &RuleSetSpec, part: BumpPart, spec_path: &Path, created_at: String) -> Result<RuleSetManifest, PublishError> {
+    let latest = registry.versions("rulesets", &spec.name).into_iter().max().ok_or_else(|| PublishError::NothingToBump { name: spec.name.clone() })?;
+    let next = part.apply(&latest);
+    if let Some(v) = &spec.version {
+        if *v != next {
+            return Err(PublishError::BumpConflict { path: spec_path.into(), spec: v.clone(), latest, part: part.as_str(), next });
+        }
+    }
+    let (old, _) = read_json::<RuleSetManifest>(&registry.ruleset_dir(&spec.name, &latest).join(RULESET_MANIFEST), "rule set manifest")?;
+    let same_rules = old.rules.len() == spec.rules.len()
+        && old.rules.iter().zip(&spec.rules).all(|(o, s)| o.id == s.id && o.version == s.version && o.weight == s.weight && o.params == s.params);
+    if same_rules && old.aggregation == spec.aggregation && old.description == spec.description {
+        return Err(PublishError::NoChange { path: spec_path.into(), latest: old.reference() });
+    }
+    publish(registry, spec, &next, spec_path, created_at)
+}
+
+fn publish(registry: &Registry, spec: &RuleSetSpec, version: &semver::Version, spec_path: &Path, created_at: String) -> Result<RuleSetManifest, PublishError> {
+    let dir = registry.ruleset_dir(&spec.name, version);
     if dir.exists() {
-        return Err(PublishError::Exists { reference: format!("{}@{}", spec.name, spec.version), dir });
+        return Err(PublishError::Exists { reference: format!("{}@{}", spec.name, version), dir });
     }
     let mut entries = Vec::new();
     let mut rules = Vec::new();
@@ -103,7 +179,7 @@ pub fn create_ruleset(registry: &Registry, spec: &RuleSetSpec, spec_path: &Path,
     }
     let manifest = RuleSetManifest {
         name: spec.name.clone(),
-        version: spec.version.clone(),
+        version: version.clone(),
         revision: previous.as_ref().map_or(1, |p| p.revision + 1),
         created_at,
         description: spec.description.clone(),

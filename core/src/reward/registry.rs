@@ -4,11 +4,17 @@
 //! Every load checks every byte: each file's sha256 and size against the manifest that pins it,
 //! each rule manifest against the rule set's pin, and that no folder holds an extra or lacks a
 //! file. A tampered registry is refused here, before any rule runs.
+//!
+//! A registry carries a [`TrustPolicy`]: with a keyring, every rule-set load also checks the
+//! detached signatures beside `ruleset.json`, and [`Registry::accept_ruleset`] (the scoring
+//! path) refuses a revision lower than the last accepted one.
 
-use super::hash::{json_sha256, sha256_hex};
+use super::hash::{canonical_json, sha256_hex};
 use super::manifest::{RuleKind, RuleManifest};
 use super::ruleset::{FileEntry, RuleSetManifest, VersionRef};
+use super::trust::{RevisionCheck, Signer, TrustError, TrustPolicy, check_and_record_revision, verify_signatures};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub const RULE_MANIFEST: &str = "rule.json";
 pub const RULE_MODULE: &str = "rule.wasm";
@@ -36,6 +42,8 @@ pub enum RegistryError {
     MissingFile { path: PathBuf, owner: String },
     #[error("{path}: {msg}")]
     Inconsistent { path: PathBuf, msg: String },
+    #[error(transparent)]
+    Trust(#[from] TrustError),
 }
 
 impl RegistryError {
@@ -77,15 +85,40 @@ pub struct VerifiedRuleSet {
     pub rules: Vec<VerifiedRule>,
 }
 
+/// A rule set accepted for scoring: verified, its signers (when a keyring is configured), and
+/// the revision check against the trust state (when one is configured).
+#[derive(Debug, Clone)]
+pub struct AcceptedRuleSet {
+    pub ruleset: VerifiedRuleSet,
+    /// `None` when no keyring is configured (signatures were not checked).
+    pub signers: Option<Vec<Signer>>,
+    /// Signatures the policy required (0 without a keyring).
+    pub required_signatures: usize,
+    /// `None` when no trust state is configured (revisions were not checked).
+    pub revision: Option<RevisionCheck>,
+}
+
 /// The registry rooted at one folder.
 #[derive(Debug, Clone)]
 pub struct Registry {
     root: PathBuf,
+    trust: Arc<TrustPolicy>,
 }
 
 impl Registry {
+    /// A registry without a keyring or trust state: integrity is checked, signatures are not.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Registry { root: root.into() }
+        Registry { root: root.into(), trust: Arc::new(TrustPolicy::default()) }
+    }
+
+    /// The same registry, trusting by `policy`.
+    pub fn with_trust(mut self, policy: TrustPolicy) -> Self {
+        self.trust = Arc::new(policy);
+        self
+    }
+
+    pub fn trust(&self) -> &TrustPolicy {
+        &self.trust
     }
 
     pub fn root(&self) -> &Path {
@@ -172,12 +205,39 @@ impl Registry {
         Ok(VerifiedRule { manifest, manifest_sha256, module, dir })
     }
 
-    /// Loads a rule set by exact version and verifies it end to end.
+    /// Loads a rule set by exact version and verifies it end to end: every file, every pin, and,
+    /// with a keyring, its signatures.
     pub fn load_ruleset(&self, r: &VersionRef) -> Result<VerifiedRuleSet, RegistryError> {
+        self.load_ruleset_signed(r).map(|(ruleset, _)| ruleset)
+    }
+
+    /// Loads a rule set for scoring: [`Self::load_ruleset`], then, with a trust state, the
+    /// revision check (a lower revision than the last accepted one is refused unless the policy
+    /// allows a rollback, which is logged), and records it as the last accepted revision.
+    /// `now` is RFC 3339 UTC.
+    pub fn accept_ruleset(&self, r: &VersionRef, now: String) -> Result<AcceptedRuleSet, RegistryError> {
+        let (ruleset, signers) = self.load_ruleset_signed(r)?;
+        let revision = match &self.trust.state {
+            Some(state) => Some(check_and_record_revision(
+                state,
+                self.trust.allow_rollback,
+                &ruleset.manifest.name,
+                &ruleset.manifest.version,
+                ruleset.manifest.revision,
+                &ruleset.sha256,
+                now,
+            )?),
+            None => None,
+        };
+        Ok(AcceptedRuleSet { ruleset, signers, required_signatures: self.trust.required(), revision })
+    }
+
+    /// [`Self::load_ruleset`] with the signers it verified (`None` without a keyring).
+    pub fn load_ruleset_signed(&self, r: &VersionRef) -> Result<(VerifiedRuleSet, Option<Vec<Signer>>), RegistryError> {
         self.ensure_exists("rule set", "rulesets", r)?;
         let dir = self.ruleset_dir(&r.name, &r.version);
         let path = dir.join(RULESET_MANIFEST);
-        let (manifest, sha256) = read_json::<RuleSetManifest>(&path, "rule set manifest")?;
+        let (manifest, sha256, canonical) = read_json_canonical::<RuleSetManifest>(&path, "rule set manifest")?;
         if manifest.name != r.name || manifest.version != r.version {
             return Err(RegistryError::Inconsistent {
                 path,
@@ -192,6 +252,14 @@ impl Registry {
                 return Err(RegistryError::ExtraFile { path: entry.path(), owner: format!("rule set {r}") });
             }
         }
+        // Authenticity of the root before any of its pins is trusted.
+        let signers = match &self.trust.keyring {
+            Some(keyring) => Some(verify_signatures(keyring, self.trust.required(), &r.to_string(), &dir, &path, &canonical, &sha256)?),
+            None => {
+                tracing::debug!(ruleset = %r, "no keyring configured: signatures not checked");
+                None
+            }
+        };
         let owner = format!("{}", path.display());
         let mut rules = Vec::with_capacity(manifest.rules.len());
         for entry in &manifest.rules {
@@ -217,7 +285,7 @@ impl Registry {
                 msg: format!("`files` does not match the rules' files (declared {declared:?}, found {found:?}); re-create the rule set"),
             });
         }
-        Ok(VerifiedRuleSet { manifest, sha256, rules })
+        Ok((VerifiedRuleSet { manifest, sha256, rules }, signers))
     }
 
     /// The `files` list a rule set over `rules` must declare, sorted by path.
@@ -266,13 +334,20 @@ pub fn check_weight_sign(path: &Path, id: &str, kind: RuleKind, weight: f64) -> 
 
 /// Parses a JSON file strictly and returns it with the sha256 of its canonical bytes.
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &'static str) -> Result<(T, String), RegistryError> {
+    read_json_canonical(path, what).map(|(parsed, sha, _)| (parsed, sha))
+}
+
+/// [`read_json`], also returning the canonical bytes (what signatures are made over), all from
+/// one read of the file.
+pub fn read_json_canonical<T: serde::de::DeserializeOwned>(path: &Path, what: &'static str) -> Result<(T, String, Vec<u8>), RegistryError> {
     let text = std::fs::read_to_string(path).map_err(RegistryError::io(path))?;
     let value: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| RegistryError::Parse { path: path.to_path_buf(), what, msg: e.to_string() })?;
-    let sha = json_sha256(&value);
+    let canonical = canonical_json(&value);
+    let sha = sha256_hex(&canonical);
     let parsed = serde_json::from_value(value)
         .map_err(|e| RegistryError::Parse { path: path.to_path_buf(), what, msg: e.to_string() })?;
-    Ok((parsed, sha))
+    Ok((parsed, sha, canonical))
 }
 
 fn read_pinned(path: &Path, sha256: &str, size: Option<u64>, pinned_by: &str) -> Result<Vec<u8>, RegistryError> {

@@ -1,0 +1,243 @@
+//! The governance half of `medrl rules …`: sign, inspect, verify, diff, doc and replay. Parsing
+//! lives in `rules.rs`; these only call the library and print.
+
+use super::{ExitError, Globals};
+use crate::reward::diff::diff;
+use crate::reward::doc;
+use crate::reward::inspect::Inspection;
+use crate::reward::registry::{RULESET_MANIFEST, Registry, read_json_canonical};
+use crate::reward::replay::{Lines, replay as replay_log};
+use crate::reward::signing::{KeyFile, SignatureFile};
+use crate::reward::verify::{CheckStatus, Rebuild, verify_ruleset};
+use crate::reward::{Sandbox, VersionRef};
+use std::path::Path;
+
+fn parse_ref(s: &str) -> anyhow::Result<VersionRef> {
+    s.parse().map_err(anyhow::Error::msg)
+}
+
+pub fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+pub fn sign(reference: &str, key: &Path, signed_at: Option<String>, g: &Globals) -> anyhow::Result<()> {
+    let r = parse_ref(reference)?;
+    // Integrity only: a rule set must be signable before it has any signature.
+    let plain = Registry::new(g.registry.root());
+    let rs = plain.load_ruleset(&r)?;
+    let key = KeyFile::read(key)?;
+    let dir = g.registry.ruleset_dir(&r.name, &r.version);
+    let (_, sha256, canonical) = read_json_canonical::<serde_json::Value>(&dir.join(RULESET_MANIFEST), "rule set manifest")?;
+    anyhow::ensure!(sha256 == rs.sha256, "{} changed while it was being signed; try again", dir.join(RULESET_MANIFEST).display());
+    let sig = SignatureFile::sign(&key, &r.to_string(), &canonical, signed_at.unwrap_or_else(now)).map_err(anyhow::Error::msg)?;
+    let out = dir.join(sig.file_name());
+    sig.write(&out)?;
+    println!("signed {r} (sha256 {sha256}) with key {} ({}) -> {}", key.key_id, key.name, out.display());
+    if let Some(ring) = &g.registry.trust().keyring {
+        if ring.get(&key.key_id).is_none() {
+            eprintln!("warning: key {} is not in the keyring {}; this signature does not count until it is added", key.key_id, ring.path.display());
+        }
+    }
+    Ok(())
+}
+
+fn inspection(r: &VersionRef, g: &Globals) -> anyhow::Result<Inspection> {
+    let rs = g.registry.load_ruleset(r)?;
+    Ok(Inspection::new(&rs, &g.registry.ruleset_dir(&r.name, &r.version), g.registry.trust().keyring.as_ref())?)
+}
+
+pub fn inspect(reference: &str, json: bool, g: &Globals) -> anyhow::Result<()> {
+    let r = parse_ref(reference)?;
+    let ins = inspection(&r, g)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&ins)?);
+        return Ok(());
+    }
+    println!("rule set     {}", ins.reference);
+    println!("revision     {}", ins.revision);
+    println!("sha256       {}", ins.sha256);
+    println!("created      {}", ins.created_at);
+    match &ins.previous {
+        None => println!("previous     none (first revision)"),
+        Some(p) => println!("previous     {}@{} revision {} ({})", ins.name, p.version, p.revision, p.sha256),
+    }
+    if ins.approvals.is_empty() {
+        println!("approvals    none recorded");
+    }
+    for a in &ins.approvals {
+        println!("approval     {}: {} ({})", a.role, a.name, a.date);
+    }
+    if ins.signatures.is_empty() {
+        println!("signatures   none");
+    }
+    for s in &ins.signatures {
+        println!("signature    {}  key {} ({}), signed {}: {}", s.file, s.key_id, s.signer, s.signed_at, s.status);
+    }
+    println!("reward       {}", ins.formula());
+    for line in ins.aggregation_words() {
+        println!("             {line}");
+    }
+    println!();
+    println!("{:<12} {:<8} {:<8} {:>7} {:<11} {:<12} {:<10} module sha256", "rule", "version", "kind", "weight", "range", "on_error", "params");
+    for rule in &ins.rules {
+        let on_error = serde_json::to_value(rule.on_error)?.as_str().unwrap_or_default().to_string();
+        let params = if rule.overrides.is_empty() { "defaults".to_string() } else { format!("{} override(s)", rule.overrides.len()) };
+        println!(
+            "{:<12} {:<8} {:<8} {:>7} {:<11} {:<12} {:<10} {}",
+            rule.id,
+            rule.version,
+            rule.kind.as_str(),
+            rule.weight,
+            format!("[{}, {}]", rule.output_range[0], rule.output_range[1]),
+            on_error,
+            params,
+            rule.module_sha256
+        );
+    }
+    println!();
+    println!("{} pinned files:", ins.files.len());
+    for f in &ins.files {
+        println!("  {:<40} {} {:>8} bytes", f.path, f.sha256, f.size);
+    }
+    Ok(())
+}
+
+pub fn verify(reference: &str, rebuild: bool, source_root: &Path, json: bool, g: &Globals) -> anyhow::Result<()> {
+    let r = parse_ref(reference)?;
+    let sandbox = Sandbox::new(1)?;
+    let rb = rebuild.then(|| Rebuild { source_root: source_root.to_path_buf(), sandbox: &sandbox });
+    let report = verify_ruleset(&g.registry, &r, rb)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for c in &report.checks {
+            match &c.status {
+                CheckStatus::Ok { detail } => println!("ok       {}: {detail}", c.name),
+                CheckStatus::Skipped { reason } => println!("skipped  {}: {reason}", c.name),
+                CheckStatus::Failed { class, reason } => println!("FAILED   {} [{}]: {reason}", c.name, class.exit_code()),
+            }
+        }
+    }
+    let code = report.exit_code();
+    if code != 0 {
+        let failed = report.checks.iter().filter(|c| matches!(c.status, CheckStatus::Failed { .. })).count();
+        return Err(ExitError { code, message: format!("rule set {r} failed verification: {failed} check(s) failed (exit code {code})") }.into());
+    }
+    println!("rule set {r} verifies (sha256 {})", report.sha256.unwrap_or_default());
+    Ok(())
+}
+
+pub fn diff_cmd(from: &str, to: &str, json: bool, g: &Globals) -> anyhow::Result<()> {
+    let (a, b) = (inspection(&parse_ref(from)?, g)?, inspection(&parse_ref(to)?, g)?);
+    let d = diff(&a, &b);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&d)?);
+        return Ok(());
+    }
+    println!(
+        "{} (revision {}) -> {} (revision {}){}",
+        d.from,
+        d.revision.0,
+        d.to,
+        d.revision.1,
+        if d.to_follows_from { ", which names it as its previous revision" } else { "" }
+    );
+    if d.is_empty() {
+        println!("no differences in rules, weights, parameters, aggregation or approvals");
+    }
+    for r in &d.added {
+        println!("+ rule {r}");
+    }
+    for r in &d.removed {
+        println!("- rule {r}");
+    }
+    for c in &d.changed {
+        println!("~ rule {}", c.id);
+        if let Some((x, y)) = &c.version {
+            println!("    version {x} -> {y}");
+        }
+        if let Some((x, y)) = &c.kind {
+            println!("    kind {x} -> {y}");
+        }
+        if let Some((x, y)) = &c.weight {
+            println!("    weight {x} -> {y}");
+        }
+        if let Some((x, y)) = &c.module_sha256 {
+            println!("    module {x} -> {y}");
+        }
+        for p in &c.params {
+            let show = |v: &Option<serde_json::Value>| v.as_ref().map_or("(absent)".to_string(), |v| clip(&v.to_string(), 120));
+            println!("    param {}: {} -> {}", p.key, show(&p.from), show(&p.to));
+        }
+    }
+    for a in &d.aggregation {
+        println!("~ aggregation: {a}");
+    }
+    if let Some((x, y)) = &d.description {
+        println!("~ description: {x:?} -> {y:?}");
+    }
+    for a in &d.approvals_added {
+        println!("+ approval {a}");
+    }
+    for a in &d.approvals_removed {
+        println!("- approval {a}");
+    }
+    Ok(())
+}
+
+pub fn doc_cmd(reference: &str, out: &Path, g: &Globals) -> anyhow::Result<()> {
+    let r = parse_ref(reference)?;
+    let rs = g.registry.load_ruleset(&r)?;
+    let ins = Inspection::new(&rs, &g.registry.ruleset_dir(&r.name, &r.version), None)?;
+    let md = doc::render(&ins, &doc::history(&g.registry, &rs.manifest, &rs.sha256));
+    if out == Path::new("-") {
+        print!("{md}");
+    } else {
+        std::fs::write(out, &md).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
+        println!("wrote {} ({} metrics, {} bytes) for {r}", out.display(), ins.rules.len(), md.len());
+    }
+    Ok(())
+}
+
+pub fn replay(file: &Path, line: Option<u64>, all: bool, g: &Globals) -> anyhow::Result<()> {
+    let lines = match (line, all) {
+        (Some(n), false) => Lines::One(n),
+        (None, true) => Lines::All,
+        _ => anyhow::bail!("pass exactly one of --line N or --all"),
+    };
+    let sandbox = Sandbox::new(g.threads)?;
+    let results = replay_log(file, lines, &g.registry, &sandbox)?;
+    let mismatched: Vec<_> = results.iter().filter(|r| !r.matches()).collect();
+    let show = |r: &crate::reward::replay::Replayed| {
+        println!(
+            "line {}: {} on `{}`: outcome {} / {}, output sha256 {} / {}, fuel {} / {} (logged / replayed): {}",
+            r.line,
+            r.rule,
+            r.sample_id,
+            r.logged_outcome,
+            r.replayed_outcome,
+            r.logged_output_sha256.as_deref().map_or("-", |s| &s[..16]),
+            r.replayed_output_sha256.as_deref().map_or("-", |s| &s[..16]),
+            r.logged_fuel,
+            r.replayed_fuel,
+            if r.matches() { "match" } else { "MISMATCH" }
+        );
+    };
+    if results.len() == 1 {
+        show(&results[0]);
+    } else {
+        for r in &mismatched {
+            show(r);
+        }
+    }
+    let fuel: u64 = results.iter().map(|r| r.replayed_fuel).sum();
+    println!("replayed {} evaluations of {}: {} match exactly (outcome, output sha256, fuel; {fuel} fuel in all), {} differ", results.len(), file.display(), results.len() - mismatched.len(), mismatched.len());
+    if !mismatched.is_empty() {
+        anyhow::bail!("{} of {} replayed evaluations differ from the log", mismatched.len(), results.len());
+    }
+    Ok(())
+}
+
+fn clip(s: &str, n: usize) -> String {
+    if s.chars().count() <= n { s.to_string() } else { s.chars().take(n - 1).collect::<String>() + "…" }
+}
