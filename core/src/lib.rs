@@ -5,6 +5,7 @@
 //! - [`model`]: the policy model (Qwen2 / Llama decoder on candle, LoRA, PEFT adapters).
 //! - [`io`]: JSONL input with file-and-line errors.
 //! - [`rl`]: the RL math (GAE, whitening, KL estimators and controller, PPO losses, group advantages, AdamW).
+//! - [`sft`]: supervised fine-tuning of a LoRA adapter on the SFT corpus.
 //! - [`cli`]: the `medrl` command line (parsing and printing only).
 
 pub mod bench;
@@ -14,3 +15,4 @@ pub mod io;
 pub mod model;
 pub mod reward;
 pub mod rl;
+pub mod sft;

@@ -111,11 +111,16 @@ pub struct RulesConfig {
     pub registry: PathBuf,
     /// Keyring of trusted rule-set signers; when set, the rule set must verify (default none).
     pub keyring: Option<PathBuf>,
+    /// The last accepted revision of each rule set; a lower one is refused (default with a
+    /// keyring: ".medrl/trust-state.json", the file `medrl rules score` uses too).
+    pub trust_state: Option<PathBuf>,
+    /// Accept a revision lower than the last accepted one; logged (default false).
+    pub allow_rollback: bool,
 }
 
 impl Default for RulesConfig {
     fn default() -> Self {
-        RulesConfig { ruleset: "medical-safety@1.0.0".into(), registry: "data".into(), keyring: None }
+        RulesConfig { ruleset: "medical-safety@1.0.0".into(), registry: "data".into(), keyring: None, trust_state: None, allow_rollback: false }
     }
 }
 

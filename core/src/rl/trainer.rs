@@ -633,10 +633,9 @@ impl Prepared {
     fn new(config: &TrainConfig) -> Result<Self, TrainError> {
         // The rule set first: an unknown version or a tampered rule stops the run before step 0.
         let reference: VersionRef = config.rules.ruleset.parse().map_err(|e: String| ConfigError::Invalid(format!("rules.ruleset: {e}")))?;
-        let mut policy = TrustPolicy::default();
-        if let Some(path) = &config.rules.keyring {
-            policy.keyring = Some(crate::reward::Keyring::read(path).map_err(RegistryError::from)?);
-        }
+        let keyring = config.rules.keyring.as_deref().map(crate::reward::Keyring::read).transpose().map_err(RegistryError::from)?;
+        let state = config.rules.trust_state.clone().or_else(|| keyring.as_ref().map(|_| PathBuf::from(".medrl/trust-state.json")));
+        let policy = TrustPolicy { keyring, min_signatures: None, state, allow_rollback: config.rules.allow_rollback };
         let registry = Registry::new(&config.rules.registry).with_trust(policy);
         let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
         let accepted = registry.accept_ruleset(&reference, now)?;
