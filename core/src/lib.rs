@@ -2,7 +2,10 @@
 //!
 //! - [`data`]: prompt sets: schema, validation, leakage checks, sampling, the data card.
 //! - [`reward`]: rules as sandboxed WebAssembly, their manifests and registry, and scoring.
-//! - [`model`]: the policy model (Qwen2 / Llama decoder on candle, LoRA, PEFT adapters).
+//! - [`model`]: the policy model (Qwen2 / Llama decoder on candle, LoRA, PEFT adapters,
+//!   tokenizer and chat template, random model folders).
+//! - [`rollout`]: batched sampling with a KV cache, and the sampler's logprobs recomputed.
+//! - [`predict`]: batch prediction over JSONL prompts (`medrl predict`).
 //! - [`io`]: JSONL input with file-and-line errors.
 //! - [`rl`]: the RL math (GAE, whitening, KL estimators and controller, PPO losses, group advantages, AdamW).
 //! - [`sft`]: supervised fine-tuning of a LoRA adapter on the SFT corpus.
@@ -13,6 +16,8 @@ pub mod cli;
 pub mod data;
 pub mod io;
 pub mod model;
+pub mod predict;
 pub mod reward;
+pub mod rollout;
 pub mod rl;
 pub mod sft;

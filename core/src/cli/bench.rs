@@ -21,10 +21,39 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// New tokens per second and peak memory of batched sampling on a random model.
+    Rollout {
+        /// `tiny`, or `qwen2.5-0.5b-shape` (the GPU benchmark: --batch 64 --prompt-len 64 --new-tokens 256).
+        #[arg(long, default_value = "tiny")]
+        preset: String,
+        /// Rows sampled together.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// Tokens per (random) prompt.
+        #[arg(long, default_value_t = 64)]
+        prompt_len: usize,
+        /// New tokens per row, exactly (no stop token).
+        #[arg(long, default_value_t = 64)]
+        new_tokens: usize,
+        /// `cpu`, `cuda` or `cuda:N`.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Weights' dtype: f32 or bf16 (default: bf16 on CUDA, f32 on CPU).
+        #[arg(long)]
+        dtype: Option<String>,
+        /// Seed of the weights, prompts and sampler.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
 }
 
 pub fn run(cmd: BenchCommand, g: &Globals) -> anyhow::Result<()> {
-    let BenchCommand::Rules { ruleset, samples, bytes, rounds } = cmd;
+    let (ruleset, samples, bytes, rounds) = match cmd {
+        BenchCommand::Rules { ruleset, samples, bytes, rounds } => (ruleset, samples, bytes, rounds),
+        BenchCommand::Rollout { preset, batch, prompt_len, new_tokens, device, dtype, seed } => {
+            return rollout(preset, batch, prompt_len, new_tokens, &device, dtype.as_deref(), seed);
+        }
+    };
     let reference: VersionRef = ruleset.parse().map_err(anyhow::Error::msg)?;
     let sandbox = Sandbox::new(g.threads)?;
     let scorer = RuleSetScorer::new(&sandbox, g.registry.load_ruleset(&reference)?)?;
@@ -37,5 +66,33 @@ pub fn run(cmd: BenchCommand, g: &Globals) -> anyhow::Result<()> {
     println!("  1 thread:   {one:>10.0} samples/s");
     let all = samples_per_second(&scorer, &batch, g.threads, rounds)?;
     println!("  {} threads: {all:>10.0} samples/s", g.threads);
+    Ok(())
+}
+
+fn rollout(preset: String, batch: usize, prompt_len: usize, new_tokens: usize, device: &str, dtype: Option<&str>, seed: u64) -> anyhow::Result<()> {
+    use crate::rollout::bench::{RolloutBench, run};
+    let device = super::predict::parse_device(device)?;
+    let dtype = match dtype {
+        None => crate::model::default_dtype(&device),
+        Some("f32") => candle_core::DType::F32,
+        Some("bf16") => candle_core::DType::BF16,
+        Some(other) => anyhow::bail!("unknown dtype `{other}`; use f32 or bf16"),
+    };
+    let bench = RolloutBench { preset: preset.parse()?, batch, prompt_len, new_tokens, seed };
+    let f = run(&bench, &device, dtype)?;
+    println!(
+        "rollout on {preset} ({:.1} M parameters, {:?}, {}): batch {batch}, prompts of {prompt_len} tokens, {new_tokens} new tokens per row",
+        f.parameters as f64 / 1e6,
+        f.dtype,
+        if device.is_cuda() { "cuda" } else { "cpu" },
+    );
+    println!("  new tokens per second: {:>10.1}  ({} tokens in {:.2} s, prefill included)", f.tokens_per_second(), batch * new_tokens, f.total_seconds);
+    if let Some(decode) = f.decode_tokens_per_second() {
+        println!("  decoding only:         {decode:>10.1}  (prefill of the batch {:.3} s)", f.prefill_seconds);
+    }
+    match f.peak_memory_bytes {
+        Some(b) => println!("  peak memory:           {:>10.1} MiB ({})", b as f64 / (1024.0 * 1024.0), f.memory_source.describe()),
+        None => println!("  peak memory: {}", f.memory_source.describe()),
+    }
     Ok(())
 }

@@ -4,9 +4,13 @@
 mod audit;
 mod bench;
 mod data;
+mod model;
+mod predict;
 mod govern;
 mod keys;
 mod rules;
+mod sft;
+mod train;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -49,12 +53,21 @@ enum Command {
     /// Validate the prompt sets, build the training prompts, render the data card.
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// Make model folders (`medrl model init --preset tiny --out DIR`).
+    #[command(subcommand)]
+    Model(model::ModelCommand),
+    /// Answer a JSONL file of prompts with a model (and adapter).
+    Predict(predict::PredictArgs),
     /// Ed25519 keys for signing rule sets.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
     /// Check audit logs.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Supervised fine-tuning of a LoRA adapter on the SFT corpus.
+    Sft(sft::SftArgs),
+    /// Reinforcement learning (PPO, GRPO, RLOO) with rewards from a rule set.
+    Train(train::TrainArgs),
 }
 
 /// Default trust-state file when a keyring is configured and no `--trust-state` is given.
@@ -94,8 +107,12 @@ pub fn main() -> ExitCode {
         Command::Rules(cmd) => rules::run(cmd, &globals),
         Command::Bench(cmd) => bench::run(cmd, &globals),
         Command::Data(cmd) => data::run(cmd, &globals),
+        Command::Model(cmd) => model::run(cmd),
+        Command::Predict(args) => predict::run(args),
         Command::Keys(cmd) => keys::run(cmd, &globals),
         Command::Audit(cmd) => audit::run(cmd, &globals),
+        Command::Sft(args) => sft::run(args),
+        Command::Train(args) => train::run(args, &globals),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -30,7 +30,7 @@ pub fn run(args: TrainArgs, g: &super::Globals) -> anyhow::Result<()> {
                 config.rules.registry = g.registry.root().to_path_buf();
             }
             if config.rules.keyring.is_none() {
-                config.rules.keyring = g.keyring.clone();
+                config.rules.keyring = g.registry.trust().keyring.as_ref().map(|k| k.path.clone());
             }
             Trainer::start(config, args.overwrite)?
         }

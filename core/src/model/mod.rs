@@ -1,5 +1,6 @@
 //! The policy model: a Qwen2 / Llama-family decoder on candle that hosts LoRA, returns logits at
-//! every position or only the last, and differentiates through the adapter only.
+//! every position or only the last, and differentiates through the adapter only; its tokenizer
+//! and chat template; random model folders for tests and benchmarks.
 //!
 //! - [`config`]: Hugging Face `config.json` → [`ModelConfig`].
 //! - [`weights`]: safetensors checkpoints, single or sharded.
@@ -9,15 +10,21 @@
 //! - [`lora`], [`linear`]: LoRA and the adaptable projection.
 //! - [`peft`]: PEFT adapter files (load, save, merge).
 //! - [`causal_lm`]: [`CausalLm`], the API the sampler and trainer use.
+//! - [`tokenizer`], [`chat`]: `tokenizer.json`, special tokens, chat templates (minijinja).
+//! - [`init`], [`train_tokenizer`]: `medrl model init` (random model folders from presets).
+//! - [`digest`]: sha256 digests of model and adapter folders.
 //!
 //! See `docs/model.md`.
 
 pub mod attention;
 pub mod causal_lm;
+pub mod chat;
 pub mod config;
 pub mod decoder;
+pub mod digest;
 pub mod error;
 pub mod frozen;
+pub mod init;
 pub mod kv_cache;
 pub mod linear;
 pub mod lora;
@@ -26,13 +33,17 @@ pub mod mlp;
 pub mod norm;
 pub mod peft;
 pub mod rotary;
+pub mod tokenizer;
+pub mod train_tokenizer;
 pub mod weights;
 
 pub use causal_lm::{CausalLm, default_dtype, position_ids_for};
+pub use chat::{ChatTemplate, Message};
 pub use config::{Family, ModelConfig, SUPPORTED_ARCHITECTURES};
 pub use error::ModelError;
 pub use kv_cache::KvCache;
 pub use lora::{LoraConfig, LoraMode};
+pub use tokenizer::{SpecialToken, SpecialTokens, Tokenizer, TokenizerError};
 
 #[cfg(test)]
 mod tests;

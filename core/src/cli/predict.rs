@@ -1,0 +1,94 @@
+//! `medrl predict`: answer a JSONL file of prompts with a model (and adapter).
+
+use crate::predict::{PredictOptions, Predictor, read_prompts, write_answers};
+use crate::rollout::{FinishReason, SamplingConfig};
+use candle_core::Device;
+use clap::Args;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Args)]
+pub struct PredictArgs {
+    /// Hugging Face model folder (config.json, model.safetensors, tokenizer.json, tokenizer_config.json).
+    #[arg(long)]
+    model: PathBuf,
+    /// PEFT adapter folder to apply on top of the model.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
+    /// Prompts: data items (data/sets/*.jsonl) or training prompts (data/rl/training_prompts.jsonl).
+    #[arg(long)]
+    input: PathBuf,
+    /// Where to write one JSON answer per prompt.
+    #[arg(long)]
+    output: PathBuf,
+    /// Prompts per batch.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// Most new tokens per answer.
+    #[arg(long, default_value_t = 256)]
+    max_new_tokens: usize,
+    /// Sampling temperature; 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f64,
+    /// Keep the k most likely tokens (0 = off).
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    /// Nucleus sampling mass (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f64,
+    /// Sampling seed (prompt i uses random stream i).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// A system message put before every prompt.
+    #[arg(long)]
+    system: Option<String>,
+    /// `cpu`, `cuda` or `cuda:N`.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+/// The candle device named by `--device`.
+pub fn parse_device(name: &str) -> anyhow::Result<Device> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => Ok(Device::new_cuda(0)?),
+        _ => match name.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
+            Some(ordinal) => Ok(Device::new_cuda(ordinal)?),
+            None => anyhow::bail!("unknown device `{name}`; use cpu, cuda or cuda:N"),
+        },
+    }
+}
+
+pub fn run(a: PredictArgs) -> anyhow::Result<()> {
+    let device = parse_device(&a.device)?;
+    let prompts = read_prompts(&a.input)?;
+    let predictor = Predictor::load(&a.model, a.adapter.as_deref(), &device)?;
+    let sampling = SamplingConfig { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p, max_new_tokens: a.max_new_tokens, seed: a.seed };
+    sampling.validate().map_err(anyhow::Error::msg)?;
+    let opts = PredictOptions { batch_size: a.batch_size, sampling, system: a.system };
+    let bar = indicatif::ProgressBar::new(prompts.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} answering [{bar:40}] {pos}/{len} prompts, {elapsed} (eta {eta})")
+            .expect("the template is valid")
+            .progress_chars("=> "),
+    );
+    let start = Instant::now();
+    let answers = predictor.predict(&prompts, &opts, |n| bar.set_position(n as u64))?;
+    bar.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
+    write_answers(&a.output, &answers)?;
+    let tokens: usize = answers.iter().map(|x| x.tokens).sum();
+    let stopped = answers.iter().filter(|x| x.finish_reason == FinishReason::Stop).count();
+    println!("wrote {} answers to {}", answers.len(), a.output.display());
+    println!("  model   {} sha256 {}", a.model.display(), predictor.model_sha256);
+    if let (Some(dir), Some(digest)) = (&a.adapter, &predictor.adapter_sha256) {
+        println!("  adapter {} sha256 {digest}", dir.display());
+    }
+    println!(
+        "  {stopped} stopped at EOS, {} hit --max-new-tokens {}; {tokens} new tokens in {seconds:.1} s ({:.0} tokens/s)",
+        answers.len() - stopped,
+        a.max_new_tokens,
+        tokens as f64 / seconds
+    );
+    Ok(())
+}

@@ -1,0 +1,18 @@
+//! Rollouts: batched, left-padded sampling from the policy with a preallocated KV cache, and the
+//! training-side recomputation of the sampler's logprobs.
+//!
+//! - [`config`]: [`SamplingConfig`] (temperature, top-k, top-p, max new tokens, seed).
+//! - [`distribution`]: one draw from one row of logits, and its logprob.
+//! - [`generate`]: the batched loop → [`Rollout`] (tokens, masks, logprobs, finish reasons).
+//! - [`rescore`]: logprobs of a rollout from the training forward (parity with the sampler).
+//! - [`bench`]: new tokens per second and peak memory (`medrl bench rollout`).
+
+pub mod bench;
+pub mod config;
+pub mod distribution;
+pub mod generate;
+pub mod rescore;
+
+pub use config::SamplingConfig;
+pub use generate::{FinishReason, Rollout, RolloutError, StopTokens, generate, generate_with_streams};
+pub use rescore::{response_logprobs, token_logprobs};
