@@ -9,6 +9,8 @@ mod predict;
 mod govern;
 mod keys;
 mod rules;
+mod eval;
+mod quickstart;
 mod sft;
 mod train;
 
@@ -68,6 +70,10 @@ enum Command {
     Sft(sft::SftArgs),
     /// Reinforcement learning (PPO, GRPO, RLOO) with rewards from a rule set.
     Train(train::TrainArgs),
+    /// Compare model variants (SFT vs RL) on the gold and red-team sets with the same rules.
+    Eval(eval::EvalArgs),
+    /// The whole pipeline on the shipped defaults: tiny model, SFT, PPO, evaluation.
+    Quickstart(quickstart::QuickstartArgs),
 }
 
 /// Default trust-state file when a keyring is configured and no `--trust-state` is given.
@@ -113,6 +119,8 @@ pub fn main() -> ExitCode {
         Command::Audit(cmd) => audit::run(cmd, &globals),
         Command::Sft(args) => sft::run(args),
         Command::Train(args) => train::run(args, &globals),
+        Command::Eval(args) => eval::run(args, &globals),
+        Command::Quickstart(args) => quickstart::run(args, &globals),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -23,6 +23,8 @@ pub mod run_dir;
 pub mod shaping;
 pub mod trainer;
 pub mod value_head;
+#[cfg(test)]
+pub(crate) mod testutil;
 
 pub use advantages::{gae, whiten};
 pub use checkpoint::{TrainerState, step_seed};

@@ -711,3 +711,71 @@ fn std(xs: &[f32]) -> f32 {
 fn finite_or_null(x: f32) -> serde_json::Value {
     if x.is_finite() { x.into() } else { serde_json::Value::Null }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::init::testutil::tiny_model_dir;
+    use crate::rl::kl_controller::KlControllerConfig;
+    use crate::rl::testutil::{prompts, toy_registry};
+
+    /// A toy run: the tiny model, the toy rule set rewarding `target`, `n_prompts` prompts.
+    fn toy_config(dir: &Path, name: &str, n_prompts: usize, steps: u64) -> TrainConfig {
+        let registry = dir.join("registry");
+        if !registry.exists() {
+            toy_registry(&registry, b'e');
+        }
+        let mut c = TrainConfig::default();
+        c.run = crate::rl::config::RunConfig { name: name.into(), out_dir: dir.join("runs"), seed: 3, steps, save_every: 2, log_samples_per_step: 2 };
+        c.model.path = tiny_model_dir().to_path_buf();
+        c.rules.ruleset = "toy@1.0.0".into();
+        c.rules.registry = registry;
+        c.data.prompts = prompts(dir, n_prompts);
+        c.rollout.prompts_per_step = 4;
+        c.rollout.max_new_tokens = 8;
+        c.ppo.mini_batch_size = 2;
+        c.ppo.ppo_epochs = 2;
+        c.ppo.learning_rate = 5e-3;
+        c.ppo.warmup_steps = 0;
+        c.ppo.critic_warmup_steps = 0;
+        c.ppo.missing_eos_penalty = 0.0;
+        c.kl.controller = KlControllerConfig::Fixed { coef: 0.02 };
+        c
+    }
+
+    #[test]
+    fn resume_is_exact_at_an_epoch_boundary() {
+        let dir = tempfile::tempdir().unwrap();
+        // 8 prompts, 4 per step: step 2 ends the first epoch exactly, and its checkpoint is where
+        // the second run stops and resumes.
+        let mut straight = Trainer::start(toy_config(dir.path(), "straight", 8, 4), false).unwrap();
+        straight.run_steps(4).unwrap();
+        let mut first = Trainer::start(toy_config(dir.path(), "resumed", 8, 4), false).unwrap();
+        first.run_steps(2).unwrap();
+        assert_eq!(first.state.cursor, crate::rl::DataCursor { epoch: 0, index: 8 });
+        // A crash after step 2's checkpoint, in the middle of step 3: its rows are in the logs.
+        first.run_steps(1).unwrap();
+        drop(first);
+        let mut resumed = Trainer::resume(&dir.path().join("runs/resumed"), &[]).unwrap();
+        assert_eq!(resumed.state.step, 2);
+        resumed.run_steps(2).unwrap();
+        assert_eq!(resumed.adapter_tensors().unwrap(), straight.adapter_tensors().unwrap());
+        let csv = |name: &str| std::fs::read_to_string(dir.path().join("runs").join(name).join("rewards.csv")).unwrap();
+        assert_eq!(csv("resumed"), csv("straight"));
+        assert_eq!(csv("straight").lines().count(), 1 + 4 * 4);
+        let metrics = |name: &str| std::fs::read_to_string(dir.path().join("runs").join(name).join("kl_metrics.jsonl")).unwrap();
+        assert_eq!(metrics("resumed"), metrics("straight"));
+    }
+
+    #[test]
+    fn an_existing_run_needs_resume_or_overwrite_and_a_typo_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = toy_config(dir.path(), "r", 4, 1);
+        Trainer::start(c.clone(), false).unwrap();
+        let err = Trainer::start(c.clone(), false).err().unwrap().to_string();
+        assert!(err.contains("--resume") && err.contains("--overwrite"), "{err}");
+        Trainer::start(c, true).unwrap();
+        let err = TrainConfig::load(None, &["ppo.clip_range=0.1".into()]).unwrap_err().to_string();
+        assert!(err.contains("clip_range"), "{err}");
+    }
+}
