@@ -68,6 +68,10 @@ pub struct Shape {
     pub tie_word_embeddings: bool,
     /// σ of the random weights (HF `initializer_range`).
     pub initializer_range: f32,
+    /// σ of the (tied) embedding matrix. The tiny preset uses a large one: with σ = 0.02 and 64
+    /// dimensions the largest logit a unit-RMS hidden state can reach is about 1.3, so no adapter
+    /// on top of random weights could ever make a peaked next-token distribution.
+    pub embedding_sigma: f32,
 }
 
 impl Shape {
@@ -117,6 +121,7 @@ impl Preset {
                 rms_norm_eps: 1e-6,
                 tie_word_embeddings: true,
                 initializer_range: 0.02,
+                embedding_sigma: 0.25,
             },
             Preset::Qwen25HalfBShape => Shape {
                 hidden_size: 896,
@@ -130,6 +135,7 @@ impl Preset {
                 rms_norm_eps: 1e-6,
                 tie_word_embeddings: true,
                 initializer_range: 0.02,
+                embedding_sigma: 0.02,
             },
         }
     }
@@ -351,7 +357,7 @@ pub fn weight_specs(shape: &Shape) -> Vec<WeightSpec> {
     let (h, kv) = (shape.hidden_size, shape.num_key_value_heads * shape.head_dim());
     let random = Fill::Random { sigma: shape.initializer_range };
     let spec = |name: String, shape: Vec<usize>, fill: Fill| WeightSpec { name, shape, fill };
-    let mut specs = vec![spec("model.embed_tokens.weight".into(), vec![shape.vocab_size, h], random)];
+    let mut specs = vec![spec("model.embed_tokens.weight".into(), vec![shape.vocab_size, h], Fill::Random { sigma: shape.embedding_sigma })];
     for i in 0..shape.num_hidden_layers {
         let p = format!("model.layers.{i}");
         specs.extend([
