@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 pub fn toy_rule_wasm(target: u8) -> Vec<u8> {
     let key = r#"\22response\22:\22"#; // "response":"  (12 bytes)
     let prefix = r#"{\22score\22:"#; // {"score":  (9 bytes)
-    let suffix = r#",\22applicable\22:true,\22hits\22:[],\22explanation\22:\22toy\22}"#; // 48 bytes
+    let suffix = r#",\22applicable\22:true,\22hits\22:[],\22explanation\22:\22toy\22}"#; // 49 bytes
     let text = format!(
         r#"(module
   (memory (export "memory") 2)
@@ -62,8 +62,8 @@ pub fn toy_rule_wasm(target: u8) -> Vec<u8> {
     (i32.store8 (i32.add (local.get $o) (i32.const 2)) (i32.add (i32.const 48) (i32.rem_u (i32.div_u (local.get $milli) (i32.const 100)) (i32.const 10))))
     (i32.store8 (i32.add (local.get $o) (i32.const 3)) (i32.add (i32.const 48) (i32.rem_u (i32.div_u (local.get $milli) (i32.const 10)) (i32.const 10))))
     (i32.store8 (i32.add (local.get $o) (i32.const 4)) (i32.add (i32.const 48) (i32.rem_u (local.get $milli) (i32.const 10))))
-    (call $copy (i32.const 2062) (i32.const 128) (i32.const 48))
-    (i64.or (i64.shl (i64.const 2048) (i64.const 32)) (i64.const 62)))
+    (call $copy (i32.const 2062) (i32.const 128) (i32.const 49))
+    (i64.or (i64.shl (i64.const 2048) (i64.const 32)) (i64.const 63)))
   (@custom "medrl:abi" "medrl-rule/1"))"#
     );
     wat::parse_str(&text).unwrap_or_else(|e| panic!("bad WAT: {e}\n{text}"))

@@ -767,6 +767,31 @@ mod tests {
         assert_eq!(metrics("resumed"), metrics("straight"));
     }
 
+    /// The PPO sanity check: a rule that rewards one character (the share of `e` in the answer).
+    /// The tiny policy must learn to write it: the mean reward of the last 3 of 20 steps well above
+    /// the first 3 (measured: 0.040 → 0.393), with finite KL and no update skipped. Short answers
+    /// (4 tokens) and 64 per step give the signal room over the sampling noise.
+    #[test]
+    fn ppo_learns_what_a_toy_rule_rewards() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = toy_config(dir.path(), "toy", 64, 20);
+        c.rollout.prompts_per_step = 64;
+        c.rollout.max_new_tokens = 4;
+        c.ppo.mini_batch_size = 16;
+        c.ppo.ppo_epochs = 4;
+        c.ppo.learning_rate = 3e-3;
+        c.ppo.target_policy_kl = 1.0;
+        c.run.save_every = 100;
+        c.kl.controller = KlControllerConfig::Fixed { coef: 0.001 };
+        let mut t = Trainer::start(c, false).unwrap();
+        let reports = t.run(|_| {}).unwrap();
+        let mean = |r: &[StepReport]| r.iter().map(|x| x.reward_mean).sum::<f64>() / r.len() as f64;
+        let (first, last) = (mean(&reports[..3]), mean(&reports[reports.len() - 3..]));
+        eprintln!("toy PPO: mean reward of steps 1-3 {first:.4}, of the last 3 {last:.4}");
+        assert!(last > first + 0.1 && last > 2.0 * first, "mean reward {first:.4} → {last:.4}");
+        assert!(reports.iter().all(|r| r.skipped_updates == 0 && r.kl_per_token.is_finite()));
+    }
+
     #[test]
     fn an_existing_run_needs_resume_or_overwrite_and_a_typo_is_named() {
         let dir = tempfile::tempdir().unwrap();
