@@ -7,13 +7,21 @@
 //! - [`rollout`]: batched sampling with a KV cache, and the sampler's logprobs recomputed.
 //! - [`predict`]: batch prediction over JSONL prompts (`medrl predict`).
 //! - [`io`]: JSONL input with file-and-line errors.
+//! - [`rl`]: the RL math (GAE, whitening, KL estimators and controller, PPO losses, group advantages, AdamW).
+//! - [`sft`]: supervised fine-tuning of a LoRA adapter on the SFT corpus.
+//! - [`eval`]: SFT vs RL with the same rules on the gold and red-team sets.
+//! - [`quickstart`]: the whole pipeline on the shipped defaults (`medrl quickstart`).
 //! - [`cli`]: the `medrl` command line (parsing and printing only).
 
 pub mod bench;
 pub mod cli;
 pub mod data;
+pub mod eval;
 pub mod io;
 pub mod model;
 pub mod predict;
+pub mod quickstart;
 pub mod reward;
 pub mod rollout;
+pub mod rl;
+pub mod sft;

@@ -131,6 +131,25 @@ impl Predictor {
         Ok(Predictor { model, tokenizer, model_sha256: model_digest, adapter_sha256: adapter_digest, lora })
     }
 
+    /// Like [`Predictor::load`], with adapters merged into the base first (an SFT adapter under an
+    /// RL adapter trained on the merged model). The adapter digest then covers every adapter,
+    /// in order.
+    pub fn load_stacked(model_dir: &Path, merged: &[&Path], adapter_dir: Option<&Path>, device: &Device) -> Result<Predictor, PredictError> {
+        let mut p = Predictor::load(model_dir, None, device)?;
+        let mut digests = Vec::new();
+        for dir in merged {
+            p.model.merge_adapter(dir)?;
+            digests.push(adapter_sha256(dir)?);
+        }
+        if let Some(dir) = adapter_dir {
+            p.model.load_adapter(dir)?;
+            p.lora = LoraMode::On;
+            digests.push(adapter_sha256(dir)?);
+        }
+        p.adapter_sha256 = (!digests.is_empty()).then(|| digests.join("+"));
+        Ok(p)
+    }
+
     /// Token ids of a prompt under the chat template.
     pub fn encode(&self, prompt: &str, system: Option<&str>) -> Result<Vec<u32>, PredictError> {
         let mut messages = Vec::with_capacity(2);

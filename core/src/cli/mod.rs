@@ -9,6 +9,10 @@ mod predict;
 mod govern;
 mod keys;
 mod rules;
+mod eval;
+mod quickstart;
+mod sft;
+mod train;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -62,6 +66,14 @@ enum Command {
     /// Check audit logs.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Supervised fine-tuning of a LoRA adapter on the SFT corpus.
+    Sft(sft::SftArgs),
+    /// Reinforcement learning (PPO, GRPO, RLOO) with rewards from a rule set.
+    Train(train::TrainArgs),
+    /// Compare model variants (SFT vs RL) on the gold and red-team sets with the same rules.
+    Eval(eval::EvalArgs),
+    /// The whole pipeline on the shipped defaults: tiny model, SFT, PPO, evaluation.
+    Quickstart(quickstart::QuickstartArgs),
 }
 
 /// Default trust-state file when a keyring is configured and no `--trust-state` is given.
@@ -105,6 +117,10 @@ pub fn main() -> ExitCode {
         Command::Predict(args) => predict::run(args),
         Command::Keys(cmd) => keys::run(cmd, &globals),
         Command::Audit(cmd) => audit::run(cmd, &globals),
+        Command::Sft(args) => sft::run(args),
+        Command::Train(args) => train::run(args, &globals),
+        Command::Eval(args) => eval::run(args, &globals),
+        Command::Quickstart(args) => quickstart::run(args, &globals),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

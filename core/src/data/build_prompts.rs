@@ -333,7 +333,7 @@ fn below(rng: &mut ChaCha8Rng, n: u64) -> u64 {
 
 /// Fisher–Yates (Durstenfeld): for i from the end, swap with a uniform j ≤ i. Written here rather
 /// than taken from `rand` so the order for a seed cannot change with a dependency's version.
-fn shuffle<T>(v: &mut [T], rng: &mut ChaCha8Rng) {
+pub(crate) fn shuffle<T>(v: &mut [T], rng: &mut ChaCha8Rng) {
     for i in (1..v.len()).rev() {
         let j = below(rng, i as u64 + 1) as usize;
         v.swap(i, j);

@@ -1,0 +1,59 @@
+//! `medrl quickstart`: tiny model → SFT → PPO → evaluation, on the shipped defaults.
+
+use crate::quickstart::Quickstart;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct QuickstartArgs {
+    /// Output root.
+    #[arg(long, default_value = "runs/quickstart")]
+    pub out: PathBuf,
+    /// PPO steps.
+    #[arg(long, default_value_t = 30)]
+    pub steps: u64,
+    /// SFT epochs.
+    #[arg(long, default_value_t = 2)]
+    pub sft_epochs: usize,
+    /// Delete an earlier quickstart's outputs first.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+pub fn run(a: QuickstartArgs, g: &super::Globals) -> anyhow::Result<()> {
+    let q = Quickstart { out: a.out, data: g.registry.root().to_path_buf(), sft_epochs: a.sft_epochs, ppo_steps: a.steps, ..Quickstart::default() };
+    let bar = ProgressBar::new(q.ppo_steps);
+    bar.set_style(ProgressStyle::with_template("    {bar:30} step {pos}/{len} {msg} [{elapsed_precise}]").expect("a valid template"));
+    bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    let started = std::time::Instant::now();
+    let out = crate::quickstart::run(
+        &q,
+        &g.registry,
+        a.overwrite,
+        |msg| {
+            eprintln!("[{:>5.0} s] {msg}", started.elapsed().as_secs_f64());
+            if msg.starts_with("3/4") {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            } else {
+                bar.finish_and_clear();
+            }
+        },
+        |r| {
+            bar.set_position(r.step);
+            bar.set_message(format!("reward {:+.3} KL {:.4}/tok", r.reward_mean, r.kl_per_token));
+        },
+    )?;
+    let rewards: Vec<f64> = out.ppo_reports.iter().map(|r| r.reward_mean).collect();
+    println!("quickstart done in {:.0} s", started.elapsed().as_secs_f64());
+    println!("  model:        {}", out.model.display());
+    println!("  SFT adapter:  {} (loss {:.3} → {:.3})", out.sft.adapter.display(), out.sft.first_loss, out.sft.last_loss);
+    println!("  PPO run:      {} ({} steps; mean reward first step {:+.3}, last step {:+.3})", out.ppo_run.display(), rewards.len(), rewards.first().copied().unwrap_or(0.0), rewards.last().copied().unwrap_or(0.0));
+    println!("  RL adapter:   {}", out.ppo_run.join("final/adapter").display());
+    println!("  rewards.csv:  {}", out.ppo_run.join("rewards.csv").display());
+    println!("  KL metrics:   {}", out.ppo_run.join("kl_metrics.jsonl").display());
+    println!("  audit log:    {}", out.ppo_run.join("audit.jsonl").display());
+    println!("  eval report:  {}", out.eval_dir.join("eval_report.md").display());
+    println!("  report.json:  {}", out.eval_dir.join("report.json").display());
+    Ok(())
+}

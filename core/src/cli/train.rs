@@ -1,0 +1,66 @@
+//! `medrl train`: PPO / GRPO / RLOO on a LoRA adapter with rule rewards.
+
+use crate::rl::{TrainConfig, Trainer};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// TOML configuration (unknown keys are refused); without it, the defaults.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Override any setting: `--set ppo.cliprange=0.1 --set rules.ruleset="medical-safety@1.0.0"`.
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Continue the run in this folder from its newest checkpoint (its config.toml is used).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "config")]
+    pub resume: Option<PathBuf>,
+    /// Delete an existing run folder of the same name and start again.
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
+}
+
+pub fn run(args: TrainArgs, g: &super::Globals) -> anyhow::Result<()> {
+    let mut trainer = match &args.resume {
+        Some(dir) => Trainer::resume(dir, &args.overrides)?,
+        None => {
+            let mut config = TrainConfig::load(args.config.as_deref(), &args.overrides)?;
+            if config.rules.registry == PathBuf::from("data") {
+                config.rules.registry = g.registry.root().to_path_buf();
+            }
+            if config.rules.keyring.is_none() {
+                config.rules.keyring = g.registry.trust().keyring.as_ref().map(|k| k.path.clone());
+            }
+            Trainer::start(config, args.overwrite)?
+        }
+    };
+    let c = &trainer.config;
+    eprintln!(
+        "training {} with {} ({} prompts/step × {}, {} steps) into {}",
+        c.model.path.display(),
+        trainer.state.ruleset,
+        c.rollout.prompts_per_step,
+        c.rollout.group_size,
+        c.run.steps,
+        trainer.run.root.display()
+    );
+    let bar = ProgressBar::new(c.run.steps);
+    bar.set_style(ProgressStyle::with_template("{bar:30} step {pos}/{len} {msg} [{elapsed_precise}]").expect("a valid template"));
+    bar.set_position(trainer.state.step);
+    let reports = trainer.run(|r| {
+        bar.set_position(r.step);
+        bar.set_message(format!("reward {:+.3} KL {:.4}/tok β {:.3} {:.0} tok/s", r.reward_mean, r.kl_per_token, r.kl_coef, r.rollout_tokens_per_s));
+    })?;
+    bar.finish();
+    let skipped: usize = reports.iter().map(|r| r.skipped_updates).sum();
+    println!("done: {} steps, {} skipped updates", trainer.state.step, skipped);
+    println!("  rewards:     {}", trainer.run.rewards_csv().display());
+    println!("  KL:          {}", trainer.run.kl_metrics().display());
+    println!("  metrics:     {}", trainer.run.metrics().display());
+    println!("  samples:     {}", trainer.run.samples().display());
+    println!("  failures:    {}", trainer.run.failures().display());
+    println!("  audit log:   {}", trainer.run.audit().display());
+    println!("  adapter:     {}", trainer.run.final_dir().join("adapter").display());
+    Ok(())
+}

@@ -1,0 +1,44 @@
+//! Reinforcement learning: the pure functions from the papers (GAE, whitening, KL estimators, PPO
+//! losses, group advantages), the KL controllers, and the optimiser helpers the trainer loop calls in
+//! paper order (rollout, score, advantages, update epochs, metrics).
+//!
+//! Everything here is a function of its arguments: no I/O, no global state, coefficients passed in.
+//! Per-token quantities of one response are `&[f32]` (GAE is a backward recurrence over a short
+//! sequence, cheapest on the host); quantities that carry gradients are candle tensors of shape
+//! `[batch, response_len]` with a `mask` of the same shape (1.0 on real response tokens).
+
+pub mod advantages;
+pub mod checkpoint;
+pub mod config;
+pub mod cursor;
+pub mod episode;
+pub mod group;
+pub mod kl;
+pub mod kl_controller;
+pub mod logprobs;
+pub mod losses;
+pub mod masked;
+pub mod optim;
+pub mod run_dir;
+pub mod shaping;
+pub mod trainer;
+pub mod value_head;
+#[cfg(test)]
+pub(crate) mod testutil;
+
+pub use advantages::{gae, whiten};
+pub use checkpoint::{TrainerState, step_seed};
+pub use config::{Algorithm, ConfigError, TrainConfig};
+pub use cursor::{DataCursor, epoch_order};
+pub use episode::{Episode, Packed, Scored, pack};
+pub use group::{grpo_advantages, rloo_advantages};
+pub use kl::{KlEstimator, KlPlacement, kl_per_token};
+pub use kl_controller::{KlController, KlControllerConfig};
+pub use logprobs::token_logprobs;
+pub use losses::{PolicyLoss, ValueLoss, approx_kl, entropy_from_logits, explained_variance, pg_loss, value_loss};
+pub use masked::{masked_mean, masked_sum};
+pub use optim::{AdamW, AdamWConfig, Grads, LrSchedule, clip_scale};
+pub use run_dir::{JsonlWriter, OpenMode, RewardsCsv, RunDir, RunDirError};
+pub use shaping::{RunningMoments, apply_missing_eos, token_rewards};
+pub use trainer::{StepReport, TrainError, Trainer};
+pub use value_head::ValueHead;

@@ -1,0 +1,806 @@
+//! The trainer loop: PPO (and critic-free GRPO/RLOO) on a LoRA adapter over the merged SFT model,
+//! rewards from a verified rule set, in paper order: rollout, score, advantages, update epochs,
+//! metrics, checkpoint. Each phase has its `tracing` span; every number a team watches goes to
+//! the run directory, not the log.
+//!
+//! The reference policy is the same weights with the adapter switched off ([`LoraMode::Off`]): no
+//! second copy of the model, and "adapter off" is exactly the SFT policy.
+
+use super::advantages::{gae, whiten};
+use super::checkpoint::{self, ADAPTER_DIR, OPTIMIZER, TrainerState, VALUE_HEAD, step_seed};
+use super::config::{Algorithm, ConfigError, TrainConfig};
+use super::cursor::epoch_order;
+use super::episode::{Episode, pack, row, score};
+use super::group::{grpo_advantages, rloo_advantages};
+use super::kl::{KlPlacement, kl_per_token};
+use super::kl_controller::KlController;
+use super::losses::{approx_kl, entropy_from_logits, explained_variance, pg_loss, value_loss};
+use super::masked::masked_mean;
+use super::optim::{AdamW, AdamWConfig, Grads, LrSchedule, clip_scale};
+use super::run_dir::{JsonlWriter, OpenMode, RewardsCsv, RunDir, RunDirError};
+use super::shaping::{apply_missing_eos, token_rewards};
+use super::value_head::ValueHead;
+use crate::data::TrainingPrompt;
+use crate::model::{CausalLm, LoraMode, Message, ModelError, Tokenizer, TokenizerError, default_dtype};
+use crate::reward::audit::AuditError;
+use crate::reward::{AuditLog, Decision, OutcomeKind, Registry, RegistryError, Reward, RuleSetScorer, Sandbox, ScorerError, TrustPolicy, VersionRef};
+use crate::rollout::{FinishReason, RolloutError, SamplingConfig, StopTokens, generate_with_streams};
+use candle_core::{DType, Device, Tensor};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Why training stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    RunDir(#[from] RunDirError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    #[error(transparent)]
+    Rollout(#[from] RolloutError),
+    #[error("rule set: {0}")]
+    Registry(#[from] RegistryError),
+    #[error("rule set: {0}")]
+    Scorer(#[from] ScorerError),
+    #[error("audit log: {0}")]
+    Audit(#[from] AuditError),
+    #[error("tensor computation failed: {0}")]
+    Tensor(#[from] candle_core::Error),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("cannot read the training prompts: {0}")]
+    Prompts(String),
+    #[error("step {step}: rule `{rule}` failed and its on_error policy is `abort`; the step was not applied (last checkpoint: {checkpoint})")]
+    RuleAbort { step: u64, rule: String, checkpoint: String },
+    #[error("cannot resume {run}: {reason}")]
+    Resume { run: PathBuf, reason: String },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io { path: path.to_path_buf(), source }
+}
+
+/// What one step did, for the progress bar and the tests.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub step: u64,
+    /// Mean rule reward (before KL and EOS shaping) over scored responses.
+    pub reward_mean: f64,
+    pub reward_std: f64,
+    /// Mean per-token KL to the reference, in nats.
+    pub kl_per_token: f64,
+    pub kl_coef: f64,
+    pub response_len_mean: f64,
+    pub eos_rate: f64,
+    pub rollout_tokens_per_s: f64,
+    pub update_tokens_per_s: f64,
+    /// Updates skipped because a loss or gradient was not finite.
+    pub skipped_updates: usize,
+    pub seconds: f64,
+}
+
+/// The log files of a run, opened for appending.
+struct Logs {
+    rewards: RewardsCsv,
+    kl: JsonlWriter,
+    metrics: JsonlWriter,
+    samples: JsonlWriter,
+    failures: JsonlWriter,
+}
+
+/// A training run in progress.
+pub struct Trainer {
+    pub config: TrainConfig,
+    pub run: RunDir,
+    pub state: TrainerState,
+    model: CausalLm,
+    tokenizer: Tokenizer,
+    head: ValueHead,
+    opt: AdamW,
+    kl: KlController,
+    prompts: Vec<TrainingPrompt>,
+    prompt_ids: Vec<Vec<u32>>,
+    scorer: RuleSetScorer,
+    audit: AuditLog,
+    logs: Logs,
+    stop: StopTokens,
+    schedule: LrSchedule,
+    device: Device,
+}
+
+/// The device a run trains on: CUDA 0 when built with `cuda` and a GPU is present, else the CPU.
+pub fn pick_device() -> Device {
+    Device::cuda_if_available(0).unwrap_or(Device::Cpu)
+}
+
+impl Trainer {
+    /// Starts a new run: refuses an existing run folder unless `overwrite`.
+    pub fn start(config: TrainConfig, overwrite: bool) -> Result<Self, TrainError> {
+        config.validate()?;
+        let root = config.run.out_dir.join(&config.run.name);
+        if root.exists() && !overwrite {
+            return Err(RunDirError::Exists(root).into());
+        }
+        let mode = if overwrite { OpenMode::Overwrite } else { OpenMode::Fresh };
+        // Check everything that can be wrong (rule set, model, prompts) before the run folder is
+        // created or cleared.
+        let prepared = Prepared::new(&config)?;
+        let run = RunDir::open(&root, mode)?;
+        std::fs::write(run.config_toml(), resolved_toml(&config, &prepared)).map_err(io(&run.config_toml()))?;
+        let state = TrainerState {
+            format: checkpoint::FORMAT.into(),
+            step: 0,
+            kl_coef: KlController::new(config.kl.controller.clone()).coef,
+            reward_moments: Default::default(),
+            cursor: Default::default(),
+            seed: config.run.seed,
+            ruleset: prepared.ruleset_ref.clone(),
+            ruleset_sha256: prepared.ruleset_sha256.clone(),
+        };
+        Self::assemble(config, run, state, prepared, None)
+    }
+
+    /// Resumes `root` from its newest complete checkpoint with the configuration it recorded.
+    pub fn resume(root: &Path, overrides: &[String]) -> Result<Self, TrainError> {
+        let resume_err = |reason: String| TrainError::Resume { run: root.to_path_buf(), reason };
+        let probe = RunDir { root: root.to_path_buf() };
+        if !root.exists() {
+            return Err(RunDirError::Missing(root.to_path_buf()).into());
+        }
+        let (step, ckpt) = probe
+            .latest_checkpoint()?
+            .ok_or_else(|| resume_err("it has no complete checkpoint (checkpoints/step-N/trainer_state.json); start it again with --overwrite".into()))?;
+        let config = TrainConfig::load(Some(&probe.config_toml()), overrides)?;
+        let state = TrainerState::read(&ckpt).map_err(io(&ckpt))?;
+        let prepared = Prepared::new(&config)?;
+        if prepared.ruleset_sha256 != state.ruleset_sha256 {
+            return Err(resume_err(format!(
+                "it was trained with {} (sha256 {}), the registry now gives {} (sha256 {}); a run is scored by one rule set from start to end",
+                state.ruleset, state.ruleset_sha256, prepared.ruleset_ref, prepared.ruleset_sha256
+            )));
+        }
+        let run = RunDir::open(root, OpenMode::Resume { step })?;
+        tracing::info!(step, checkpoint = %ckpt.display(), "resuming");
+        Self::assemble(config, run, state, prepared, Some(ckpt))
+    }
+
+    fn assemble(config: TrainConfig, run: RunDir, state: TrainerState, p: Prepared, checkpoint: Option<PathBuf>) -> Result<Self, TrainError> {
+        let Prepared { mut model, tokenizer, prompts, prompt_ids, scorer, accepted, device, .. } = p;
+        let audit = AuditLog::open(&run.audit())?;
+        audit.record_load(&accepted)?;
+        let head = match &checkpoint {
+            Some(dir) => {
+                model.load_adapter(&dir.join(ADAPTER_DIR))?;
+                ValueHead::load(&dir.join(VALUE_HEAD), &device)?
+            }
+            None => {
+                model.attach_lora(config.lora.to_model(), config.run.seed)?;
+                ValueHead::zeros(model.config().hidden_size, &device)?
+            }
+        };
+        let mut params = model.named_trainable_vars();
+        if config.ppo.algorithm == Algorithm::Ppo {
+            params.extend(head.vars());
+        }
+        let mut opt = AdamW::new(params, AdamWConfig::default())?;
+        if let Some(dir) = &checkpoint {
+            opt.load(&dir.join(OPTIMIZER))?;
+        }
+        let mut kl = KlController::new(config.kl.controller.clone());
+        kl.coef = state.kl_coef;
+        let updates_per_step = (config.ppo.ppo_epochs * config.rollout.prompts_per_step * config.rollout.group_size / config.ppo.mini_batch_size) as u64;
+        let schedule = LrSchedule {
+            peak: config.ppo.learning_rate,
+            warmup_steps: config.ppo.warmup_steps,
+            total_steps: config.run.steps * updates_per_step,
+            min_ratio: 0.1,
+            cosine: true,
+        };
+        let rule_ids: Vec<String> = scorer.rules.iter().map(|r| r.manifest.id.clone()).collect();
+        let logs = Logs {
+            rewards: RewardsCsv::append(&run.rewards_csv(), rule_ids)?,
+            kl: JsonlWriter::append(&run.kl_metrics())?,
+            metrics: JsonlWriter::append(&run.metrics())?,
+            samples: JsonlWriter::append(&run.samples())?,
+            failures: JsonlWriter::append(&run.failures())?,
+        };
+        let stop = StopTokens::of(tokenizer.special());
+        Ok(Trainer { config, run, state, model, tokenizer, head, opt, kl, prompts, prompt_ids, scorer, audit, logs, stop, schedule, device })
+    }
+
+    /// Runs the remaining steps, checkpointing every `run.save_every` and at the end, then writes
+    /// `final/`. `on_step` sees each step's report (the CLI's progress bar).
+    pub fn run(&mut self, mut on_step: impl FnMut(&StepReport)) -> Result<Vec<StepReport>, TrainError> {
+        let mut reports = Vec::new();
+        while self.state.step < self.config.run.steps {
+            let report = self.step()?;
+            on_step(&report);
+            reports.push(report);
+            if self.state.step % self.config.run.save_every == 0 || self.state.step == self.config.run.steps {
+                self.save(&self.run.checkpoint(self.state.step))?;
+            }
+        }
+        self.save(&self.run.final_dir())?;
+        Ok(reports)
+    }
+
+    /// Runs exactly `n` more steps (or fewer if the run ends), checkpointing as [`Self::run`] does,
+    /// without writing `final/`: for tests that interrupt a run.
+    pub fn run_steps(&mut self, n: u64) -> Result<(), TrainError> {
+        for _ in 0..n {
+            if self.state.step >= self.config.run.steps {
+                break;
+            }
+            self.step()?;
+            if self.state.step % self.config.run.save_every == 0 || self.state.step == self.config.run.steps {
+                self.save(&self.run.checkpoint(self.state.step))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a checkpoint folder (trainer state last).
+    pub fn save(&self, dir: &Path) -> Result<(), TrainError> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        self.model.save_adapter(&dir.join(ADAPTER_DIR))?;
+        self.head.save(&dir.join(VALUE_HEAD))?;
+        self.opt.save(&dir.join(OPTIMIZER))?;
+        let mut state = self.state.clone();
+        state.kl_coef = self.kl.coef;
+        state.write(dir).map_err(io(dir))
+    }
+
+    /// The adapter's tensors by PEFT name (tests compare them across runs).
+    pub fn adapter_tensors(&self) -> Result<BTreeMap<String, Vec<f32>>, TrainError> {
+        let mut out = BTreeMap::new();
+        for (name, var) in self.model.named_trainable_vars() {
+            out.insert(name, var.as_tensor().flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?);
+        }
+        Ok(out)
+    }
+
+    /// One step: rollout, score, advantages, update epochs, metrics.
+    pub fn step(&mut self) -> Result<StepReport, TrainError> {
+        let step = self.state.step + 1;
+        let _span = tracing::info_span!("step", step).entered();
+        let started = Instant::now();
+        let cfg = self.config.clone();
+        let (r, p) = (&cfg.rollout, &cfg.ppo);
+
+        // 1. Rollout: sample from the policy (adapter on).
+        let rollout_span = tracing::info_span!("rollout").entered();
+        let t = Instant::now();
+        let picked = self.state.cursor.take(r.prompts_per_step, self.prompts.len(), cfg.run.seed, cfg.data.shuffle);
+        let rows: Vec<usize> = picked.iter().flat_map(|&i| std::iter::repeat_n(i, r.group_size)).collect();
+        let prompts: Vec<Vec<u32>> = rows.iter().map(|&i| self.prompt_ids[i].clone()).collect();
+        let streams: Vec<u64> = (0..rows.len() as u64).collect();
+        let sampling = SamplingConfig { temperature: r.temperature, top_k: r.top_k, top_p: r.top_p, max_new_tokens: r.max_new_tokens, seed: step_seed(cfg.run.seed, step, 1) };
+        let rollout = generate_with_streams(&self.model, &prompts, &streams, &self.stop, &sampling, LoraMode::On)?;
+        let episodes: Vec<Episode> = rows
+            .iter()
+            .enumerate()
+            .map(|(k, &i)| Episode {
+                prompt_index: i,
+                prompt_ids: prompts[k].clone(),
+                response_ids: rollout.responses[k].clone(),
+                sampler_logprobs: rollout.response_logprobs[k].clone(),
+                ended_with_eos: rollout.finish[k] == FinishReason::Stop,
+            })
+            .collect();
+        let new_tokens: usize = episodes.iter().map(|e| e.response_ids.len()).sum();
+        let rollout_s = t.elapsed().as_secs_f64();
+        drop(rollout_span);
+
+        // 2. Score every response with the rule set; the audit log gets every evaluation.
+        let score_span = tracing::info_span!("score").entered();
+        let texts: Vec<String> = episodes.iter().map(|e| self.tokenizer.decode(&e.response_ids, true)).collect::<Result<_, _>>()?;
+        let samples: Vec<medrl_sdk::Sample> = episodes
+            .iter()
+            .zip(&texts)
+            .enumerate()
+            .map(|(k, (e, text))| {
+                let p = &self.prompts[e.prompt_index];
+                medrl_sdk::Sample {
+                    id: format!("{}#s{step}r{k}", p.id),
+                    prompt: p.prompt.clone(),
+                    response: text.clone(),
+                    lang: p.lang,
+                    category: p.category,
+                    risk: p.risk,
+                    tags: p.tags.clone(),
+                    expect: p.expect.clone(),
+                }
+            })
+            .collect();
+        let scores = self.scorer.score_batch(&samples);
+        self.audit.record_scores(&self.scorer, &samples, &scores)?;
+        let mut failures: BTreeMap<String, usize> = BTreeMap::new();
+        for (k, sc) in scores.iter().enumerate() {
+            for rr in &sc.rules {
+                if rr.evaluation.outcome != OutcomeKind::Ok {
+                    *failures.entry(rr.evaluation.outcome.as_str().to_string()).or_default() += 1;
+                    self.logs.failures.write(&serde_json::json!({
+                        "step": step, "kind": "rule_error", "sample_id": samples[k].id, "rule": rr.rule,
+                        "outcome": rr.evaluation.outcome, "error": rr.evaluation.error, "decision": rr.decision,
+                    }))?;
+                }
+            }
+            if let Reward::Aborted { rule } = &sc.reward {
+                let checkpoint = self.run.latest_checkpoint()?.map_or("none".to_string(), |(s, _)| format!("step {s}"));
+                return Err(TrainError::RuleAbort { step, rule: rule.clone(), checkpoint });
+            }
+        }
+        let totals: Vec<Option<f64>> = scores.iter().map(|s| s.reward.total()).collect();
+        for (k, sc) in scores.iter().enumerate() {
+            let cells: Vec<Option<f64>> = sc
+                .rules
+                .iter()
+                .map(|rr| match rr.decision {
+                    Decision::Counted { score } => Some(score),
+                    _ => None,
+                })
+                .collect();
+            self.logs.rewards.write(step, &samples[k].id, self.prompts[episodes[k].prompt_index].category.as_str(), &cells, totals[k])?;
+        }
+        drop(score_span);
+
+        // 3. Advantages: rescore with the policy and the reference, shape per-token rewards, GAE.
+        let adv_span = tracing::info_span!("advantages").entered();
+        let used: Vec<usize> = (0..episodes.len()).filter(|&k| totals[k].is_some()).collect();
+        let mut raw_scores: Vec<f32> = used.iter().map(|&k| totals[k].expect("filtered") as f32).collect();
+        let reward_mean = mean(&raw_scores);
+        let reward_std = std(&raw_scores);
+        if p.normalize_rewards {
+            self.state.reward_moments.update(&raw_scores);
+        }
+        for (s, &k) in raw_scores.iter_mut().zip(&used) {
+            let normalised = if p.normalize_rewards { self.state.reward_moments.normalize(*s, p.reward_clip) } else { s.clamp(-p.reward_clip, p.reward_clip) };
+            *s = apply_missing_eos(normalised, episodes[k].ended_with_eos, p.missing_eos_penalty);
+        }
+        let mut batch = Batch::default();
+        let mut kl_sum = 0f64;
+        let mut kl_tokens = 0usize;
+        let mut max_logprob_gap = 0f32;
+        let critic = p.algorithm == Algorithm::Ppo;
+        // Rescoring in chunks of the mini-batch size bounds memory to what an update needs.
+        for chunk in used.chunks(p.mini_batch_size) {
+            let eps: Vec<&Episode> = chunk.iter().map(|&k| &episodes[k]).collect();
+            let packed = pack(&eps, self.stop.pad_id, &self.device)?;
+            let policy = score(&self.model, critic.then_some(&self.head), &packed, r.temperature, LoraMode::On)?;
+            let reference = score(&self.model, None, &packed, r.temperature, LoraMode::Off)?;
+            let kl = kl_per_token(&policy.logprobs, &reference.logprobs, cfg.kl.estimator)?;
+            for (j, e) in eps.iter().enumerate() {
+                let n = e.response_ids.len();
+                let old = row(&policy.logprobs, j, n)?;
+                for (a, b) in old.iter().zip(&e.sampler_logprobs) {
+                    max_logprob_gap = max_logprob_gap.max((a - b).abs());
+                }
+                let kl_row = row(&kl, j, n)?;
+                kl_sum += kl_row.iter().map(|&x| f64::from(x)).sum::<f64>();
+                kl_tokens += n;
+                batch.old_logprobs.push(old);
+                batch.ref_logprobs.push(row(&reference.logprobs, j, n)?);
+                batch.values.push(match &policy.values {
+                    Some(v) => row(v, j, n)?,
+                    None => vec![0.0; n],
+                });
+                batch.kl.push(kl_row);
+            }
+        }
+        let beta = self.kl.coef as f32;
+        let group_adv = match p.algorithm {
+            Algorithm::Ppo => None,
+            // Whole groups only: a skipped sample breaks its group, so its group is dropped.
+            Algorithm::Grpo | Algorithm::Rloo => Some(self.group_advantages(&used, &raw_scores, r.group_size)),
+        };
+        for (u, &k) in used.iter().enumerate() {
+            let n = episodes[k].response_ids.len();
+            let (adv, ret) = match &group_adv {
+                None => {
+                    let kl_for_reward: Vec<f32> = if cfg.kl.placement == KlPlacement::Reward { batch.kl[u].clone() } else { vec![0.0; n] };
+                    let rewards = token_rewards(raw_scores[u], &kl_for_reward, beta);
+                    gae(&rewards, &batch.values[u], p.gamma, p.lam)
+                }
+                Some(a) => (vec![a[u]; n], vec![0.0; n]),
+            };
+            batch.advantages.push(adv);
+            batch.returns.push(ret);
+        }
+        if p.whiten_advantages && critic {
+            let flat: Vec<f32> = batch.advantages.concat();
+            let white = whiten(&flat, true);
+            let mut off = 0;
+            for a in &mut batch.advantages {
+                let n = a.len();
+                a.copy_from_slice(&white[off..off + n]);
+                off += n;
+            }
+        }
+        let ev = explained_variance(&batch.values.concat(), &batch.returns.concat());
+        drop(adv_span);
+
+        // 4. Update epochs over shuffled mini-batches, with micro-batch gradient accumulation.
+        let update_span = tracing::info_span!("update").entered();
+        let t = Instant::now();
+        let critic_warmup = critic && step <= p.critic_warmup_steps;
+        let mut st = UpdateStats::default();
+        let micro = p.mini_batch_size / p.grad_accum_steps;
+        let mut update_tokens = 0usize;
+        'epochs: for epoch in 0..p.ppo_epochs {
+            let order = epoch_order(used.len(), step_seed(cfg.run.seed, step, 2), epoch as u64, true);
+            let mut epoch_kl = Vec::new();
+            for mb in order.chunks(p.mini_batch_size) {
+                let mut grads: Option<Grads> = None;
+                let mut finite = true;
+                for (m_i, mc) in mb.chunks(micro).enumerate() {
+                    let eps: Vec<&Episode> = mc.iter().map(|&u| &episodes[used[u]]).collect();
+                    let packed = pack(&eps, self.stop.pad_id, &self.device)?;
+                    let lora = if cfg.lora.dropout > 0.0 { LoraMode::Train { seed: step_seed(cfg.run.seed, step, 3) ^ ((epoch as u64) << 32) ^ (st.updates as u64 * 131 + m_i as u64) } } else { LoraMode::On };
+                    let s = score(&self.model, (critic && !critic_warmup).then_some(&self.head), &packed, r.temperature, lora)?;
+                    let width = packed.response_width;
+                    let take = |rows: &Vec<Vec<f32>>| -> Result<Tensor, TrainError> { padded(mc.iter().map(|&u| &rows[u]), width, &self.device) };
+                    let mask = &packed.response_mask;
+                    let old_lp = take(&batch.old_logprobs)?;
+                    let adv = take(&batch.advantages)?;
+                    let pg = pg_loss(&s.logprobs, &old_lp, &adv, mask, p.cliprange)?;
+                    let mut loss = pg.loss.clone();
+                    if cfg.kl.placement == KlPlacement::Loss {
+                        let ref_lp = take(&batch.ref_logprobs)?;
+                        let kl = masked_mean(&kl_per_token(&s.logprobs, &ref_lp, cfg.kl.estimator)?, mask)?;
+                        loss = (loss + (kl * f64::from(beta))?)?;
+                    }
+                    if critic {
+                        // During critic warm-up only the value head learns: the values come from the
+                        // detached trunk and the policy term is left out.
+                        let values = if critic_warmup {
+                            let h = self.model.forward_hidden(&packed.input_ids, &packed.position_ids, &packed.attention_mask, None, LoraMode::On)?.detach();
+                            self.head.forward(&h.narrow(1, packed.prompt_width - 1, width)?)?
+                        } else {
+                            s.values.clone().expect("the critic scores values")
+                        };
+                        let vf = value_loss(&values, &take(&batch.values)?, &take(&batch.returns)?, mask, p.cliprange_value)?;
+                        st.vf_loss.push(vf.loss.to_scalar::<f32>()?);
+                        st.vf_clipfrac.push(vf.clipfrac);
+                        let vf_term = (vf.loss * p.vf_coef)?;
+                        loss = if critic_warmup { vf_term } else { (loss + vf_term)? };
+                    }
+                    st.pg_loss.push(pg.loss.to_scalar::<f32>()?);
+                    st.pg_clipfrac.push(pg.clipfrac);
+                    let akl = approx_kl(&s.logprobs.detach(), &old_lp, mask)?;
+                    st.approx_kl.push(akl);
+                    epoch_kl.push(akl);
+                    st.entropy.push(masked_mean(&entropy_from_logits(&s.logits.detach())?, mask)?.to_scalar::<f32>()?);
+                    update_tokens += eps.iter().map(|e| e.prompt_ids.len() + e.response_ids.len()).sum::<usize>();
+                    // Weight each micro-batch by its share, so accumulation equals the mini-batch mean.
+                    let loss = (loss * (mc.len() as f64 / mb.len() as f64))?;
+                    let loss_value = loss.to_scalar::<f32>()?;
+                    if !loss_value.is_finite() {
+                        finite = false;
+                        break;
+                    }
+                    let g = self.opt.grads_of(&loss.backward()?);
+                    match &mut grads {
+                        Some(acc) => acc.add(g)?,
+                        None => grads = Some(g),
+                    }
+                }
+                let norm = match (&grads, finite) {
+                    (Some(g), true) => g.global_norm()?,
+                    _ => f64::NAN,
+                };
+                if !norm.is_finite() {
+                    st.skipped += 1;
+                    tracing::warn!(step, epoch, "skipped an update with a non-finite loss or gradient");
+                    self.logs.failures.write(&serde_json::json!({"step": step, "kind": "non_finite_update", "epoch": epoch, "grad_norm": norm.to_string()}))?;
+                    continue;
+                }
+                let lr = self.schedule.at(self.opt.step_count());
+                self.opt.step(grads.as_ref().expect("finite means present"), lr, clip_scale(norm, p.max_grad_norm))?;
+                st.grad_norm.push(norm as f32);
+                st.lr = lr;
+                st.updates += 1;
+            }
+            st.epochs = epoch + 1;
+            if !critic_warmup && f64::from(mean(&epoch_kl)) > p.target_policy_kl {
+                tracing::info!(step, epoch, "policy KL above target; stopping this step's epochs");
+                break 'epochs;
+            }
+        }
+        let update_s = t.elapsed().as_secs_f64();
+        drop(update_span);
+
+        // 5. Metrics, samples, KL control.
+        let kl_per_token = if kl_tokens > 0 { kl_sum / kl_tokens as f64 } else { 0.0 };
+        let in_band = (0.0..=cfg.kl.band_max_per_token).contains(&kl_per_token);
+        let kl_coef_used = self.kl.coef;
+        self.kl.update(kl_per_token, used.len());
+        let eos_rate = episodes.iter().filter(|e| e.ended_with_eos).count() as f64 / episodes.len() as f64;
+        let response_len_mean = new_tokens as f64 / episodes.len() as f64;
+        let report = StepReport {
+            step,
+            reward_mean: f64::from(reward_mean),
+            reward_std: f64::from(reward_std),
+            kl_per_token,
+            kl_coef: kl_coef_used,
+            response_len_mean,
+            eos_rate,
+            rollout_tokens_per_s: new_tokens as f64 / rollout_s.max(1e-9),
+            update_tokens_per_s: update_tokens as f64 / update_s.max(1e-9),
+            skipped_updates: st.skipped,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        self.logs.kl.write(&serde_json::json!({
+            "step": step, "kl_per_token": kl_per_token, "kl_per_response": kl_sum / used.len().max(1) as f64,
+            "kl_coef": kl_coef_used, "kl_coef_next": self.kl.coef, "target_per_token": self.kl.target(),
+            "band_max_per_token": cfg.kl.band_max_per_token, "in_band": in_band,
+            "estimator": cfg.kl.estimator, "placement": cfg.kl.placement, "policy_approx_kl": mean(&st.approx_kl),
+        }))?;
+        self.logs.metrics.write(&serde_json::json!({
+            "step": step, "reward_mean": reward_mean, "reward_std": reward_std, "scored": used.len(), "responses": episodes.len(),
+            "pg_loss": mean(&st.pg_loss), "vf_loss": mean(&st.vf_loss), "pg_clipfrac": mean(&st.pg_clipfrac), "vf_clipfrac": mean(&st.vf_clipfrac),
+            "approx_kl": mean(&st.approx_kl), "entropy": mean(&st.entropy), "explained_variance": finite_or_null(ev),
+            "grad_norm": mean(&st.grad_norm), "lr": st.lr, "updates": st.updates, "skipped_updates": st.skipped, "epochs": st.epochs,
+            "critic_warmup": critic_warmup, "response_len_mean": response_len_mean, "eos_rate": eos_rate,
+            "sampler_logprob_max_gap": max_logprob_gap, "rule_failures": failures,
+            "rollout_tokens_per_s": report.rollout_tokens_per_s, "update_tokens_per_s": report.update_tokens_per_s,
+            "rollout_seconds": rollout_s, "update_seconds": update_s, "step_seconds": report.seconds,
+            "peak_rss_bytes": crate::rollout::bench::peak_rss_bytes(),
+        }))?;
+        for k in (0..episodes.len()).take(cfg.run.log_samples_per_step) {
+            self.logs.samples.write(&sample_record(step, &samples[k], &scores[k]))?;
+        }
+        // The two lowest-reward responses of every step, for the people watching the run.
+        let mut by_reward: Vec<usize> = used.clone();
+        by_reward.sort_by(|&a, &b| totals[a].partial_cmp(&totals[b]).unwrap_or(std::cmp::Ordering::Equal));
+        for &k in by_reward.iter().take(2) {
+            let mut rec = sample_record(step, &samples[k], &scores[k]);
+            rec["kind"] = "low_reward".into();
+            self.logs.failures.write(&rec)?;
+        }
+        self.state.step = step;
+        self.state.kl_coef = self.kl.coef;
+        Ok(report)
+    }
+
+    /// GRPO or RLOO advantages for the responses in `used`, by prompt group; a group with a
+    /// skipped member gets 0 for all its members (no baseline to compare against).
+    fn group_advantages(&self, used: &[usize], scores: &[f32], group_size: usize) -> Vec<f32> {
+        let mut out = vec![0f32; used.len()];
+        let mut u = 0;
+        while u < used.len() {
+            let group = used[u] / group_size;
+            let end = used[u..].iter().position(|&k| k / group_size != group).map_or(used.len(), |e| u + e);
+            if end - u == group_size {
+                let adv = match self.config.ppo.algorithm {
+                    Algorithm::Rloo => rloo_advantages(&scores[u..end], group_size),
+                    _ => grpo_advantages(&scores[u..end], group_size, true),
+                };
+                out[u..end].copy_from_slice(&adv);
+            }
+            u = end;
+        }
+        out
+    }
+}
+
+/// Per-episode host vectors of one step's batch, indexed like `used`.
+#[derive(Default)]
+struct Batch {
+    old_logprobs: Vec<Vec<f32>>,
+    ref_logprobs: Vec<Vec<f32>>,
+    values: Vec<Vec<f32>>,
+    kl: Vec<Vec<f32>>,
+    advantages: Vec<Vec<f32>>,
+    returns: Vec<Vec<f32>>,
+}
+
+#[derive(Default)]
+struct UpdateStats {
+    pg_loss: Vec<f32>,
+    vf_loss: Vec<f32>,
+    pg_clipfrac: Vec<f32>,
+    vf_clipfrac: Vec<f32>,
+    approx_kl: Vec<f32>,
+    entropy: Vec<f32>,
+    grad_norm: Vec<f32>,
+    lr: f64,
+    updates: usize,
+    skipped: usize,
+    epochs: usize,
+}
+
+/// Everything a run needs that can be checked before its folder is touched.
+struct Prepared {
+    model: CausalLm,
+    tokenizer: Tokenizer,
+    prompts: Vec<TrainingPrompt>,
+    prompt_ids: Vec<Vec<u32>>,
+    scorer: RuleSetScorer,
+    /// Recorded in the audit log once the run folder exists.
+    accepted: crate::reward::AcceptedRuleSet,
+    device: Device,
+    ruleset_ref: String,
+    ruleset_sha256: String,
+}
+
+impl Prepared {
+    fn new(config: &TrainConfig) -> Result<Self, TrainError> {
+        // The rule set first: an unknown version or a tampered rule stops the run before step 0.
+        let reference: VersionRef = config.rules.ruleset.parse().map_err(|e: String| ConfigError::Invalid(format!("rules.ruleset: {e}")))?;
+        let keyring = config.rules.keyring.as_deref().map(crate::reward::Keyring::read).transpose().map_err(RegistryError::from)?;
+        let state = config.rules.trust_state.clone().or_else(|| keyring.as_ref().map(|_| PathBuf::from(".medrl/trust-state.json")));
+        let policy = TrustPolicy { keyring, min_signatures: None, state, allow_rollback: config.rules.allow_rollback };
+        let registry = Registry::new(&config.rules.registry).with_trust(policy);
+        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let accepted = registry.accept_ruleset(&reference, now)?;
+        let ruleset_sha256 = accepted.ruleset.sha256.clone();
+        let sandbox = Sandbox::new(rayon::current_num_threads()).map_err(ScorerError::from)?;
+        let scorer = RuleSetScorer::new(&sandbox, accepted.ruleset.clone())?;
+
+        let device = pick_device();
+        let mut model = CausalLm::load(&config.model.path, &device, default_dtype(&device))?;
+        if let Some(sft) = &config.model.sft_adapter {
+            model.merge_adapter(sft)?;
+        }
+        let tokenizer = Tokenizer::load(&config.model.path)?;
+        let prompts: Vec<TrainingPrompt> = crate::io::read_jsonl(&config.data.prompts).map_err(|e| TrainError::Prompts(e.to_string()))?;
+        if prompts.is_empty() {
+            return Err(TrainError::Prompts(format!("{} has no prompts", config.data.prompts.display())));
+        }
+        let prompt_ids = prompts
+            .iter()
+            .map(|p| {
+                let ids = tokenizer.encode_chat(&[Message::user(&p.prompt)], true)?;
+                let cut = ids.len().saturating_sub(config.data.max_prompt_tokens);
+                Ok(ids[cut..].to_vec())
+            })
+            .collect::<Result<Vec<_>, TokenizerError>>()?;
+        Ok(Prepared { model, tokenizer, prompts, prompt_ids, scorer, accepted, device, ruleset_ref: reference.to_string(), ruleset_sha256 })
+    }
+}
+
+fn resolved_toml(config: &TrainConfig, p: &Prepared) -> String {
+    format!(
+        "# Resolved configuration of this run. The rule set it was scored with:\n# ruleset = \"{}\", sha256 = \"{}\", rules = [{}]\n{}",
+        p.ruleset_ref,
+        p.ruleset_sha256,
+        p.scorer.rules.iter().map(|r| format!("\"{}\"", r.manifest.reference())).collect::<Vec<_>>().join(", "),
+        config.to_toml()
+    )
+}
+
+fn sample_record(step: u64, sample: &medrl_sdk::Sample, score: &crate::reward::SampleScore) -> serde_json::Value {
+    let rules: serde_json::Map<String, serde_json::Value> = score
+        .rules
+        .iter()
+        .map(|rr| {
+            let explanation = rr.evaluation.output.as_ref().map(|o| o.explanation.clone());
+            (rr.rule.clone(), serde_json::json!({"decision": rr.decision, "explanation": explanation}))
+        })
+        .collect();
+    serde_json::json!({"step": step, "sample_id": sample.id, "category": sample.category, "prompt": sample.prompt,
+        "response": sample.response, "reward": score.reward, "rules": rules})
+}
+
+/// `[rows, width]` f32, each row padded with 0.
+fn padded<'a>(rows: impl Iterator<Item = &'a Vec<f32>>, width: usize, device: &Device) -> Result<Tensor, TrainError> {
+    let mut flat = Vec::new();
+    let mut n = 0;
+    for r in rows {
+        flat.extend(r.iter().copied().chain(std::iter::repeat_n(0.0, width - r.len())));
+        n += 1;
+    }
+    Ok(Tensor::from_vec(flat, (n, width), device)?)
+}
+
+fn mean(xs: &[f32]) -> f32 {
+    if xs.is_empty() { 0.0 } else { xs.iter().sum::<f32>() / xs.len() as f32 }
+}
+
+fn std(xs: &[f32]) -> f32 {
+    let m = mean(xs);
+    if xs.len() < 2 { 0.0 } else { (xs.iter().map(|x| (x - m).powi(2)).sum::<f32>() / (xs.len() - 1) as f32).sqrt() }
+}
+
+fn finite_or_null(x: f32) -> serde_json::Value {
+    if x.is_finite() { x.into() } else { serde_json::Value::Null }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::init::testutil::tiny_model_dir;
+    use crate::rl::kl_controller::KlControllerConfig;
+    use crate::rl::testutil::{prompts, toy_registry};
+
+    /// A toy run: the tiny model, the toy rule set rewarding `target`, `n_prompts` prompts.
+    fn toy_config(dir: &Path, name: &str, n_prompts: usize, steps: u64) -> TrainConfig {
+        let registry = dir.join("registry");
+        if !registry.exists() {
+            toy_registry(&registry, b'e');
+        }
+        let mut c = TrainConfig::default();
+        c.run = crate::rl::config::RunConfig { name: name.into(), out_dir: dir.join("runs"), seed: 3, steps, save_every: 2, log_samples_per_step: 2 };
+        c.model.path = tiny_model_dir().to_path_buf();
+        c.rules.ruleset = "toy@1.0.0".into();
+        c.rules.registry = registry;
+        c.data.prompts = prompts(dir, n_prompts);
+        c.rollout.prompts_per_step = 4;
+        c.rollout.max_new_tokens = 8;
+        c.ppo.mini_batch_size = 2;
+        c.ppo.ppo_epochs = 2;
+        c.ppo.learning_rate = 5e-3;
+        c.ppo.warmup_steps = 0;
+        c.ppo.critic_warmup_steps = 0;
+        c.ppo.missing_eos_penalty = 0.0;
+        c.kl.controller = KlControllerConfig::Fixed { coef: 0.02 };
+        c
+    }
+
+    #[test]
+    fn resume_is_exact_at_an_epoch_boundary() {
+        let dir = tempfile::tempdir().unwrap();
+        // 8 prompts, 4 per step: step 2 ends the first epoch exactly, and its checkpoint is where
+        // the second run stops and resumes.
+        let mut straight = Trainer::start(toy_config(dir.path(), "straight", 8, 4), false).unwrap();
+        straight.run_steps(4).unwrap();
+        let mut first = Trainer::start(toy_config(dir.path(), "resumed", 8, 4), false).unwrap();
+        first.run_steps(2).unwrap();
+        assert_eq!(first.state.cursor, crate::rl::DataCursor { epoch: 0, index: 8 });
+        // A crash after step 2's checkpoint, in the middle of step 3: its rows are in the logs.
+        first.run_steps(1).unwrap();
+        drop(first);
+        let mut resumed = Trainer::resume(&dir.path().join("runs/resumed"), &[]).unwrap();
+        assert_eq!(resumed.state.step, 2);
+        resumed.run_steps(2).unwrap();
+        assert_eq!(resumed.adapter_tensors().unwrap(), straight.adapter_tensors().unwrap());
+        let csv = |name: &str| std::fs::read_to_string(dir.path().join("runs").join(name).join("rewards.csv")).unwrap();
+        assert_eq!(csv("resumed"), csv("straight"));
+        assert_eq!(csv("straight").lines().count(), 1 + 4 * 4);
+        let metrics = |name: &str| std::fs::read_to_string(dir.path().join("runs").join(name).join("kl_metrics.jsonl")).unwrap();
+        assert_eq!(metrics("resumed"), metrics("straight"));
+    }
+
+    /// The PPO sanity check: a rule that rewards one character (the share of `e` in the answer).
+    /// The tiny policy must learn to write it: the mean reward of the last 3 of 20 steps well above
+    /// the first 3 (measured: 0.040 → 0.393), with finite KL and no update skipped. Short answers
+    /// (4 tokens) and 64 per step give the signal room over the sampling noise.
+    #[test]
+    fn ppo_learns_what_a_toy_rule_rewards() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = toy_config(dir.path(), "toy", 64, 20);
+        c.rollout.prompts_per_step = 64;
+        c.rollout.max_new_tokens = 4;
+        c.ppo.mini_batch_size = 16;
+        c.ppo.ppo_epochs = 4;
+        c.ppo.learning_rate = 3e-3;
+        c.ppo.target_policy_kl = 1.0;
+        c.run.save_every = 100;
+        c.kl.controller = KlControllerConfig::Fixed { coef: 0.001 };
+        let mut t = Trainer::start(c, false).unwrap();
+        let reports = t.run(|_| {}).unwrap();
+        let mean = |r: &[StepReport]| r.iter().map(|x| x.reward_mean).sum::<f64>() / r.len() as f64;
+        let (first, last) = (mean(&reports[..3]), mean(&reports[reports.len() - 3..]));
+        eprintln!("toy PPO: mean reward of steps 1-3 {first:.4}, of the last 3 {last:.4}");
+        assert!(last > first + 0.1 && last > 2.0 * first, "mean reward {first:.4} → {last:.4}");
+        assert!(reports.iter().all(|r| r.skipped_updates == 0 && r.kl_per_token.is_finite()));
+    }
+
+    #[test]
+    fn an_existing_run_needs_resume_or_overwrite_and_a_typo_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = toy_config(dir.path(), "r", 4, 1);
+        Trainer::start(c.clone(), false).unwrap();
+        let err = Trainer::start(c.clone(), false).err().unwrap().to_string();
+        assert!(err.contains("--resume") && err.contains("--overwrite"), "{err}");
+        Trainer::start(c, true).unwrap();
+        let err = TrainConfig::load(None, &["ppo.clip_range=0.1".into()]).unwrap_err().to_string();
+        assert!(err.contains("clip_range"), "{err}");
+    }
+}

@@ -1,0 +1,238 @@
+//! Supervised fine-tuning: a LoRA adapter trained on the SFT corpus (prompt → reference answer),
+//! with the loss on the answer tokens only, AdamW with warm-up and cosine decay, gradient
+//! accumulation and global-norm clipping; checkpoints and the final adapter in PEFT format. Its
+//! output is the SFT policy that RL starts from (merged into the base, so "adapter off" is SFT).
+
+use crate::data::item::Item;
+use crate::model::{CausalLm, LoraMode, Message, ModelError, Tokenizer, TokenizerError, default_dtype, position_ids_for};
+use crate::rl::checkpoint::step_seed;
+use crate::rl::config::LoraSettings;
+use crate::rl::cursor::epoch_order;
+use crate::rl::logprobs::token_logprobs;
+use crate::rl::masked::masked_mean;
+use crate::rl::optim::{AdamW, AdamWConfig, Grads, LrSchedule, clip_scale};
+use crate::rl::run_dir::{JsonlWriter, OpenMode, RunDir, RunDirError};
+use crate::rl::trainer::pick_device;
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Why fine-tuning stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SftError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    #[error(transparent)]
+    RunDir(#[from] RunDirError),
+    #[error("tensor computation failed: {0}")]
+    Tensor(#[from] candle_core::Error),
+    #[error("cannot read the SFT corpus: {0}")]
+    Data(String),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}
+
+/// SFT settings; every field has a default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SftConfig {
+    /// Base model folder (default "runs/quickstart/model").
+    pub model: PathBuf,
+    /// SFT corpus: JSONL items with `prompt` and `answer` (default "data/sets/sft.jsonl").
+    pub data: PathBuf,
+    /// Output folder: `adapter/` (final), `checkpoints/step-N/adapter`, `metrics.jsonl` (default "runs/sft").
+    pub out: PathBuf,
+    /// Passes over the corpus (default 3).
+    pub epochs: usize,
+    /// Sequences per optimiser step (default 8).
+    pub batch_size: usize,
+    /// Micro-batches per optimiser step (default 1).
+    pub grad_accum_steps: usize,
+    /// Peak learning rate (default 3e-3: LoRA on a tiny model).
+    pub learning_rate: f64,
+    /// Warm-up optimiser steps (default 10).
+    pub warmup_steps: u64,
+    /// Sequences longer than this many tokens are cut at the end (default 384).
+    pub max_seq_len: usize,
+    /// Global gradient-norm clip (default 1.0).
+    pub max_grad_norm: f64,
+    /// Checkpoint every this many optimiser steps; 0 only at the end (default 0).
+    pub save_every: u64,
+    /// Seed of the data order, LoRA init and dropout (default 0).
+    pub seed: u64,
+    /// The adapter (default: r 16, α 32, all linear layers, no dropout).
+    pub lora: LoraSettings,
+}
+
+impl Default for SftConfig {
+    fn default() -> Self {
+        SftConfig {
+            model: "runs/quickstart/model".into(),
+            data: "data/sets/sft.jsonl".into(),
+            out: "runs/sft".into(),
+            epochs: 3,
+            batch_size: 8,
+            grad_accum_steps: 1,
+            learning_rate: 3e-3,
+            warmup_steps: 10,
+            max_seq_len: 384,
+            max_grad_norm: 1.0,
+            save_every: 0,
+            seed: 0,
+            lora: LoraSettings { r: 16, alpha: 32.0, ..LoraSettings::default() },
+        }
+    }
+}
+
+/// One training sequence: the chat-formatted prompt and answer, and where the answer starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Example {
+    pub ids: Vec<u32>,
+    /// Tokens before this index are the prompt (no loss).
+    pub answer_start: usize,
+}
+
+/// Formats `prompt → answer` with the model's chat template. The prompt part is the template with
+/// the generation prompt, so the answer tokens are exactly what the policy will later generate,
+/// ending with the template's end-of-turn token (EOS).
+pub fn example(tokenizer: &Tokenizer, prompt: &str, answer: &str, max_len: usize) -> Result<Example, SftError> {
+    let prompt_ids = tokenizer.encode_chat(&[Message::user(prompt)], true)?;
+    let mut ids = tokenizer.encode_chat(&[Message::user(prompt), Message::assistant(answer)], false)?;
+    if !ids.starts_with(&prompt_ids) {
+        return Err(SftError::Invalid("the chat template renders the prompt differently with and without the answer; SFT needs the prompt to be a prefix".into()));
+    }
+    // A template may end the turn with a newline after EOS; train up to and including EOS.
+    let eos = tokenizer.special().eos.id;
+    if let Some(pos) = ids[prompt_ids.len()..].iter().position(|&t| t == eos) {
+        ids.truncate(prompt_ids.len() + pos + 1);
+    }
+    ids.truncate(max_len);
+    Ok(Example { answer_start: prompt_ids.len().min(ids.len()), ids })
+}
+
+/// What a finished SFT run reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct SftSummary {
+    pub examples: usize,
+    pub optimizer_steps: u64,
+    pub first_loss: f32,
+    pub last_loss: f32,
+    pub tokens_per_s: f64,
+    pub adapter: PathBuf,
+}
+
+/// Trains the adapter and writes it to `<out>/adapter`. `on_step(step, total, loss)` drives a
+/// progress bar.
+pub fn run(cfg: &SftConfig, overwrite: bool, mut on_step: impl FnMut(u64, u64, f32)) -> Result<SftSummary, SftError> {
+    if cfg.batch_size == 0 || cfg.grad_accum_steps == 0 || cfg.batch_size % cfg.grad_accum_steps != 0 {
+        return Err(SftError::Invalid(format!("batch_size {} must be a positive multiple of grad_accum_steps {}", cfg.batch_size, cfg.grad_accum_steps)));
+    }
+    if cfg.out.exists() && !overwrite {
+        return Err(RunDirError::Exists(cfg.out.clone()).into());
+    }
+    let device = pick_device();
+    let mut model = CausalLm::load(&cfg.model, &device, default_dtype(&device))?;
+    let tokenizer = Tokenizer::load(&cfg.model)?;
+    let items: Vec<Item> = crate::io::read_jsonl(&cfg.data).map_err(|e| SftError::Data(e.to_string()))?;
+    let examples: Vec<Example> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let answer = item.answer.as_deref().ok_or_else(|| SftError::Data(format!("{}:{}: item `{}` has no `answer`; SFT needs reference answers", cfg.data.display(), i + 1, item.id)))?;
+            example(&tokenizer, &item.prompt, answer, cfg.max_seq_len)
+        })
+        .collect::<Result<_, _>>()?;
+    if examples.is_empty() {
+        return Err(SftError::Data(format!("{} has no items", cfg.data.display())));
+    }
+    let out = RunDir::open(&cfg.out, if overwrite { OpenMode::Overwrite } else { OpenMode::Fresh })?;
+    std::fs::write(cfg.out.join("sft_config.toml"), toml::to_string_pretty(cfg).expect("plain data")).map_err(|source| SftError::Io { path: cfg.out.join("sft_config.toml"), source })?;
+    let mut metrics = JsonlWriter::append(&out.metrics())?;
+
+    model.attach_lora(cfg.lora.to_model(), cfg.seed)?;
+    let mut opt = AdamW::new(model.named_trainable_vars(), AdamWConfig::default())?;
+    let steps_per_epoch = examples.len().div_ceil(cfg.batch_size) as u64;
+    let total = steps_per_epoch * cfg.epochs as u64;
+    let schedule = LrSchedule { peak: cfg.learning_rate, warmup_steps: cfg.warmup_steps, total_steps: total, min_ratio: 0.1, cosine: true };
+    let pad = tokenizer.special().pad.id;
+    let micro = cfg.batch_size / cfg.grad_accum_steps;
+    let (mut first_loss, mut last_loss, mut tokens) = (f32::NAN, f32::NAN, 0usize);
+    let started = Instant::now();
+    for epoch in 0..cfg.epochs {
+        let order = epoch_order(examples.len(), cfg.seed, epoch as u64, true);
+        for batch in order.chunks(cfg.batch_size) {
+            let step = opt.step_count() + 1;
+            let mut grads: Option<Grads> = None;
+            let mut loss_sum = 0f32;
+            for (m, mc) in batch.chunks(micro).enumerate() {
+                let exs: Vec<&Example> = mc.iter().map(|&i| &examples[i]).collect();
+                let lora = if cfg.lora.dropout > 0.0 { LoraMode::Train { seed: step_seed(cfg.seed, step, 3) ^ m as u64 } } else { LoraMode::On };
+                let loss = answer_loss(&model, &exs, pad, &device, lora)?;
+                let weighted = (loss * (mc.len() as f64 / batch.len() as f64))?;
+                loss_sum += weighted.to_scalar::<f32>()?;
+                tokens += exs.iter().map(|e| e.ids.len()).sum::<usize>();
+                let g = opt.grads_of(&weighted.backward()?);
+                match &mut grads {
+                    Some(acc) => acc.add(g)?,
+                    None => grads = Some(g),
+                }
+            }
+            let grads = grads.expect("a batch has at least one example");
+            let norm = grads.global_norm()?;
+            let lr = schedule.at(opt.step_count());
+            if loss_sum.is_finite() && norm.is_finite() {
+                opt.step(&grads, lr, clip_scale(norm, cfg.max_grad_norm))?;
+            } else {
+                tracing::warn!(step, "skipped an SFT step with a non-finite loss or gradient");
+            }
+            if first_loss.is_nan() {
+                first_loss = loss_sum;
+            }
+            last_loss = loss_sum;
+            metrics.write(&serde_json::json!({"step": step, "epoch": epoch, "loss": loss_sum, "lr": lr, "grad_norm": norm, "tokens_per_s": tokens as f64 / started.elapsed().as_secs_f64()}))?;
+            on_step(step, total, loss_sum);
+            if cfg.save_every > 0 && step % cfg.save_every == 0 {
+                model.save_adapter(&out.checkpoint(step).join("adapter"))?;
+            }
+        }
+    }
+    let adapter = cfg.out.join("adapter");
+    model.save_adapter(&adapter)?;
+    Ok(SftSummary { examples: examples.len(), optimizer_steps: opt.step_count(), first_loss, last_loss, tokens_per_s: tokens as f64 / started.elapsed().as_secs_f64(), adapter })
+}
+
+/// Mean negative log-likelihood of the answer tokens of right-padded examples.
+pub fn answer_loss(model: &CausalLm, exs: &[&Example], pad: u32, device: &Device, lora: LoraMode) -> Result<Tensor, SftError> {
+    let t = exs.iter().map(|e| e.ids.len()).max().unwrap_or(0);
+    if t < 2 {
+        return Err(SftError::Invalid("an example needs at least two tokens".into()));
+    }
+    let b = exs.len();
+    let mut ids = Vec::with_capacity(b * t);
+    let mut mask_rows = Vec::with_capacity(b);
+    let mut label_mask = Vec::with_capacity(b * (t - 1));
+    for e in exs {
+        let n = e.ids.len();
+        ids.extend(e.ids.iter().copied().chain(std::iter::repeat_n(pad, t - n)));
+        mask_rows.push([vec![1u8; n], vec![0u8; t - n]].concat());
+        // Target at column j is token j + 1: counted when it is an answer token.
+        label_mask.extend((1..t).map(|j| if j >= e.answer_start && j < n { 1f32 } else { 0f32 }));
+    }
+    let input = Tensor::from_vec(ids, (b, t), device)?;
+    let positions = position_ids_for(&mask_rows, device)?;
+    let mask = Tensor::from_vec(mask_rows.concat(), (b, t), device)?;
+    let logits = model.forward(&input, &positions, &mask, None, lora)?;
+    let lp = token_logprobs(&logits.narrow(1, 0, t - 1)?, &input.narrow(1, 1, t - 1)?, 1.0)?;
+    let labels = Tensor::from_vec(label_mask, (b, t - 1), device)?;
+    Ok(masked_mean(&lp, &labels)?.neg()?)
+}
+
+/// The final adapter of an SFT output folder.
+pub fn adapter_dir(out: &Path) -> PathBuf {
+    out.join("adapter")
+}
