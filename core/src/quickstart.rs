@@ -40,7 +40,7 @@ pub struct Quickstart {
 
 impl Default for Quickstart {
     fn default() -> Self {
-        Quickstart { out: "runs/quickstart".into(), data: "data".into(), sft_epochs: 2, ppo_steps: 30, ruleset: "medical-safety@1.0.0".into() }
+        Quickstart { out: "runs/quickstart".into(), data: "data".into(), sft_epochs: 4, ppo_steps: 60, ruleset: "medical-safety@1.0.0".into() }
     }
 }
 
@@ -66,6 +66,14 @@ pub fn ppo_config(q: &Quickstart, model: &Path, sft_adapter: &Path) -> TrainConf
     c.rules.ruleset = q.ruleset.clone();
     c.rules.registry = q.data.clone();
     c.data.prompts = q.data.join("rl/training_prompts.jsonl");
+    // Tuned for the tiny model on two CPU cores: more responses per step and a larger step than
+    // a real LoRA run (the defaults) would use.
+    c.rollout.prompts_per_step = 16;
+    c.ppo.ppo_epochs = 4;
+    c.ppo.learning_rate = 1e-3;
+    // The SFT answers run to ~300 tokens and the quickstart samples 96: nearly every response is
+    // cut, so a missing-EOS penalty would only teach the tiny policy to stop at once.
+    c.ppo.missing_eos_penalty = 0.0;
     c
 }
 
@@ -80,7 +88,7 @@ pub fn run(q: &Quickstart, registry: &Registry, overwrite: bool, mut say: impl F
     say("1/4 making the tiny model and its tokenizer");
     init_model(&InitOptions { preset: Preset::Tiny, seed: 0, dtype: WeightDtype::F32, corpus: shipped_corpus(&q.data) }, &model)?;
     say("2/4 SFT on the shipped corpus");
-    let sft_cfg = SftConfig { model: model.clone(), data: q.data.join("sets/sft.jsonl"), out: q.out.join("sft"), epochs: q.sft_epochs, ..SftConfig::default() };
+    let sft_cfg = SftConfig { model: model.clone(), data: q.data.join("sets/sft.jsonl"), out: q.out.join("sft"), epochs: q.sft_epochs, learning_rate: 1e-2, ..SftConfig::default() };
     let sft = crate::sft::run(&sft_cfg, false, |_, _, _| {})?;
     say("3/4 PPO with the rule set");
     let mut trainer = Trainer::start(ppo_config(q, &model, &sft.adapter), false)?;

@@ -8,6 +8,7 @@ mod model;
 mod governance;
 mod reproducible_build;
 mod shipped_rules;
+mod training;
 
 /// The `medrl` binary cargo built for these tests.
 pub const MEDRL: &str = env!("CARGO_BIN_EXE_medrl");

@@ -11,10 +11,10 @@ pub struct QuickstartArgs {
     #[arg(long, default_value = "runs/quickstart")]
     pub out: PathBuf,
     /// PPO steps.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 60)]
     pub steps: u64,
     /// SFT epochs.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 4)]
     pub sft_epochs: usize,
     /// Delete an earlier quickstart's outputs first.
     #[arg(long)]

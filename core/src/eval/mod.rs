@@ -23,11 +23,11 @@ use std::path::{Path, PathBuf};
 pub enum EvalError {
     #[error(transparent)]
     Predict(#[from] PredictError),
-    #[error("rule set: {0}")]
+    #[error(transparent)]
     Registry(#[from] RegistryError),
-    #[error("rule set: {0}")]
+    #[error(transparent)]
     Scorer(#[from] ScorerError),
-    #[error("audit log: {0}")]
+    #[error(transparent)]
     Audit(#[from] AuditError),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },

@@ -44,11 +44,11 @@ pub enum TrainError {
     Tokenizer(#[from] TokenizerError),
     #[error(transparent)]
     Rollout(#[from] RolloutError),
-    #[error("rule set: {0}")]
+    #[error(transparent)]
     Registry(#[from] RegistryError),
-    #[error("rule set: {0}")]
+    #[error(transparent)]
     Scorer(#[from] ScorerError),
-    #[error("audit log: {0}")]
+    #[error(transparent)]
     Audit(#[from] AuditError),
     #[error("tensor computation failed: {0}")]
     Tensor(#[from] candle_core::Error),
@@ -759,7 +759,9 @@ mod tests {
         let mut resumed = Trainer::resume(&dir.path().join("runs/resumed"), &[]).unwrap();
         assert_eq!(resumed.state.step, 2);
         resumed.run_steps(2).unwrap();
-        assert_eq!(resumed.adapter_tensors().unwrap(), straight.adapter_tensors().unwrap());
+        let trained = straight.adapter_tensors().unwrap();
+        assert!(trained.iter().any(|(k, v)| k.contains("lora_B") && v.iter().any(|x| *x != 0.0)), "the updates moved the adapter");
+        assert_eq!(resumed.adapter_tensors().unwrap(), trained);
         let csv = |name: &str| std::fs::read_to_string(dir.path().join("runs").join(name).join("rewards.csv")).unwrap();
         assert_eq!(csv("resumed"), csv("straight"));
         assert_eq!(csv("straight").lines().count(), 1 + 4 * 4);
@@ -790,6 +792,35 @@ mod tests {
         eprintln!("toy PPO: mean reward of steps 1-3 {first:.4}, of the last 3 {last:.4}");
         assert!(last > first + 0.1 && last > 2.0 * first, "mean reward {first:.4} → {last:.4}");
         assert!(reports.iter().all(|r| r.skipped_updates == 0 && r.kl_per_token.is_finite()));
+    }
+
+    /// The critic-free modes run over the same rollouts and rules: groups of 4 responses per prompt,
+    /// KL in the loss with k3 for GRPO, in the reward with k2 for RLOO, micro-batch accumulation.
+    #[test]
+    fn grpo_and_rloo_run_with_groups_and_accumulation() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, algorithm, placement, estimator) in [
+            ("grpo", Algorithm::Grpo, KlPlacement::Loss, crate::rl::KlEstimator::K3),
+            ("rloo", Algorithm::Rloo, KlPlacement::Reward, crate::rl::KlEstimator::K2),
+        ] {
+            let mut c = toy_config(dir.path(), name, 8, 2);
+            c.ppo.algorithm = algorithm;
+            c.rollout.prompts_per_step = 2;
+            c.rollout.group_size = 4;
+            c.ppo.mini_batch_size = 4;
+            c.ppo.grad_accum_steps = 2;
+            c.kl.placement = placement;
+            c.kl.estimator = estimator;
+            let mut t = Trainer::start(c, false).unwrap();
+            let reports = t.run(|_| {}).unwrap();
+            assert_eq!(reports.len(), 2);
+            assert!(reports.iter().all(|r| r.skipped_updates == 0 && r.kl_per_token.is_finite() && r.reward_mean.is_finite()), "{name}");
+            let metrics = std::fs::read_to_string(t.run.metrics()).unwrap();
+            let first: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
+            assert_eq!(first["responses"], 8, "{name}: 2 prompts × 4");
+            assert!(first["updates"].as_u64().unwrap() >= 1, "{name}: {first}");
+            assert!(t.run.final_dir().join("adapter/adapter_model.safetensors").exists());
+        }
     }
 
     #[test]
