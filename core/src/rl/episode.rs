@@ -7,7 +7,7 @@
 //! inputs sampling saw (implementation detail: "rescoring identical to sampling").
 
 use crate::model::{CausalLm, LoraMode, ModelError, position_ids_for};
-use crate::rl::logprobs::token_logprobs;
+use crate::rollout::token_logprobs;
 use crate::rl::value_head::ValueHead;
 use candle_core::{DType, Device, Tensor};
 

@@ -2,6 +2,9 @@
 //! losses, group advantages), the KL controllers, and the optimiser helpers the trainer loop calls in
 //! paper order (rollout, score, advantages, update epochs, metrics).
 //!
+//! Log-probabilities of chosen tokens come from [`crate::rollout::token_logprobs`], the function
+//! the sampler's parity test checks, so sampling and rescoring cannot define them differently.
+//!
 //! Everything here is a function of its arguments: no I/O, no global state, coefficients passed in.
 //! Per-token quantities of one response are `&[f32]` (GAE is a backward recurrence over a short
 //! sequence, cheapest on the host); quantities that carry gradients are candle tensors of shape
@@ -15,7 +18,6 @@ pub mod episode;
 pub mod group;
 pub mod kl;
 pub mod kl_controller;
-pub mod logprobs;
 pub mod losses;
 pub mod masked;
 pub mod optim;
@@ -34,7 +36,6 @@ pub use episode::{Episode, Packed, Scored, pack};
 pub use group::{grpo_advantages, rloo_advantages};
 pub use kl::{KlEstimator, KlPlacement, kl_per_token};
 pub use kl_controller::{KlController, KlControllerConfig};
-pub use logprobs::token_logprobs;
 pub use losses::{PolicyLoss, ValueLoss, approx_kl, entropy_from_logits, explained_variance, pg_loss, value_loss};
 pub use masked::{masked_mean, masked_sum};
 pub use optim::{AdamW, AdamWConfig, Grads, LrSchedule, clip_scale};

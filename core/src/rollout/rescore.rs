@@ -31,3 +31,43 @@ pub fn response_logprobs(model: &CausalLm, rollout: &Rollout, lora: LoraMode) ->
     let targets = rollout.tokens.narrow(1, p, r)?;
     Ok(token_logprobs(&logits, &targets, rollout.logprob_temperature)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    #[test]
+    fn by_hand() {
+        let d = Device::Cpu;
+        // logits [0, ln 3] → softmax [1/4, 3/4]; at T = 2: [0, ln3/2] → [1/(1+√3), √3/(1+√3)]
+        let logits = Tensor::new(&[[[0f32, 3f32.ln()]]], &d).unwrap();
+        let tok = Tensor::new(&[[1u32]], &d).unwrap();
+        let lp = token_logprobs(&logits, &tok, 1.0).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!((lp[0] - 0.75f32.ln()).abs() < 1e-6);
+        let lp2 = token_logprobs(&logits, &tok, 2.0).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let s3 = 3f32.sqrt();
+        assert!((lp2[0] - (s3 / (1.0 + s3)).ln()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn gradient_matches_finite_differences() {
+        let d = Device::Cpu;
+        let base = [0.3f32, -1.2, 2.0, 0.5, 0.1, -0.4];
+        let tok = Tensor::new(&[[2u32, 0]], &d).unwrap();
+        let f = |v: &[f32]| -> f32 {
+            let l = Tensor::from_slice(v, (1, 2, 3), &d).unwrap();
+            token_logprobs(&l, &tok, 0.7).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap()
+        };
+        let var = Var::from_tensor(&Tensor::from_slice(&base, (1, 2, 3), &d).unwrap()).unwrap();
+        let grads = token_logprobs(var.as_tensor(), &tok, 0.7).unwrap().sum_all().unwrap().backward().unwrap();
+        let g = grads.get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        for i in 0..base.len() {
+            let (mut hi, mut lo) = (base, base);
+            hi[i] += 1e-2;
+            lo[i] -= 1e-2;
+            let fd = (f(&hi) - f(&lo)) / 2e-2;
+            assert!((fd - g[i]).abs() < 1e-3, "coordinate {i}: finite difference {fd} vs autograd {}", g[i]);
+        }
+    }
+}

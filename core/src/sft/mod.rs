@@ -8,7 +8,7 @@ use crate::model::{CausalLm, LoraMode, Message, ModelError, Tokenizer, Tokenizer
 use crate::rl::checkpoint::step_seed;
 use crate::rl::config::LoraSettings;
 use crate::rl::cursor::epoch_order;
-use crate::rl::logprobs::token_logprobs;
+use crate::rollout::token_logprobs;
 use crate::rl::masked::masked_mean;
 use crate::rl::optim::{AdamW, AdamWConfig, Grads, LrSchedule, clip_scale};
 use crate::rl::run_dir::{JsonlWriter, OpenMode, RunDir, RunDirError};
