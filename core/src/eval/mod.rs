@@ -10,6 +10,8 @@
 //! - `risky_rate`: share of answers with a `risk` penalty above 0;
 //! - `verbosity_penalty`: mean `verbosity` penalty.
 
+pub mod scored;
+
 use crate::predict::{PredictError, PredictOptions, Predictor, read_prompts};
 use crate::reward::audit::AuditError;
 use crate::reward::{AuditLog, Decision, Registry, RegistryError, RuleSetScorer, Sandbox, ScorerError, VersionRef};
