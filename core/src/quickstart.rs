@@ -91,7 +91,7 @@ pub fn run(q: &Quickstart, registry: &Registry, overwrite: bool, mut say: impl F
     let sft_cfg = SftConfig { model: model.clone(), data: q.data.join("sets/sft.jsonl"), out: q.out.join("sft"), epochs: q.sft_epochs, learning_rate: 1e-2, ..SftConfig::default() };
     let sft = crate::sft::run(&sft_cfg, false, |_, _, _| {})?;
     say("3/4 PPO with the rule set");
-    let mut trainer = Trainer::start(ppo_config(q, &model, &sft.adapter), false)?;
+    let mut trainer = Trainer::start(ppo_config(q, &model, &sft.output), false)?;
     let ppo_run = trainer.run.root.clone();
     let ppo_reports = trainer.run(on_step)?;
     drop(trainer);
@@ -100,8 +100,8 @@ pub fn run(q: &Quickstart, registry: &Registry, overwrite: bool, mut say: impl F
     let plan = EvalPlan {
         model: model.clone(),
         variants: vec![
-            Variant { name: "sft".into(), merged: vec![sft.adapter.clone()], adapter: None },
-            Variant { name: "rl".into(), merged: vec![sft.adapter.clone()], adapter: Some(ppo_run.join("final/adapter")) },
+            Variant { name: "sft".into(), merged: vec![sft.output.clone()], adapter: None },
+            Variant { name: "rl".into(), merged: vec![sft.output.clone()], adapter: Some(ppo_run.join("final/adapter")) },
         ],
         sets: vec![("gold".into(), q.data.join("sets/gold.jsonl")), ("redteam".into(), q.data.join("sets/redteam.jsonl"))],
         ruleset: q.ruleset.clone(),

@@ -97,3 +97,37 @@ fn sft_writes_a_peft_adapter() {
         assert!(out.join(f).exists(), "{f} missing");
     }
 }
+
+#[test]
+fn full_sft_writes_a_model_folder_that_predict_and_train_use_as_a_base() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny(dir.path());
+    let data = dir.path().join("sft.jsonl");
+    let lines: String = std::fs::read_to_string(repo_root().join("data/sets/sft.jsonl")).unwrap().lines().take(8).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&data, lines).unwrap();
+    let out = dir.path().join("sft");
+    let r = medrl(MEDRL, &repo_root(), &["sft", "--full", "--model", &model, "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap(), "--epochs", "2", "--batch-size", "4", "--max-seq-len", "96", "--learning-rate", "1e-3"]).ok();
+    assert!(r.stdout.contains("SFT: 8 examples, 4 steps"), "{}", r.stdout);
+    assert!(r.stdout.contains(&format!("model: {}", out.join("model").display())), "{}", r.stdout);
+    // The loss goes down on the examples it sees again in the second epoch.
+    let losses: Vec<f64> = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap()).collect();
+    assert_eq!(losses.len(), 4);
+    assert!(losses[2] + losses[3] < losses[0] + losses[1], "{losses:?}");
+    for f in ["model/config.json", "model/model.safetensors", "model/tokenizer.json", "metrics.jsonl", "sft_config.toml"] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    assert!(!out.join("adapter").exists());
+    assert_ne!(std::fs::read(out.join("model/model.safetensors")).unwrap(), std::fs::read(Path::new(&model).join("model.safetensors")).unwrap());
+    // The fine-tuned folder is a model like any other: predict answers with it, RL starts from it.
+    let prompts = dir.path().join("prompts.jsonl");
+    let first: String = std::fs::read_to_string(&data).unwrap().lines().take(2).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&prompts, first).unwrap();
+    let answers = dir.path().join("answers.jsonl");
+    let full = out.join("model");
+    medrl(MEDRL, &repo_root(), &["predict", "--model", full.to_str().unwrap(), "--input", prompts.to_str().unwrap(), "--output", answers.to_str().unwrap(), "--max-new-tokens", "8"]).ok();
+    assert_eq!(std::fs::read_to_string(&answers).unwrap().lines().count(), 2);
+    let mut a = small_run(full.to_str().unwrap(), &dir.path().join("runs"));
+    a[a.iter().position(|s| s == "run.steps=2").unwrap()] = "run.steps=1".into();
+    let r = run(&a).ok();
+    assert!(r.stdout.contains("done: 1 steps, 0 skipped updates"), "{}", r.stdout);
+}

@@ -47,7 +47,7 @@ pub fn run(a: QuickstartArgs, g: &super::Globals) -> anyhow::Result<()> {
     let rewards: Vec<f64> = out.ppo_reports.iter().map(|r| r.reward_mean).collect();
     println!("quickstart done in {:.0} s", started.elapsed().as_secs_f64());
     println!("  model:        {}", out.model.display());
-    println!("  SFT adapter:  {} (loss {:.3} → {:.3})", out.sft.adapter.display(), out.sft.first_loss, out.sft.last_loss);
+    println!("  SFT adapter:  {} (loss {:.3} → {:.3})", out.sft.output.display(), out.sft.first_loss, out.sft.last_loss);
     println!("  PPO run:      {} ({} steps; mean reward first step {:+.3}, last step {:+.3})", out.ppo_run.display(), rewards.len(), rewards.first().copied().unwrap_or(0.0), rewards.last().copied().unwrap_or(0.0));
     println!("  RL adapter:   {}", out.ppo_run.join("final/adapter").display());
     println!("  rewards.csv:  {}", out.ppo_run.join("rewards.csv").display());

@@ -1,4 +1,4 @@
-//! `medrl sft`: supervised fine-tuning of a LoRA adapter on the SFT corpus.
+//! `medrl sft`: supervised fine-tuning on the SFT corpus, of a LoRA adapter or (`--full`) every weight.
 
 use crate::sft::SftConfig;
 use clap::Args;
@@ -13,12 +13,12 @@ pub struct SftArgs {
     /// SFT corpus: JSONL with `prompt` and `answer`.
     #[arg(long, default_value = "data/sets/sft.jsonl")]
     pub data: PathBuf,
-    /// Output folder; the adapter goes to <out>/adapter.
+    /// Output folder; the adapter goes to <out>/adapter, a fully fine-tuned model to <out>/model.
     #[arg(long, default_value = "runs/sft")]
     pub out: PathBuf,
-    /// LoRA fine-tuning (the only mode today; full fine-tuning is not built yet).
-    #[arg(long, default_value_t = true)]
-    pub lora: bool,
+    /// Full fine-tuning: train every weight and write a whole model folder instead of a LoRA adapter.
+    #[arg(long, conflicts_with = "lora_r")]
+    pub full: bool,
     #[arg(long)]
     pub epochs: Option<usize>,
     #[arg(long)]
@@ -39,7 +39,7 @@ pub struct SftArgs {
 }
 
 pub fn run(a: SftArgs) -> anyhow::Result<()> {
-    let mut cfg = SftConfig { model: a.model, data: a.data, out: a.out, ..SftConfig::default() };
+    let mut cfg = SftConfig { model: a.model, data: a.data, out: a.out, full: a.full, ..SftConfig::default() };
     if let Some(v) = a.epochs {
         cfg.epochs = v;
     }
@@ -71,13 +71,14 @@ pub fn run(a: SftArgs) -> anyhow::Result<()> {
     })?;
     bar.finish();
     println!(
-        "SFT: {} examples, {} steps, loss {:.3} → {:.3}, {:.0} tokens/s; adapter: {}",
+        "SFT: {} examples, {} steps, loss {:.3} → {:.3}, {:.0} tokens/s; {}: {}",
         summary.examples,
         summary.optimizer_steps,
         summary.first_loss,
         summary.last_loss,
         summary.tokens_per_s,
-        summary.adapter.display()
+        if summary.full { "model" } else { "adapter" },
+        summary.output.display()
     );
     Ok(())
 }

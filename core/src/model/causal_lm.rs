@@ -15,6 +15,7 @@ use super::config::ModelConfig;
 use super::decoder::Decoder;
 use super::error::{ModelError, Result};
 use super::frozen::FrozenLinear;
+use super::full::DenseLinear;
 use super::kv_cache::KvCache;
 use super::linear::Linear;
 use super::lora::{LoraConfig, LoraLayer, LoraMode};
@@ -28,6 +29,10 @@ pub struct CausalLm {
     pub model: Decoder,
     /// `lm_head.weight`, or the embedding when `tie_word_embeddings`.
     pub lm_head: FrozenLinear,
+    /// The trainable twin of the LM head under full fine-tuning ([`super::full`]); with tied
+    /// embeddings it shares the embedding's variable.
+    pub(crate) lm_head_full: Option<DenseLinear>,
+    tied_head: bool,
     cfg: ModelConfig,
     device: Device,
     dtype: DType,
@@ -56,7 +61,8 @@ impl CausalLm {
     /// Builds the model from an already opened checkpoint.
     pub fn from_weights(cfg: ModelConfig, w: &Weights, dir: &Path) -> Result<Self> {
         let model = Decoder::new(&cfg, w, "model")?;
-        let lm_head = if cfg.tie_word_embeddings && !w.contains("lm_head.weight") {
+        let tied_head = cfg.tie_word_embeddings && !w.contains("lm_head.weight");
+        let lm_head = if tied_head {
             FrozenLinear::new(model.embed_tokens.clone(), None)?
         } else {
             FrozenLinear::new(
@@ -72,6 +78,8 @@ impl CausalLm {
             dtype: w.dtype(),
             dir: dir.to_path_buf(),
             lora: None,
+            lm_head_full: None,
+            tied_head,
             cfg,
         })
     }
@@ -156,7 +164,11 @@ impl CausalLm {
 
     /// Logits `[b, t, vocab]` (f32) of hidden states from [`Self::forward_hidden`].
     pub fn lm_head(&self, hidden: &Tensor) -> Result<Tensor> {
-        Ok(self.lm_head.forward(hidden)?.to_dtype(DType::F32)?)
+        let logits = match &self.lm_head_full {
+            Some(head) => head.forward(hidden)?,
+            None => self.lm_head.forward(hidden)?,
+        };
+        Ok(logits.to_dtype(DType::F32)?)
     }
 
     /// Logits `[b, t, vocab]` (f32) at every position: the training and rescoring forward.
@@ -197,6 +209,11 @@ impl CausalLm {
             }
         }
         out
+    }
+
+    /// Whether the LM head is the embedding (`tie_word_embeddings` without an `lm_head.weight`).
+    pub(crate) fn head_is_tied(&self) -> bool {
+        self.tied_head
     }
 
     pub(crate) fn projections_mut(&mut self) -> Vec<(String, &mut Linear)> {

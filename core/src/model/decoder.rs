@@ -1,7 +1,7 @@
 //! The decoder trunk: token embedding, the stack of pre-norm decoder layers, the final norm.
 //! Field names are the checkpoint's tensor names (`model.layers.N.self_attn.q_proj.weight`…).
 
-use candle_core::Tensor;
+use candle_core::{Tensor, Var};
 
 use super::attention::Attention;
 use super::config::ModelConfig;
@@ -102,6 +102,8 @@ pub struct Decoder {
     pub layers: Vec<DecoderLayer>,
     pub norm: RmsNorm,
     rotary: Rotary,
+    /// The trainable twin of the embedding under full fine-tuning ([`super::full`]).
+    pub embed_full: Option<Var>,
 }
 
 impl Decoder {
@@ -124,6 +126,7 @@ impl Decoder {
                 cfg.rms_norm_eps,
             )?,
             rotary: Rotary::new(cfg, w.device())?,
+            embed_full: None,
         })
     }
 
@@ -139,10 +142,12 @@ impl Decoder {
     ) -> Result<Tensor> {
         let (b, t) = input_ids.dims2()?;
         // The embedding is frozen and not a Var, so index_select records no backward op.
-        let mut x = self
-            .embed_tokens
-            .index_select(&input_ids.flatten_all()?, 0)?
-            .reshape((b, t, ()))?;
+        let ids = input_ids.flatten_all()?;
+        let mut x = match &self.embed_full {
+            Some(e) => e.as_tensor().index_select(&ids, 0)?.to_dtype(self.embed_tokens.dtype())?,
+            None => self.embed_tokens.index_select(&ids, 0)?,
+        }
+        .reshape((b, t, ()))?;
         let angles = self.rotary.angles(position_ids)?;
         let past = cache.as_ref().map_or(0, |c| c.len());
         for (i, layer) in self.layers.iter().enumerate() {

@@ -75,6 +75,9 @@ pub enum ModelError {
     /// A LoRA configuration is invalid (rank 0, unknown target module…).
     #[error("invalid LoRA config: {0}")]
     InvalidLora(String),
+    /// Full fine-tuning was asked of a model it cannot apply to.
+    #[error("full fine-tuning: {0}")]
+    FullFineTune(String),
     /// An operation needs a LoRA adapter but none is attached.
     #[error("no LoRA adapter is attached; call attach_lora or load_adapter first")]
     NoAdapter,

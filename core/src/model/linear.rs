@@ -5,6 +5,7 @@ use candle_core::Tensor;
 
 use super::error::Result;
 use super::frozen::FrozenLinear;
+use super::full::DenseLinear;
 use super::lora::{LoraLayer, LoraMode};
 use super::weights::Weights;
 
@@ -15,6 +16,8 @@ pub struct Linear {
     pub base: FrozenLinear,
     /// The attached LoRA update, if any.
     pub lora: Option<LoraLayer>,
+    /// The trainable twin of the base under full fine-tuning ([`super::full`]); used instead of it.
+    pub full: Option<DenseLinear>,
 }
 
 impl Linear {
@@ -35,11 +38,15 @@ impl Linear {
         Ok(Linear {
             base: FrozenLinear::new(weight, bias)?,
             lora: None,
+            full: None,
         })
     }
 
     /// `x: [..., in]` → `[..., out]` in the base dtype.
     pub fn forward(&self, x: &Tensor, mode: LoraMode) -> Result<Tensor> {
+        if let Some(full) = &self.full {
+            return full.forward(x);
+        }
         let y = self.base.forward(x)?;
         match (&self.lora, mode) {
             (None, _) | (_, LoraMode::Off) => Ok(y),

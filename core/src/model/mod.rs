@@ -8,6 +8,7 @@
 //! - [`rotary`], [`mask`], [`norm`], [`attention`], [`mlp`], [`decoder`]: the architecture.
 //! - [`kv_cache`]: the preallocated KV cache for decoding.
 //! - [`lora`], [`linear`]: LoRA and the adaptable projection.
+//! - [`full`]: full fine-tuning (every weight a trainable twin of the frozen one).
 //! - [`peft`]: PEFT adapter files (load, save, merge).
 //! - [`causal_lm`]: [`CausalLm`], the API the sampler and trainer use.
 //! - [`tokenizer`], [`chat`]: `tokenizer.json`, special tokens, chat templates (minijinja).
@@ -24,6 +25,7 @@ pub mod decoder;
 pub mod digest;
 pub mod error;
 pub mod frozen;
+pub mod full;
 pub mod init;
 pub mod kv_cache;
 pub mod linear;

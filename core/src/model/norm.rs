@@ -2,7 +2,7 @@
 //!
 //! Built from differentiable tensor ops (candle-nn's fused `rms_norm` has no backward).
 
-use candle_core::{D, DType, Tensor};
+use candle_core::{D, DType, Tensor, Var};
 
 use super::error::Result;
 use super::frozen::FrozenScale;
@@ -13,6 +13,8 @@ use super::weights::Weights;
 pub struct RmsNorm {
     weight: FrozenScale,
     eps: f64,
+    /// The trainable twin of the weight under full fine-tuning ([`super::full`]).
+    full: Option<Var>,
 }
 
 impl RmsNorm {
@@ -21,7 +23,19 @@ impl RmsNorm {
         Ok(RmsNorm {
             weight: FrozenScale::new(w.get(&format!("{prefix}.weight"), &[dim])?)?,
             eps,
+            full: None,
         })
+    }
+
+    /// Gives the weight a trainable f32 twin (full fine-tuning).
+    pub(crate) fn unfreeze(&mut self) -> Result<()> {
+        self.full = Some(super::full::trainable_copy(self.weight())?);
+        Ok(())
+    }
+
+    /// The trainable twin, under full fine-tuning.
+    pub fn full(&self) -> Option<&Var> {
+        self.full.as_ref()
     }
 
     /// The frozen `[dim]` weight.
@@ -38,6 +52,9 @@ impl RmsNorm {
         let normed = xf
             .broadcast_div(&(var + self.eps)?.sqrt()?)?
             .to_dtype(dtype)?;
-        self.weight.forward(&normed)
+        match &self.full {
+            Some(w) => Ok(normed.to_dtype(DType::F32)?.broadcast_mul(w.as_tensor())?.to_dtype(dtype)?),
+            None => self.weight.forward(&normed),
+        }
     }
 }

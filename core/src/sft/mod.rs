@@ -1,7 +1,10 @@
-//! Supervised fine-tuning: a LoRA adapter trained on the SFT corpus (prompt → reference answer),
-//! with the loss on the answer tokens only, AdamW with warm-up and cosine decay, gradient
-//! accumulation and global-norm clipping; checkpoints and the final adapter in PEFT format. Its
-//! output is the SFT policy that RL starts from (merged into the base, so "adapter off" is SFT).
+//! Supervised fine-tuning on the SFT corpus (prompt → reference answer), with the loss on the
+//! answer tokens only, AdamW with warm-up and cosine decay, gradient accumulation and global-norm
+//! clipping. Two modes:
+//! - LoRA (default): checkpoints and the final adapter in PEFT format; RL merges it into the base,
+//!   so "adapter off" is the SFT policy;
+//! - full fine-tuning (`full = true`): every weight trained ([`crate::model::full`]); checkpoints
+//!   and the final model are Hugging Face model folders, which RL uses as its base.
 
 use crate::data::item::Item;
 use crate::model::{CausalLm, LoraMode, Message, ModelError, Tokenizer, TokenizerError, default_dtype, position_ids_for};
@@ -65,6 +68,8 @@ pub struct SftConfig {
     pub save_every: u64,
     /// Seed of the data order, LoRA init and dropout (default 0).
     pub seed: u64,
+    /// Train every weight instead of a LoRA adapter (default false); `lora` is then unused.
+    pub full: bool,
     /// The adapter (default: r 16, α 32, all linear layers, no dropout).
     pub lora: LoraSettings,
 }
@@ -84,6 +89,7 @@ impl Default for SftConfig {
             max_grad_norm: 1.0,
             save_every: 0,
             seed: 0,
+            full: false,
             lora: LoraSettings { r: 16, alpha: 32.0, ..LoraSettings::default() },
         }
     }
@@ -123,10 +129,13 @@ pub struct SftSummary {
     pub first_loss: f32,
     pub last_loss: f32,
     pub tokens_per_s: f64,
-    pub adapter: PathBuf,
+    /// Whether every weight was trained (then `output` is a model folder, else a PEFT adapter).
+    pub full: bool,
+    /// `<out>/adapter` (LoRA) or `<out>/model` (full fine-tuning).
+    pub output: PathBuf,
 }
 
-/// Trains the adapter and writes it to `<out>/adapter`. `on_step(step, total, loss)` drives a
+/// Trains the adapter (or, with `full`, every weight) and writes it to `<out>/adapter` (or `<out>/model`). `on_step(step, total, loss)` drives a
 /// progress bar.
 pub fn run(cfg: &SftConfig, overwrite: bool, mut on_step: impl FnMut(u64, u64, f32)) -> Result<SftSummary, SftError> {
     if cfg.batch_size == 0 || cfg.grad_accum_steps == 0 || cfg.batch_size % cfg.grad_accum_steps != 0 {
@@ -154,8 +163,19 @@ pub fn run(cfg: &SftConfig, overwrite: bool, mut on_step: impl FnMut(u64, u64, f
     std::fs::write(cfg.out.join("sft_config.toml"), toml::to_string_pretty(cfg).expect("plain data")).map_err(|source| SftError::Io { path: cfg.out.join("sft_config.toml"), source })?;
     let mut metrics = JsonlWriter::append(&out.metrics())?;
 
-    model.attach_lora(cfg.lora.to_model(), cfg.seed)?;
-    let mut opt = AdamW::new(model.named_trainable_vars(), AdamWConfig::default())?;
+    let vars = if cfg.full {
+        model.unfreeze_all()?;
+        model.named_full_vars()
+    } else {
+        model.attach_lora(cfg.lora.to_model(), cfg.seed)?;
+        model.named_trainable_vars()
+    };
+    let mut opt = AdamW::new(vars, AdamWConfig::default())?;
+    let save = |model: &CausalLm, dir: &Path| -> Result<PathBuf, SftError> {
+        let path = dir.join(if cfg.full { "model" } else { "adapter" });
+        if cfg.full { model.save_full(&path)? } else { model.save_adapter(&path)? }
+        Ok(path)
+    };
     let steps_per_epoch = examples.len().div_ceil(cfg.batch_size) as u64;
     let total = steps_per_epoch * cfg.epochs as u64;
     let schedule = LrSchedule { peak: cfg.learning_rate, warmup_steps: cfg.warmup_steps, total_steps: total, min_ratio: 0.1, cosine: true };
@@ -171,7 +191,7 @@ pub fn run(cfg: &SftConfig, overwrite: bool, mut on_step: impl FnMut(u64, u64, f
             let mut loss_sum = 0f32;
             for (m, mc) in batch.chunks(micro).enumerate() {
                 let exs: Vec<&Example> = mc.iter().map(|&i| &examples[i]).collect();
-                let lora = if cfg.lora.dropout > 0.0 { LoraMode::Train { seed: step_seed(cfg.seed, step, 3) ^ m as u64 } } else { LoraMode::On };
+                let lora = if cfg.lora.dropout > 0.0 && !cfg.full { LoraMode::Train { seed: step_seed(cfg.seed, step, 3) ^ m as u64 } } else { LoraMode::On };
                 let loss = answer_loss(&model, &exs, pad, &device, lora)?;
                 let weighted = (loss * (mc.len() as f64 / batch.len() as f64))?;
                 loss_sum += weighted.to_scalar::<f32>()?;
@@ -197,13 +217,12 @@ pub fn run(cfg: &SftConfig, overwrite: bool, mut on_step: impl FnMut(u64, u64, f
             metrics.write(&serde_json::json!({"step": step, "epoch": epoch, "loss": loss_sum, "lr": lr, "grad_norm": norm, "tokens_per_s": tokens as f64 / started.elapsed().as_secs_f64()}))?;
             on_step(step, total, loss_sum);
             if cfg.save_every > 0 && step % cfg.save_every == 0 {
-                model.save_adapter(&out.checkpoint(step).join("adapter"))?;
+                save(&model, &out.checkpoint(step))?;
             }
         }
     }
-    let adapter = cfg.out.join("adapter");
-    model.save_adapter(&adapter)?;
-    Ok(SftSummary { examples: examples.len(), optimizer_steps: opt.step_count(), first_loss, last_loss, tokens_per_s: tokens as f64 / started.elapsed().as_secs_f64(), adapter })
+    let output = save(&model, &cfg.out)?;
+    Ok(SftSummary { examples: examples.len(), optimizer_steps: opt.step_count(), first_loss, last_loss, tokens_per_s: tokens as f64 / started.elapsed().as_secs_f64(), full: cfg.full, output })
 }
 
 /// Mean negative log-likelihood of the answer tokens of right-padded examples.
