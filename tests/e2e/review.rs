@@ -129,7 +129,7 @@ fn fill(sheet: &str, cases: &[Case]) -> String {
         let mut row: Vec<String> = rec.unwrap().iter().map(str::to_string).collect();
         let (set, id) = (row[col("set")].clone(), row[col("sample_id")].clone());
         let i = (0..20).find(|&i| set_and_id(i) == (set.as_str(), id.clone())).unwrap();
-        for (k, name) in COLUMNS.iter().chain(&["overall_acceptable"]).enumerate() {
+        for (k, &name) in COLUMNS.iter().chain(&["overall_acceptable"]).enumerate() {
             row[col(name)] = cases[i].clinician[k].to_string();
         }
         if i == 0 {

@@ -159,8 +159,8 @@ pub fn point(rule: &str, direction: Direction, hits: &[Hit], params: &Value, lan
     let chosen: Vec<&Entry> = if by_code.is_empty() { entries.iter().copied().filter(|e| e.2.is_none()).collect() } else { by_code.into_iter().copied().collect() };
     let mut out: Vec<PointedParam> = Vec::new();
     for e in chosen {
-        for p in e.3 {
-            if !out.iter().any(|o| o.param == *p) {
+        for &p in e.3 {
+            if !out.iter().any(|o| o.param == p) {
                 out.extend(make(p, e.4));
             }
         }
