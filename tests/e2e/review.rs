@@ -195,7 +195,8 @@ fn review_round_trip_gives_the_hand_computed_agreement() {
     let filled = dir.path().join("filled.csv");
     std::fs::write(&filled, fill(&sheet, &cases)).unwrap();
     let out = dir.path().join("report");
-    let args = ["--registry", registry, "review", "ingest", filled.to_str().unwrap(), "--manifest", sheet_dir.join("review_manifest.json").to_str().unwrap(), "--out", out.to_str().unwrap()];
+    let manifest_path = sheet_dir.join("review_manifest.json");
+    let args = ["--registry", registry, "review", "ingest", filled.to_str().unwrap(), "--manifest", manifest_path.to_str().unwrap(), "--out", out.to_str().unwrap()];
     let run = medrl(MEDRL, dir.path(), &args).ok();
     assert!(run.stdout.contains("20 rows compared, 0 with problems"), "{}", run.stdout);
     let report: Value = serde_json::from_str(&std::fs::read_to_string(out.join("review_report.json")).unwrap()).unwrap();
@@ -234,19 +235,23 @@ fn review_round_trip_gives_the_hand_computed_agreement() {
     assert!(dose["keywords"].as_array().unwrap().contains(&json!(["布洛芬", 2])), "{dose:#}");
 
     assert_eq!(report["overall"]["all"], json!({"yes": 18, "no": 2, "na": 0, "not_reviewed": 0}));
-    assert_eq!(report["overall"]["rejected_top_reward"][0]["sample_id"], "g00");
+    // Both rejected answers are top rewards (i 0 and 2), listed in sheet order (rows reversed).
+    let rejected: Vec<&str> = report["overall"]["rejected_top_reward"].as_array().unwrap().iter().map(|r| r["sample_id"].as_str().unwrap()).collect();
+    assert_eq!(rejected, ["g02", "g00"]);
     check_golden(&std::fs::read_to_string(out.join("review_report.md")).unwrap(), &repo_root().join("tests/golden/review/review_report.md"));
 
     // A tampered row is reported and left out: the figures shrink by exactly that row.
     let tampered = std::fs::read_to_string(&filled).unwrap().replacen("第5个回答", "第五个回答", 1);
     std::fs::write(&filled, tampered).unwrap();
     let run = medrl(MEDRL, dir.path(), &args).ok();
-    assert!(run.stdout.contains("19 rows compared, 2 with problems"), "the altered row and its answer, now missing: {}", run.stdout);
+    assert!(run.stdout.contains("19 rows compared, 1 with problems"), "{}", run.stdout);
     let report: Value = serde_json::from_str(&std::fs::read_to_string(out.join("review_report.json")).unwrap()).unwrap();
     let problems: Vec<&str> = report["integrity"]["problems"].as_array().unwrap().iter().map(|p| p["problem"].as_str().unwrap()).collect();
-    assert_eq!(problems, ["answer text differs from the picked answer", "missing from the sheet"]);
-    // i = 5: chain TP, emergency FP, risk TN, verbosity TN.
+    assert_eq!(problems, ["answer text differs from the picked answer"]);
+    // i = 5 was a chain TP, an emergency FP, a risk TN and a verbosity TN.
+    assert_eq!(rule(&report, "chain")["confusion"], json!({"tp": 5, "tn": 8, "fp": 2, "fn": 3}));
     assert_eq!(rule(&report, "emergency")["confusion"], json!({"tp": 5, "tn": 2, "fp": 0, "fn": 1}));
+    assert_eq!(rule(&report, "risk")["confusion"], json!({"tp": 2, "tn": 14, "fp": 1, "fn": 2}));
 
     // A bad verdict fails with the line, the sample, the column and the allowed values.
     let bad = std::fs::read_to_string(&filled).unwrap().replacen(",NO,", ",nope,", 1);

@@ -44,14 +44,14 @@ pub enum Verdict {
 impl Verdict {
     pub const ALLOWED: &'static str = "yes, no, na (also y, n, n/a, 是, 否, 不适用; any case), or empty when not reviewed";
 
-    /// Parses one verdict cell: `Ok(None)` for an empty cell, `Err(())` for anything not allowed.
-    pub fn parse(cell: &str) -> Result<Option<Verdict>, ()> {
+    /// Parses one verdict cell: `Ok(None)` for an empty cell, an error for anything not allowed.
+    pub fn parse(cell: &str) -> Result<Option<Verdict>, NotAVerdict> {
         match cell.trim().to_lowercase().as_str() {
             "" => Ok(None),
             "yes" | "y" | "是" => Ok(Some(Verdict::Yes)),
             "no" | "n" | "否" => Ok(Some(Verdict::No)),
             "na" | "n/a" | "不适用" => Ok(Some(Verdict::Na)),
-            _ => Err(()),
+            _ => Err(NotAVerdict),
         }
     }
 
@@ -63,6 +63,10 @@ impl Verdict {
         }
     }
 }
+
+/// A cell that is none of the allowed verdicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotAVerdict;
 
 /// A cell outside its column's allowed values.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -152,7 +156,7 @@ pub fn parse_sheet(path: &Path, bytes: &[u8], manifest: &SheetManifest) -> Resul
         let (sample_id, set) = (cell("sample_id").trim().to_string(), cell("set").trim().to_string());
         let mut verdict = |column: &str| match Verdict::parse(&cell(column)) {
             Ok(v) => v,
-            Err(()) => {
+            Err(NotAVerdict) => {
                 bad.push(CellError { line, sample: format!("{set}/{sample_id}"), column: column.to_string(), value: cell(column) });
                 None
             }
@@ -314,8 +318,8 @@ mod tests {
         assert_eq!(Verdict::parse("N/A"), Ok(Some(Verdict::Na)));
         assert_eq!(Verdict::parse(" 否"), Ok(Some(Verdict::No)));
         assert_eq!(Verdict::parse("  "), Ok(None));
-        assert_eq!(Verdict::parse("maybe"), Err(()));
-        assert_eq!(Verdict::parse("yes!"), Err(()));
+        assert_eq!(Verdict::parse("maybe"), Err(NotAVerdict));
+        assert_eq!(Verdict::parse("yes!"), Err(NotAVerdict));
     }
 
     #[test]

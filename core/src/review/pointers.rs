@@ -115,6 +115,7 @@ fn strings(value: &Value, lang: Lang, out: &mut Vec<String>) {
 /// A parameter's current value in a line: numbers as they are, lists by their length.
 pub fn summarize(value: &Value, lang: Lang) -> String {
     match value {
+        Value::Array(items) if items.len() == 1 => "1 entry".to_string(),
         Value::Array(items) => format!("{} entries", items.len()),
         Value::Object(map) if is_per_language(map) => match map.get(lang_key(lang)) {
             Some(v) => format!("{}: {}", lang_key(lang), summarize(v, lang)),
@@ -232,5 +233,6 @@ mod tests {
         assert_eq!(summarize(&json!(0.6), Lang::Zh), "0.6");
         assert_eq!(summarize(&json!({"zh": ["a", "b"]}), Lang::Zh), "zh: 2 entries");
         assert_eq!(summarize(&json!({"zh": ["a"]}), Lang::En), "no `en` entry");
+        assert_eq!(summarize(&json!(["emergency"]), Lang::En), "1 entry");
     }
 }

@@ -322,17 +322,20 @@ pub fn build(
 }
 
 fn summarize_parameters(disagreements: &[Disagreement]) -> Vec<ParameterSummary> {
-    let mut by: BTreeMap<(Direction, String), ParameterSummary> = BTreeMap::new();
+    // Keyed by (direction, parameter); the value keeps the order of first appearance, which is
+    // the pointer table's order of priority, to break ties in the count.
+    let mut by: BTreeMap<(Direction, String), (usize, ParameterSummary)> = BTreeMap::new();
     for d in disagreements {
         for p in &d.parameters {
-            let s = by.entry((d.direction, p.param.clone())).or_insert_with(|| ParameterSummary {
+            let first_seen = by.len();
+            let (_, s) = by.entry((d.direction, p.param.clone())).or_insert_with(|| (first_seen, ParameterSummary {
                 direction: d.direction,
                 param: p.param.clone(),
                 current: p.current.clone(),
                 disagreements: 0,
                 keywords: Vec::new(),
                 why: p.why.to_string(),
-            });
+            }));
             s.disagreements += 1;
             for k in &p.keywords_in_answer {
                 match s.keywords.iter_mut().find(|(w, _)| w == k) {
@@ -342,9 +345,10 @@ fn summarize_parameters(disagreements: &[Disagreement]) -> Vec<ParameterSummary>
             }
         }
     }
-    let mut out: Vec<ParameterSummary> = by.into_values().collect();
+    let mut ranked: Vec<(usize, ParameterSummary)> = by.into_values().collect();
     // Per direction, the parameters most disagreements point at first.
-    out.sort_by(|a, b| a.direction.cmp(&b.direction).then(b.disagreements.cmp(&a.disagreements)).then(a.param.cmp(&b.param)));
+    ranked.sort_by(|(fa, a), (fb, b)| a.direction.cmp(&b.direction).then(b.disagreements.cmp(&a.disagreements)).then(fa.cmp(fb)));
+    let mut out: Vec<ParameterSummary> = ranked.into_iter().map(|(_, s)| s).collect();
     for s in &mut out {
         s.keywords.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     }
