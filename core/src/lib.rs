@@ -10,6 +10,8 @@
 //! - [`rl`]: the RL math (GAE, whitening, KL estimators and controller, PPO losses, group advantages, AdamW).
 //! - [`sft`]: supervised fine-tuning of a LoRA adapter on the SFT corpus.
 //! - [`eval`]: SFT vs RL with the same rules on the gold and red-team sets.
+//! - [`review`]: clinician review sheets out (stratified sample, CSV and HTML) and verdicts in
+//!   (agreement with each rule, the rule parameters the disagreements point at).
 //! - [`quickstart`]: the whole pipeline on the shipped defaults (`medrl quickstart`).
 //! - [`cli`]: the `medrl` command line (parsing and printing only).
 
@@ -21,6 +23,7 @@ pub mod io;
 pub mod model;
 pub mod predict;
 pub mod quickstart;
+pub mod review;
 pub mod reward;
 pub mod rollout;
 pub mod rl;

@@ -7,6 +7,7 @@ mod data;
 mod model;
 mod governance;
 mod reproducible_build;
+mod review;
 mod shipped_rules;
 mod training;
 

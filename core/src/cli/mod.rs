@@ -11,6 +11,7 @@ mod keys;
 mod rules;
 mod eval;
 mod quickstart;
+mod review;
 mod sft;
 mod train;
 
@@ -74,6 +75,9 @@ enum Command {
     Eval(eval::EvalArgs),
     /// The whole pipeline on the shipped defaults: tiny model, SFT, PPO, evaluation.
     Quickstart(quickstart::QuickstartArgs),
+    /// Clinician review sheets: sample answers for a spot check, ingest the filled sheet.
+    #[command(subcommand)]
+    Review(review::ReviewCommand),
 }
 
 /// Default trust-state file when a keyring is configured and no `--trust-state` is given.
@@ -121,6 +125,7 @@ pub fn main() -> ExitCode {
         Command::Train(args) => train::run(args, &globals),
         Command::Eval(args) => eval::run(args, &globals),
         Command::Quickstart(args) => quickstart::run(args, &globals),
+        Command::Review(cmd) => review::run(cmd, &globals),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
