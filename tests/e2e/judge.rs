@@ -81,7 +81,7 @@ fn samples(dir: &Path) -> (PathBuf, Vec<Value>) {
 }
 
 fn score_json(registry: &Path, ruleset: &str, input: &Path, audit: &Path) -> Vec<Value> {
-    let run = medrl(MEDRL, registry, &["--registry", s(registry), "rules", "score", ruleset, "--input", s(input), "--json", "--audit-log", s(audit)]).ok();
+    let run = medrl(MEDRL, registry, &["--registry", s(registry), "rules", "score", "--ruleset", ruleset, "--input", s(input), "--json", "--audit-log", s(audit)]).ok();
     run.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
@@ -211,7 +211,7 @@ fn a_changed_library_is_refused_before_it_is_loaded() {
     for changed in [appended, flipped] {
         std::fs::write(&installed, &changed).unwrap();
         let actual = medrl::reward::hash::sha256_hex(&changed);
-        let run = medrl(MEDRL, registry.path(), &["--registry", s(registry.path()), "rules", "score", "judged@1.0.0", "--input", s(&input), "--audit-log", s(&audit)]).failed();
+        let run = medrl(MEDRL, registry.path(), &["--registry", s(registry.path()), "rules", "score", "--ruleset", "judged@1.0.0", "--input", s(&input), "--audit-log", s(&audit)]).failed();
         assert!(run.stderr.contains(s(&installed)) && run.stderr.contains(&pinned) && run.stderr.contains(&actual), "{}", run.stderr);
         let verify = medrl(MEDRL, registry.path(), &["--registry", s(registry.path()), "rules", "verify", "judged@1.0.0"]).failed();
         assert!(verify.stdout.contains(&actual), "{}", verify.stdout);
@@ -242,7 +242,7 @@ fn a_plugin_of_another_abi_version_is_refused_naming_both_versions() {
     let library = built_library(OTHER_ABI_CRATE);
     publish_judged(registry.path(), &library, "future-judge", "future", "1.0.0", "weight = 0.2\non_error = \"zero\"");
     let (input, _) = samples(work.path());
-    let run = medrl(MEDRL, registry.path(), &["--registry", s(registry.path()), "rules", "score", "future@1.0.0", "--input", s(&input), "--audit-log", s(&work.path().join("a.jsonl"))]).failed();
+    let run = medrl(MEDRL, registry.path(), &["--registry", s(registry.path()), "rules", "score", "--ruleset", "future@1.0.0", "--input", s(&input), "--audit-log", s(&work.path().join("a.jsonl"))]).failed();
     assert!(
         run.stderr.contains("is a plugin for ABI medrl-judge/2, but this medrl supports medrl-judge/1") && run.stderr.contains("libmedrl_judge_abi_fixture"),
         "{}",

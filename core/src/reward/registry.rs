@@ -203,11 +203,15 @@ impl Registry {
         if let Some(judge) = judge {
             let path = self.plugin_dir(&judge.id, &judge.version).join(&judge.library.file);
             let bytes = std::fs::read(&path).map_err(RegistryError::io(&path))?;
-            let rel = path.strip_prefix(&self.root).unwrap_or(&path);
-            files.push(FileEntry { path: rel.to_string_lossy().replace('\\', "/"), sha256: sha256_hex(&bytes), size: bytes.len() as u64 });
+            files.push(self.library_file_entry(&path, &sha256_hex(&bytes), bytes.len() as u64));
             files.sort_by(|a, b| a.path.cmp(&b.path));
         }
         Ok(files)
+    }
+
+    fn library_file_entry(&self, path: &Path, sha256: &str, size: u64) -> FileEntry {
+        let rel = path.strip_prefix(&self.root).unwrap_or(path);
+        FileEntry { path: rel.to_string_lossy().replace('\\', "/"), sha256: sha256.to_string(), size }
     }
 
     /// Names under `rules/` or `rulesets/`, sorted.
@@ -354,7 +358,12 @@ impl Registry {
         }
         let judge = manifest.judge.as_ref().map(|entry| self.load_judge(entry, &path)).transpose()?;
         // The declared file list must be exactly the files of the rules (and judge) it uses.
-        let actual = self.ruleset_files(&rules, manifest.judge.as_ref())?;
+        let mut actual = self.file_entries(&rules)?;
+        if let Some(j) = &judge {
+            // Just hashed by load_judge: not read a second time.
+            actual.push(self.library_file_entry(&j.path, &j.entry.library.sha256, j.library.len() as u64));
+            actual.sort_by(|a, b| a.path.cmp(&b.path));
+        }
         if actual != manifest.files {
             let declared: Vec<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
             let found: Vec<&str> = actual.iter().map(|f| f.path.as_str()).collect();
