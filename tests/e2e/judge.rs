@@ -104,6 +104,10 @@ fn the_judge_loads_by_hash_and_scores_its_sampled_share_with_the_tiny_model() {
     assert!(manifest["files"].as_array().unwrap().iter().any(|f| f["path"] == listed.as_str() && f["sha256"] == sha.as_str()), "{}", manifest["files"]);
     let verify = medrl(MEDRL, registry.path(), &["--registry", s(registry.path()), "rules", "verify", "judged@1.0.0"]).ok();
     assert!(verify.stdout.contains("judge llm-judge@0.1.0") && verify.stdout.contains("not sandboxed"), "{}", verify.stdout);
+    let inspect = medrl(MEDRL, registry.path(), &["--registry", s(registry.path()), "rules", "inspect", "judged@1.0.0", "--json"]).ok();
+    let inspected: Value = serde_json::from_str(&inspect.stdout).unwrap();
+    assert_eq!(inspected["judge"]["library"]["sha256"], sha.as_str());
+    assert_eq!((inspected["judge"]["share"].as_f64(), inspected["judge"]["on_error"].as_str()), (Some(0.5), Some("zero")));
 
     let (input, rows) = samples(work.path());
     let audit = work.path().join("audit.jsonl");
