@@ -6,9 +6,13 @@
 //!   sentence splitting, n-gram repetition).
 //! - [`vectors`]: golden test vectors and how an output is checked against one, used by the
 //!   rule crates' native tests and by the host's `medrl rules test` alike.
+//! - [`plugin`] and [`export_judge!`]: the `medrl-judge/1` C ABI of native judge plugins.
 
 pub mod abi;
 pub mod guest;
+// Native only: rule modules (wasm32) never see the plugin ABI, so their bytes do not depend on it.
+#[cfg(not(target_arch = "wasm32"))]
+pub mod plugin;
 pub mod text;
 pub mod vectors;
 

@@ -6,6 +6,7 @@ mod bad_input;
 mod data;
 mod model;
 mod governance;
+mod judge;
 mod reproducible_build;
 mod review;
 mod shipped_rules;

@@ -307,7 +307,8 @@ fn score(reference: &str, input: &std::path::Path, json: bool, audit_log: &std::
             println!("{}", serde_json::to_string(s)?);
         }
     } else {
-        let ids: Vec<&str> = scorer.rules.iter().map(|r| r.manifest.id.as_str()).collect();
+        // With a judge, its column comes last, as its result does.
+        let ids: Vec<&str> = scorer.rules.iter().map(|r| r.manifest.id.as_str()).chain(scorer.judge.as_ref().map(|j| j.entry.id.as_str())).collect();
         println!("rule set {} (revision {}, sha256 {})", scorer.ruleset.manifest.reference(), scorer.ruleset.manifest.revision, scorer.ruleset.sha256);
         print!("{:<24} {:>8}", "sample", "reward");
         for id in &ids {

@@ -7,7 +7,10 @@
 //! "hash": sha256 of the canonical JSON of the record without "hash"}`. `event.kind` is
 //! `ruleset_loaded` (rule set id, version, revision, sha256; signers; rollback) or `evaluation`
 //! (rule set, rule id, version, manifest, module and params sha256; engine version; sample id;
-//! input sha256; outcome, output and its sha256, error, decision; fuel used; elapsed µs).
+//! input sha256; outcome, output and its sha256, error, decision; fuel used; elapsed µs) or
+//! `judge_evaluation` (the same for a judge plugin on a sample of its share, with the plugin's
+//! id, version, ABI and library sha256 in place of the rule's, and `sandboxed: false`: the
+//! judge is native code, trusted by its pin, not confined by the sandbox).
 //!
 //! The medical text never enters the log. The exact input bytes of each evaluation go to a
 //! separate samples file beside it (`<log stem>.samples.jsonl`, one encoded sample per line,
@@ -119,6 +122,44 @@ pub struct EvaluationEvent {
     pub elapsed_us: u64,
 }
 
+/// The judge plugin an evaluation ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginRef {
+    pub id: String,
+    pub version: semver::Version,
+    /// The ABI the plugin declared (`medrl-judge/1`).
+    pub abi: String,
+    /// sha256 of the library bytes that were loaded (the rule set's pin).
+    pub library_sha256: String,
+    /// sha256 of the canonical JSON of the params it was created with.
+    pub params_sha256: String,
+}
+
+/// The judge plugin on one sample of its share.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JudgeEvaluationEvent {
+    pub ruleset: RuleSetRef,
+    pub plugin: PluginRef,
+    /// Always `false`: a native plugin runs in the host process with its rights.
+    pub sandboxed: bool,
+    pub sample_id: String,
+    /// sha256 of the exact bytes passed to the plugin's `score`.
+    pub input_sha256: String,
+    /// The samples file holding those bytes, relative to the log's folder.
+    pub samples: String,
+    pub outcome: OutcomeKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<RuleOutput>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub decision: Decision,
+    pub elapsed_us: u64,
+}
+
 /// What a record is about. Evaluations are nearly every record, so the larger variant is not boxed.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -126,6 +167,7 @@ pub struct EvaluationEvent {
 pub enum AuditEvent {
     RulesetLoaded(LoadEvent),
     Evaluation(EvaluationEvent),
+    JudgeEvaluation(JudgeEvaluationEvent),
 }
 
 /// One line of the log.
@@ -223,6 +265,8 @@ impl AuditLog {
     }
 
     /// Records every evaluation of a scored batch: `scores[i]` is `samples[i]` scored by `scorer`.
+    /// With a judge, also one `judge_evaluation` per sample of its share (none for the others:
+    /// the plugin was not called).
     pub fn record_scores(&self, scorer: &RuleSetScorer, samples: &[Sample], scores: &[SampleScore]) -> Result<Appended, AuditError> {
         let ruleset = ruleset_ref(&scorer.ruleset.manifest, &scorer.ruleset.sha256);
         let rules: Vec<RuleRef> = scorer
@@ -254,6 +298,31 @@ impl AuditLog {
                     &result.evaluation,
                     result.decision,
                 )));
+            }
+            if let (Some(judge), Some(result)) = (&scorer.judge, score.judge_result())
+                && judge.selects(&sample.id)
+            {
+                let eval = &result.evaluation;
+                events.push(AuditEvent::JudgeEvaluation(JudgeEvaluationEvent {
+                    ruleset: ruleset.clone(),
+                    plugin: PluginRef {
+                        id: judge.entry.id.clone(),
+                        version: judge.entry.version.clone(),
+                        abi: judge.plugin.abi.clone(),
+                        library_sha256: judge.plugin.library_sha256.clone(),
+                        params_sha256: judge.params_sha256.clone(),
+                    },
+                    sandboxed: false,
+                    sample_id: sample.id.clone(),
+                    input_sha256: score.sample_sha256.clone(),
+                    samples: samples_name.clone(),
+                    outcome: eval.outcome,
+                    output_sha256: eval.output.as_ref().map(output_sha256),
+                    output: eval.output.clone(),
+                    error: eval.error.clone(),
+                    decision: result.decision,
+                    elapsed_us: eval.elapsed_us,
+                }));
             }
         }
         self.append(events, inputs)
@@ -427,7 +496,7 @@ pub fn verify_chain(path: &Path, expect_head: Option<&str>) -> Result<(ChainRepo
         report.records = n;
         report.head = record.hash.clone();
         match record.event {
-            AuditEvent::Evaluation(_) => report.evaluations += 1,
+            AuditEvent::Evaluation(_) | AuditEvent::JudgeEvaluation(_) => report.evaluations += 1,
             AuditEvent::RulesetLoaded(_) => report.loads += 1,
         }
         records.push(record);

@@ -68,6 +68,9 @@ pub struct Inspection {
     pub signatures: Vec<SignatureInfo>,
     pub aggregation: Aggregation,
     pub rules: Vec<InspectedRule>,
+    /// The LLM judge (a native plugin, not sandboxed) with its library pin; absent without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub judge: Option<super::ruleset::JudgeEntry>,
     pub files: Vec<FileEntry>,
 }
 
@@ -151,6 +154,7 @@ impl Inspection {
             signatures,
             aggregation: m.aggregation.clone(),
             rules,
+            judge: m.judge.clone(),
             files: m.files.clone(),
         })
     }

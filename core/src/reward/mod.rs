@@ -1,6 +1,7 @@
 //! Rewards from rules: the wasmtime sandbox, rule and rule-set manifests, the on-disk registry,
 //! aggregation, batch scoring, and the authoring workflow (scaffold, build, publish); and their
 //! governance: signatures and trust, the hash-chained audit log, replay, and the auditor's reports.
+//! The LLM judge, a native plugin pinned by its rule set but not sandboxed, loads in [`plugin`].
 
 pub mod aggregate;
 pub mod audit;
@@ -12,6 +13,7 @@ pub mod inspect;
 pub mod limits;
 pub mod manifest;
 pub mod outcome;
+pub mod plugin;
 pub mod publish;
 pub mod registry;
 pub mod replay;
@@ -28,8 +30,9 @@ pub use aggregate::Reward;
 pub use limits::SandboxLimits;
 pub use manifest::{RuleKind, RuleManifest};
 pub use outcome::{Decision, Evaluation, OnError, OutcomeKind};
-pub use registry::{AcceptedRuleSet, Registry, RegistryError, VerifiedRule, VerifiedRuleSet};
-pub use ruleset::{RuleSetManifest, VersionRef};
+pub use plugin::{JudgePlugin, LoadedJudge, PluginError};
+pub use registry::{AcceptedRuleSet, Registry, RegistryError, VerifiedJudge, VerifiedRule, VerifiedRuleSet};
+pub use ruleset::{JudgeEntry, RuleSetManifest, VersionRef};
 pub use sandbox::{CompiledRule, ModuleError, Sandbox};
 pub use scorer::{LoadedRule, RuleSetScorer, SampleScore, ScorerError};
 pub use trust::{Keyring, TrustPolicy};

@@ -1,12 +1,15 @@
 //! Publishing a rule-set version from a small TOML spec: rules by `id@version` with weights and
 //! parameter overrides, the aggregation, and approvals. The manifest hashes, file list,
-//! revision and previous-revision link are computed, never written by hand.
+//! revision and previous-revision link are computed, never written by hand. An optional
+//! `[judge]` table names a judge plugin already copied into `plugins/<id>/<version>/`; its
+//! library's sha256 and size are computed and pinned like the rules' files.
 //!
 //! `create_ruleset` publishes the version the spec names; `bump_ruleset` publishes the next
 //! version after the latest one (major, minor or patch), refusing a bump that changes nothing.
 
 use super::registry::{RULESET_MANIFEST, Registry, RegistryError, check_weight_sign, read_json};
-use super::ruleset::{Aggregation, Approval, PreviousRevision, RuleEntry, RuleSetManifest, VersionRef};
+use super::outcome::OnError;
+use super::ruleset::{Aggregation, Approval, JudgeEntry, PinnedLibrary, PreviousRevision, RuleEntry, RuleSetManifest, VersionRef, default_judge_share};
 use super::manifest::valid_id;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -22,6 +25,24 @@ pub struct SpecRule {
     pub params: serde_json::Map<String, serde_json::Value>,
 }
 
+/// The judge in a spec: like [`JudgeEntry`] without the library's hash and size.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpecJudge {
+    pub id: String,
+    pub version: semver::Version,
+    /// File name of the library in `plugins/<id>/<version>/` of the registry.
+    pub library: String,
+    pub weight: f64,
+    #[serde(default = "default_judge_share")]
+    pub share: f64,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub params: serde_json::Map<String, serde_json::Value>,
+    pub on_error: OnError,
+}
+
 /// The TOML a rule-set author writes.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,6 +54,8 @@ pub struct RuleSetSpec {
     #[serde(default)]
     pub description: String,
     pub rules: Vec<SpecRule>,
+    #[serde(default)]
+    pub judge: Option<SpecJudge>,
     pub aggregation: Aggregation,
     #[serde(default)]
     pub approvals: Vec<Approval>,
@@ -149,7 +172,15 @@ pub fn bump_ruleset(registry: &Registry, spec: &RuleSetSpec, part: BumpPart, spe
     let (old, _) = read_json::<RuleSetManifest>(&registry.ruleset_dir(&spec.name, &latest).join(RULESET_MANIFEST), "rule set manifest")?;
     let same_rules = old.rules.len() == spec.rules.len()
         && old.rules.iter().zip(&spec.rules).all(|(o, s)| o.id == s.id && o.version == s.version && o.weight == s.weight && o.params == s.params);
-    if same_rules && old.aggregation == spec.aggregation && old.description == spec.description {
+    let same_judge = match (&old.judge, &spec.judge) {
+        (None, None) => true,
+        (Some(o), Some(s)) => {
+            o.id == s.id && o.version == s.version && o.library.file == s.library && o.weight == s.weight && o.share == s.share
+                && o.seed == s.seed && o.params == s.params && o.on_error == s.on_error
+        }
+        _ => false,
+    };
+    if same_rules && same_judge && old.aggregation == spec.aggregation && old.description == spec.description {
         return Err(PublishError::NoChange { path: spec_path.into(), latest: old.reference() });
     }
     publish(registry, spec, &next, spec_path, created_at)
@@ -174,6 +205,26 @@ fn publish(registry: &Registry, spec: &RuleSetSpec, version: &semver::Version, s
         });
         rules.push(rule);
     }
+    let judge = match &spec.judge {
+        None => None,
+        Some(j) => {
+            let path = registry.plugin_dir(&j.id, &j.version).join(&j.library);
+            let bytes = std::fs::read(&path).map_err(|source| PublishError::Io { path: path.clone(), source })?;
+            let entry = JudgeEntry {
+                id: j.id.clone(),
+                version: j.version.clone(),
+                library: PinnedLibrary { file: j.library.clone(), sha256: crate::reward::hash::sha256_hex(&bytes), size: bytes.len() as u64 },
+                weight: j.weight,
+                share: j.share,
+                seed: j.seed,
+                params: j.params.clone(),
+                on_error: j.on_error,
+            };
+            // The same checks a load makes (weight, share, the plugin folder holds only the library).
+            registry.load_judge(&entry, spec_path)?;
+            Some(entry)
+        }
+    };
     // The chain: the highest revision so far of this name, whatever its version.
     let mut previous: Option<PreviousRevision> = None;
     for version in registry.versions("rulesets", &spec.name) {
@@ -191,7 +242,8 @@ fn publish(registry: &Registry, spec: &RuleSetSpec, version: &semver::Version, s
         description: spec.description.clone(),
         rules: entries,
         aggregation: spec.aggregation.clone(),
-        files: registry.file_entries(&rules)?,
+        files: registry.ruleset_files(&rules, judge.as_ref())?,
+        judge,
         previous,
         approvals: spec.approvals.clone(),
     };

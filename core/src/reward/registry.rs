@@ -5,13 +5,16 @@
 //! each rule manifest against the rule set's pin, and that no folder holds an extra or lacks a
 //! file. A tampered registry is refused here, before any rule runs.
 //!
+//! A rule set with an LLM judge also pins its native library, `plugins/<id>/<version>/<file>`
+//! (sha256 and size, in the judge entry and in `files`), checked here like a rule module.
+//!
 //! A registry carries a [`TrustPolicy`]: with a keyring, every rule-set load also checks the
 //! detached signatures beside `ruleset.json`, and [`Registry::accept_ruleset`] (the scoring
 //! path) refuses a revision lower than the last accepted one.
 
 use super::hash::{canonical_json, sha256_hex};
 use super::manifest::{RuleKind, RuleManifest};
-use super::ruleset::{FileEntry, RuleSetManifest, VersionRef};
+use super::ruleset::{FileEntry, JudgeEntry, RuleSetManifest, VersionRef};
 use super::trust::{RevisionCheck, Signer, TrustError, TrustPolicy, check_and_record_revision, verify_signatures};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,6 +23,8 @@ pub const RULE_MANIFEST: &str = "rule.json";
 pub const RULE_MODULE: &str = "rule.wasm";
 pub const RULE_VECTORS: &str = "vectors.jsonl";
 pub const RULESET_MANIFEST: &str = "ruleset.json";
+/// Native plugins: `plugins/<id>/<version>/<library file>` under the registry root.
+pub const PLUGINS_DIR: &str = "plugins";
 
 /// What is wrong with the registry, naming the file and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +88,18 @@ impl VerifiedRule {
     }
 }
 
+/// A judge plugin whose library matches the rule set's pin.
+#[derive(Debug, Clone)]
+pub struct VerifiedJudge {
+    pub entry: JudgeEntry,
+    /// The library's bytes, as hashed: the loader loads exactly these (`reward::plugin`).
+    pub library: Vec<u8>,
+    /// Where the library lies in the registry (for messages).
+    pub path: PathBuf,
+    /// The registry root, where the plugin resolves relative paths of its params.
+    pub registry_root: PathBuf,
+}
+
 /// A rule set whose manifest, rules and files all verify.
 #[derive(Debug, Clone)]
 pub struct VerifiedRuleSet {
@@ -91,6 +108,8 @@ pub struct VerifiedRuleSet {
     pub sha256: String,
     /// In the order of `manifest.rules`.
     pub rules: Vec<VerifiedRule>,
+    /// The judge, when `manifest.judge` names one.
+    pub judge: Option<VerifiedJudge>,
 }
 
 /// A rule set accepted for scoring: verified, its signers (when a keyring is configured), and
@@ -139,6 +158,60 @@ impl Registry {
 
     pub fn ruleset_dir(&self, name: &str, version: &semver::Version) -> PathBuf {
         self.root.join("rulesets").join(name).join(version.to_string())
+    }
+
+    pub fn plugin_dir(&self, id: &str, version: &semver::Version) -> PathBuf {
+        self.root.join(PLUGINS_DIR).join(id).join(version.to_string())
+    }
+
+    /// Reads a judge's library and checks it against the entry's pin (size, then sha256) and
+    /// that its folder holds nothing else; checks the entry's weight and share. `pinned_by`
+    /// is the `ruleset.json` (or spec) that names the judge.
+    pub fn load_judge(&self, entry: &JudgeEntry, pinned_by: &Path) -> Result<VerifiedJudge, RegistryError> {
+        let inconsistent = |msg: String| RegistryError::Inconsistent { path: pinned_by.to_path_buf(), msg };
+        if !(entry.weight.is_finite() && entry.weight >= 0.0) {
+            return Err(inconsistent(format!("judge `{}` has weight {}; it is counted as a score and needs a weight >= 0", entry.id, entry.weight)));
+        }
+        if !(0.0..=1.0).contains(&entry.share) {
+            return Err(inconsistent(format!("judge `{}` has share {}; the share of judged samples is in [0, 1] (0.1 = 10 %)", entry.id, entry.share)));
+        }
+        let file = Path::new(&entry.library.file);
+        if file.components().count() != 1 || file.file_name().is_none() {
+            return Err(inconsistent(format!("judge library `{}` must be a file name inside {}", entry.library.file, self.plugin_dir(&entry.id, &entry.version).display())));
+        }
+        let dir = self.plugin_dir(&entry.id, &entry.version);
+        let owner = format!("{}", pinned_by.display());
+        expect_exact_files(&dir, &[entry.library.file.as_str()], &owner)?;
+        let path = dir.join(&entry.library.file);
+        let library = std::fs::read(&path).map_err(RegistryError::io(&path))?;
+        // The hash first, so that any change to the library (one appended byte too) is reported
+        // with both hashes; then the size.
+        let actual = sha256_hex(&library);
+        if actual != entry.library.sha256 {
+            return Err(RegistryError::HashMismatch { path, expected: entry.library.sha256.clone(), actual, pinned_by: owner });
+        }
+        if library.len() as u64 != entry.library.size {
+            return Err(RegistryError::SizeMismatch { path, expected: entry.library.size, actual: library.len() as u64, pinned_by: owner });
+        }
+        Ok(VerifiedJudge { entry: entry.clone(), library, path, registry_root: self.root.clone() })
+    }
+
+    /// The `files` list of a rule set: its rules' files ([`Self::file_entries`]) and, with a
+    /// judge, its library; sorted by path.
+    pub fn ruleset_files(&self, rules: &[VerifiedRule], judge: Option<&JudgeEntry>) -> Result<Vec<FileEntry>, RegistryError> {
+        let mut files = self.file_entries(rules)?;
+        if let Some(judge) = judge {
+            let path = self.plugin_dir(&judge.id, &judge.version).join(&judge.library.file);
+            let bytes = std::fs::read(&path).map_err(RegistryError::io(&path))?;
+            files.push(self.library_file_entry(&path, &sha256_hex(&bytes), bytes.len() as u64));
+            files.sort_by(|a, b| a.path.cmp(&b.path));
+        }
+        Ok(files)
+    }
+
+    fn library_file_entry(&self, path: &Path, sha256: &str, size: u64) -> FileEntry {
+        let rel = path.strip_prefix(&self.root).unwrap_or(path);
+        FileEntry { path: rel.to_string_lossy().replace('\\', "/"), sha256: sha256.to_string(), size }
     }
 
     /// Names under `rules/` or `rulesets/`, sorted.
@@ -283,8 +356,14 @@ impl Registry {
             check_weight_sign(&path, &entry.id, rule.manifest.kind, entry.weight)?;
             rules.push(rule);
         }
-        // The declared file list must be exactly the files of the rules it uses.
-        let actual = self.file_entries(&rules)?;
+        let judge = manifest.judge.as_ref().map(|entry| self.load_judge(entry, &path)).transpose()?;
+        // The declared file list must be exactly the files of the rules (and judge) it uses.
+        let mut actual = self.file_entries(&rules)?;
+        if let Some(j) = &judge {
+            // Just hashed by load_judge: not read a second time.
+            actual.push(self.library_file_entry(&j.path, &j.entry.library.sha256, j.library.len() as u64));
+            actual.sort_by(|a, b| a.path.cmp(&b.path));
+        }
         if actual != manifest.files {
             let declared: Vec<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
             let found: Vec<&str> = actual.iter().map(|f| f.path.as_str()).collect();
@@ -293,7 +372,7 @@ impl Registry {
                 msg: format!("`files` does not match the rules' files (declared {declared:?}, found {found:?}); re-create the rule set"),
             });
         }
-        Ok((VerifiedRuleSet { manifest, sha256, rules }, signers))
+        Ok((VerifiedRuleSet { manifest, sha256, rules, judge }, signers))
     }
 
     /// The `files` list a rule set over `rules` must declare, sorted by path.

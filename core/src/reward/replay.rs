@@ -77,13 +77,16 @@ pub fn replay(path: &Path, lines: Lines, registry: &Registry, sandbox: &Sandbox)
             match &record.event {
                 AuditEvent::Evaluation(e) => vec![(n, e)],
                 AuditEvent::RulesetLoaded(_) => return Err(ReplayError::NotAnEvaluation { path: path.into(), line: n, kind: "ruleset_loaded" }),
+                // A judge runs native code, outside the sandbox's fuel accounting: there is no
+                // exact fuel to compare, so `rules replay` replays rule evaluations only.
+                AuditEvent::JudgeEvaluation(_) => return Err(ReplayError::NotAnEvaluation { path: path.into(), line: n, kind: "judge_evaluation" }),
             }
         }
         Lines::All => records
             .iter()
             .filter_map(|r| match &r.event {
                 AuditEvent::Evaluation(e) => Some((r.seq, e)),
-                AuditEvent::RulesetLoaded(_) => None,
+                AuditEvent::RulesetLoaded(_) | AuditEvent::JudgeEvaluation(_) => None,
             })
             .collect(),
     };

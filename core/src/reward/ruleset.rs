@@ -1,6 +1,7 @@
 //! `ruleset.json`: a named, versioned selection of rule versions with weights, parameter
 //! overrides and the aggregation, pinned by the sha256 of every manifest and file it uses.
 
+use super::outcome::OnError;
 use serde::{Deserialize, Serialize};
 
 /// One rule in a rule set.
@@ -16,6 +17,54 @@ pub struct RuleEntry {
     /// Top-level keys that replace the manifest's default params.
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub params: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A native library pinned by sha256 and size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinnedLibrary {
+    /// File name inside `plugins/<id>/<version>/` of the registry (e.g. `libmedrl_llm_judge.so`).
+    pub file: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// The LLM judge of a rule set: a native plugin (`medrl-judge/1`, see `docs/judge.md`) that
+/// scores a deterministic share of the samples as one more `score` contribution. Optional:
+/// rule sets without it are unchanged, byte for byte.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JudgeEntry {
+    pub id: String,
+    pub version: semver::Version,
+    /// The library, in `plugins/<id>/<version>/`; hashed before it is loaded.
+    pub library: PinnedLibrary,
+    /// Weight of the judge's score (in [0, 1]) on the samples it judges; counted like a `score`
+    /// rule's, so it must be >= 0.
+    pub weight: f64,
+    /// Share of samples judged, in [0, 1]. Default 0.1 (the plan's 10 %).
+    #[serde(default = "default_judge_share")]
+    pub share: f64,
+    /// Seed of the selection: a sample is judged when the sha256 of the seed and its id falls
+    /// in the share, so a replay picks the same samples. Default 0.
+    #[serde(default)]
+    pub seed: u64,
+    /// Handed to the plugin as its config `params` (for llm-judge: the model folder, rubric).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub params: serde_json::Map<String, serde_json::Value>,
+    /// What a failed judge evaluation does to the sample's reward, as for a rule.
+    pub on_error: OnError,
+}
+
+/// The plan's share of judged rollouts.
+pub fn default_judge_share() -> f64 {
+    0.1
+}
+
+impl JudgeEntry {
+    pub fn reference(&self) -> String {
+        format!("{}@{}", self.id, self.version)
+    }
 }
 
 /// Which weights are rescaled when some rules do not apply to a sample.
@@ -94,6 +143,9 @@ pub struct RuleSetManifest {
     #[serde(default)]
     pub description: String,
     pub rules: Vec<RuleEntry>,
+    /// The LLM judge, when the rule set has one. Absent from rule sets without a judge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<JudgeEntry>,
     pub aggregation: Aggregation,
     /// Every file of every rule version used, with its sha256: no extra, no missing file.
     pub files: Vec<FileEntry>,

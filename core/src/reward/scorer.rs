@@ -1,10 +1,17 @@
 //! Scoring: a verified rule set, compiled once, evaluates batches of samples on all cores and
 //! aggregates each sample's reward.
+//!
+//! A rule set with a judge also loads its plugin here. The judge scores the samples its
+//! deterministic share selects, one at a time (its calls are serialised) while the rules run
+//! on the other workers, and counts as one more `score` contribution; elsewhere it is not
+//! applicable, so the rules' weights renormalise as for a rule that does not apply. Its result
+//! is the last entry of [`SampleScore::rules`], named `judge:<id>@<version>`.
 
 use super::aggregate::{Contribution, Reward, aggregate};
 use super::hash::{json_sha256, sha256_hex};
-use super::manifest::RuleManifest;
-use super::outcome::{Decision, Evaluation, decide};
+use super::manifest::{RuleKind, RuleManifest};
+use super::outcome::{Decision, Evaluation, OutcomeKind, decide};
+use super::plugin::{JUDGE_RESULT_PREFIX, LoadedJudge, PluginError};
 use super::registry::{VerifiedRule, VerifiedRuleSet};
 use super::sandbox::{CompiledRule, InstanceCache, ModuleError, Sandbox};
 use medrl_sdk::Sample;
@@ -150,8 +157,26 @@ pub struct SampleScore {
     pub sample_id: String,
     /// sha256 of the sample's JSON encoding (the text itself is never logged).
     pub sample_sha256: String,
+    /// In the order of the rule set's rules; with a judge, its result last.
     pub rules: Vec<RuleResult>,
     pub reward: Reward,
+}
+
+impl SampleScore {
+    /// The judge's result on this sample (`judge:<id>@<version>`), when the rule set has a judge.
+    pub fn judge_result(&self) -> Option<&RuleResult> {
+        self.rules.iter().find(|r| r.rule.starts_with(JUDGE_RESULT_PREFIX))
+    }
+
+    /// The judge's score in [0, 1] where it judged this sample; `None` where it did not (not in
+    /// the sampled share, no judge in the rule set) or failed.
+    pub fn judge_score(&self) -> Option<f64> {
+        let r = self.judge_result()?;
+        match (&r.evaluation.output, r.evaluation.outcome) {
+            (Some(out), OutcomeKind::Ok) if out.applicable => Some(out.score),
+            _ => None,
+        }
+    }
 }
 
 /// Why a rule set cannot be made ready to score.
@@ -163,6 +188,8 @@ pub enum ScorerError {
     Vectors(String),
     #[error("{0}")]
     Isolation(String),
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
 }
 
 /// The most samples one task evaluates. The instance outlives the task (it goes back to the
@@ -174,12 +201,15 @@ const MAX_RUN: usize = 256;
 pub struct RuleSetScorer {
     pub ruleset: VerifiedRuleSet,
     pub rules: Vec<LoadedRule>,
+    /// The judge plugin, loaded, when the rule set has one.
+    pub judge: Option<LoadedJudge>,
 }
 
 impl RuleSetScorer {
     /// Compiles every rule of a verified rule set. Each rule's golden-vector samples are run
     /// through [`LoadedRule::check_isolation`] first: a rule that keeps state between
-    /// evaluations is refused before it scores anything.
+    /// evaluations is refused before it scores anything. A judge's library is checked against
+    /// its pin and loaded last (see `reward::plugin`).
     pub fn new(sandbox: &Sandbox, ruleset: VerifiedRuleSet) -> Result<Self, ScorerError> {
         let rules: Vec<LoadedRule> = ruleset
             .manifest
@@ -195,7 +225,8 @@ impl RuleSetScorer {
             let samples = verified.vector_samples().map_err(ScorerError::Vectors)?;
             loaded.check_isolation(&samples).map_err(ScorerError::Isolation)?;
         }
-        Ok(RuleSetScorer { ruleset, rules })
+        let judge = ruleset.judge.as_ref().map(LoadedJudge::load).transpose()?;
+        Ok(RuleSetScorer { ruleset, rules, judge })
     }
 
     /// Scores a batch on the current rayon pool. Each task is one rule on a run of samples in
@@ -208,21 +239,32 @@ impl RuleSetScorer {
         let threads = rayon::current_num_threads().max(1);
         let chunk = samples.len().div_ceil(threads * 2).clamp(1, MAX_RUN);
         let n_chunks = samples.len().div_ceil(chunk);
-        let runs: Vec<Vec<Evaluation>> = (0..n_rules * n_chunks)
-            .into_par_iter()
-            .map(|task| {
-                let (rule, c) = (task / n_chunks, task % n_chunks);
-                let run: Vec<&[u8]> = encoded[c * chunk..((c + 1) * chunk).min(encoded.len())].iter().map(Vec::as_slice).collect();
-                self.rules[rule].evaluate_many(&run)
-            })
-            .collect();
+        let rule_runs = || -> Vec<Vec<Evaluation>> {
+            (0..n_rules * n_chunks)
+                .into_par_iter()
+                .map(|task| {
+                    let (rule, c) = (task / n_chunks, task % n_chunks);
+                    let run: Vec<&[u8]> = encoded[c * chunk..((c + 1) * chunk).min(encoded.len())].iter().map(Vec::as_slice).collect();
+                    self.rules[rule].evaluate_many(&run)
+                })
+                .collect()
+        };
+        // The judge, serially (one call at a time into the plugin), beside the rule tasks.
+        let judge_runs = || -> Option<Vec<Evaluation>> {
+            self.judge.as_ref().map(|j| samples.iter().zip(&encoded).map(|(s, json)| j.evaluate(&s.id, json)).collect())
+        };
+        let (runs, judge_evaluations) = rayon::join(rule_runs, judge_runs);
+        let mut judge_evaluations = judge_evaluations.map(Vec::into_iter);
         // runs[rule * n_chunks + c][i] is rule `rule` on sample `c * chunk + i`; regroup by sample.
         // Moved, not copied: an evaluation carries its hits and explanation.
         let mut runs = runs.into_iter();
         let mut per_rule: Vec<std::iter::Flatten<std::vec::IntoIter<Vec<Evaluation>>>> =
             (0..n_rules).map(|_| runs.by_ref().take(n_chunks).collect::<Vec<_>>().into_iter().flatten()).collect();
-        let by_sample: Vec<Vec<Evaluation>> = (0..samples.len())
-            .map(|_| per_rule.iter_mut().map(|it| it.next().expect("one evaluation per (sample, rule)")).collect())
+        let by_sample: Vec<(Vec<Evaluation>, Option<Evaluation>)> = (0..samples.len())
+            .map(|_| {
+                let rules = per_rule.iter_mut().map(|it| it.next().expect("one evaluation per (sample, rule)")).collect();
+                (rules, judge_evaluations.as_mut().map(|it| it.next().expect("one judge evaluation per sample")))
+            })
             .collect();
         // Decisions, aggregation and the sample hash in parallel too: a few µs per sample that,
         // done serially, would cap how much the rule work gains from more cores.
@@ -230,8 +272,8 @@ impl RuleSetScorer {
             .par_iter()
             .zip(&encoded)
             .zip(by_sample)
-            .map(|((sample, json), evaluations)| {
-                let results: Vec<RuleResult> = self
+            .map(|((sample, json), (evaluations, judged))| {
+                let mut results: Vec<RuleResult> = self
                     .rules
                     .iter()
                     .zip(evaluations)
@@ -240,7 +282,7 @@ impl RuleSetScorer {
                         RuleResult { rule: rule.manifest.reference(), evaluation, decision }
                     })
                     .collect();
-                let parts: Vec<Contribution<'_>> = self
+                let mut parts: Vec<Contribution<'_>> = self
                     .rules
                     .iter()
                     .zip(&results)
@@ -251,6 +293,12 @@ impl RuleSetScorer {
                         decision: r.decision,
                     })
                     .collect();
+                if let (Some(judge), Some(evaluation)) = (&self.judge, judged) {
+                    // A judge score is in [0, 1]: its worst (for `max_penalty`) is 0.
+                    let decision = decide(&evaluation, judge.entry.on_error, 0.0);
+                    parts.push(Contribution { rule: &judge.entry.id, kind: RuleKind::Score, weight: judge.entry.weight, decision });
+                    results.push(RuleResult { rule: judge.result_name(), evaluation, decision });
+                }
                 let reward = aggregate(&self.ruleset.manifest.aggregation, &parts);
                 SampleScore { sample_id: sample.id.clone(), sample_sha256: sha256_hex(json), rules: results, reward }
             })
@@ -262,7 +310,6 @@ impl RuleSetScorer {
 mod tests {
     use super::*;
     use crate::reward::limits::SandboxLimits;
-    use crate::reward::manifest::RuleKind;
     use crate::reward::outcome::{OnError, OutcomeKind};
     use crate::reward::registry::VerifiedRuleSet;
     use crate::reward::ruleset::{Aggregation, RuleEntry, RuleSetManifest};
@@ -285,12 +332,13 @@ mod tests {
                     params: Default::default(),
                 })
                 .collect(),
+            judge: None,
             aggregation: Aggregation { renormalize: Default::default(), gates: vec![], clip: [-1.0, 1.0] },
             files: vec![],
             previous: None,
             approvals: vec![],
         };
-        VerifiedRuleSet { manifest, sha256: "x".into(), rules: rules.into_iter().map(|(r, _)| r).collect() }
+        VerifiedRuleSet { manifest, sha256: "x".into(), rules: rules.into_iter().map(|(r, _)| r).collect(), judge: None }
     }
 
     #[test]

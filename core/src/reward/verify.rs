@@ -222,8 +222,14 @@ pub fn verify_ruleset(registry: &Registry, r: &VersionRef, rebuild: Option<Rebui
         });
         report.push_result(format!("rule {rr}"), result);
     }
+    if let Some(entry) = &manifest.judge {
+        let result = registry
+            .load_judge(entry, &path)
+            .map(|j| format!("library {} ({} bytes, sha256 {}), not sandboxed", j.path.display(), entry.library.size, entry.library.sha256));
+        report.push_result(format!("judge {}", entry.reference()), result);
+    }
     if rules.len() == manifest.rules.len() {
-        let result = registry.file_entries(&rules).and_then(|actual| {
+        let result = registry.ruleset_files(&rules, manifest.judge.as_ref()).and_then(|actual| {
             if actual == manifest.files {
                 Ok(format!("{} files, no extra, none missing", actual.len()))
             } else {

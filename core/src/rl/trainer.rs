@@ -202,7 +202,8 @@ impl Trainer {
             min_ratio: 0.1,
             cosine: true,
         };
-        let rule_ids: Vec<String> = scorer.rules.iter().map(|r| r.manifest.id.clone()).collect();
+        // A judge's result follows the rules' in every sample score: its column comes last.
+        let rule_ids: Vec<String> = scorer.rules.iter().map(|r| r.manifest.id.clone()).chain(scorer.judge.as_ref().map(|j| j.entry.id.clone())).collect();
         let logs = Logs {
             rewards: RewardsCsv::append(&run.rewards_csv(), rule_ids)?,
             kl: JsonlWriter::append(&run.kl_metrics())?,
