@@ -127,7 +127,8 @@ fn full_sft_writes_a_model_folder_that_predict_and_train_use_as_a_base() {
     medrl(MEDRL, &repo_root(), &["predict", "--model", full.to_str().unwrap(), "--input", prompts.to_str().unwrap(), "--output", answers.to_str().unwrap(), "--max-new-tokens", "8"]).ok();
     assert_eq!(std::fs::read_to_string(&answers).unwrap().lines().count(), 2);
     let mut a = small_run(full.to_str().unwrap(), &dir.path().join("runs"));
-    a[a.iter().position(|s| s == "run.steps=2").unwrap()] = "run.steps=1".into();
+    let steps = a.iter().position(|s| s == "run.steps=2").unwrap();
+    a[steps] = "run.steps=1".into();
     let r = run(&a).ok();
     assert!(r.stdout.contains("done: 1 steps, 0 skipped updates"), "{}", r.stdout);
 }
