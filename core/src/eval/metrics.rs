@@ -24,6 +24,7 @@ pub enum Metric {
     RiskyRate,
     VerbosityPenalty,
     MeanReward,
+    #[serde(rename = "mean_length_tokens")]
     MeanLength,
     EosRate,
 }

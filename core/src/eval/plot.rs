@@ -52,26 +52,27 @@ pub fn metric_bars(title: &str, variants: &[&str], rows: &[(Metric, Vec<Option<E
     {
         let root = SVGBackend::with_string(&mut svg, (160 * rows.len().max(3) as u32 + 120, 480)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| failed(title, e))?;
-        let centres: Vec<f64> = (0..rows.len()).map(|i| i as f64 + 0.5).collect();
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 20))
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(56)
-            .build_cartesian_2d((0.0..k).with_key_points(centres), (y_min - pad)..(y_max + pad))
+            .build_cartesian_2d(-0.5..k - 0.5, (y_min - pad)..(y_max + pad))
             .map_err(|e| failed(title, e))?;
         let names: Vec<&str> = rows.iter().map(|(m, _)| m.name()).collect();
         chart
             .configure_mesh()
             .disable_x_mesh()
-            .x_label_formatter(&|x| names.get(x.floor() as usize).map_or(String::new(), |n| n.to_string()))
+            // Group i is centred on x = i; a tick between groups gets no label.
+            .x_labels(rows.len())
+            .x_label_formatter(&|x| if (x - x.round()).abs() < 1e-9 && *x >= 0.0 { names.get(x.round() as usize).map_or(String::new(), |n| n.to_string()) } else { String::new() })
             .y_desc("value (95 % interval)")
             .draw()
             .map_err(|e| failed(title, e))?;
         let width = 0.8 / variants.len().max(1) as f64;
         for (v, name) in variants.iter().enumerate() {
             let c = colour(v);
-            let bars: Vec<(f64, Estimate)> = rows.iter().enumerate().filter_map(|(i, (_, row))| row[v].map(|e| (i as f64 + 0.1 + v as f64 * width, e))).collect();
+            let bars: Vec<(f64, Estimate)> = rows.iter().enumerate().filter_map(|(i, (_, row))| row[v].map(|e| (i as f64 - 0.4 + v as f64 * width, e))).collect();
             chart
                 .draw_series(bars.iter().map(|&(x, e)| Rectangle::new([(x, e.value.max(0.0)), (x + width * 0.9, e.value.min(0.0))], c.filled())))
                 .map_err(|e| failed(title, e))?

@@ -282,33 +282,35 @@ fn mask(line: &str) -> String {
     out
 }
 
-/// The JSON's structure: every key path with the type of its value; arrays by their first
-/// element. What a golden file pins of `report.json`.
+/// The JSON's structure: every key path with the type(s) of its value, the elements of an array
+/// merged under `[]` (a path that is a number in one element and null in another reads
+/// `null|number`). What a golden file pins of `report.json`.
 pub fn json_structure(v: &serde_json::Value) -> String {
-    fn walk(v: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+    fn walk(v: &serde_json::Value, path: String, out: &mut Vec<(String, std::collections::BTreeSet<&'static str>)>) {
         use serde_json::Value;
+        let kind = match v {
+            Value::Object(_) => "object",
+            Value::Array(_) => "array",
+            Value::Null => "null",
+            Value::Bool(_) => "bool",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+        };
+        match out.iter_mut().find(|(p, _)| *p == path) {
+            Some((_, kinds)) => {
+                kinds.insert(kind);
+            }
+            None => out.push((path.clone(), [kind].into())),
+        }
         match v {
-            Value::Object(map) => {
-                out.push(format!("{path}: object"));
-                for (k, x) in map {
-                    walk(x, &format!("{path}.{k}"), out);
-                }
-            }
-            Value::Array(xs) => {
-                out.push(format!("{path}: array"));
-                if let Some(first) = xs.first() {
-                    walk(first, &format!("{path}[]"), out);
-                }
-            }
-            Value::Null => out.push(format!("{path}: null")),
-            Value::Bool(_) => out.push(format!("{path}: bool")),
-            Value::Number(_) => out.push(format!("{path}: number")),
-            Value::String(_) => out.push(format!("{path}: string")),
+            Value::Object(map) => map.iter().for_each(|(k, x)| walk(x, format!("{path}.{k}"), out)),
+            Value::Array(xs) => xs.iter().for_each(|x| walk(x, format!("{path}[]"), out)),
+            _ => {}
         }
     }
     let mut out = Vec::new();
-    walk(v, "$", &mut out);
-    out.join("\n") + "\n"
+    walk(v, "$".into(), &mut out);
+    out.iter().map(|(p, kinds)| format!("{p}: {}\n", kinds.iter().copied().collect::<Vec<_>>().join("|"))).collect()
 }
 
 #[cfg(test)]
@@ -328,6 +330,6 @@ mod tests {
     #[test]
     fn json_structure_lists_key_paths_and_types() {
         let v = serde_json::json!({"a": 1, "b": [{"c": null, "d": "x"}, {"c": 2}], "e": []});
-        assert_eq!(json_structure(&v), "$: object\n$.a: number\n$.b: array\n$.b[].c: null\n$.b[].d: string\n$.e: array\n");
+        assert_eq!(json_structure(&v), "$: object\n$.a: number\n$.b: array\n$.b[]: object\n$.b[].c: null|number\n$.b[].d: string\n$.e: array\n");
     }
 }
