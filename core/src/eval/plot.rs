@@ -47,6 +47,8 @@ pub fn metric_bars(title: &str, variants: &[&str], rows: &[(Metric, Vec<Option<E
     let y_min = estimates().map(|e| e.lo.min(e.value)).fold(0.0_f64, f64::min);
     let y_max = estimates().map(|e| e.hi.max(e.value)).fold(1.0_f64, f64::max);
     let pad = 0.05 * (y_max - y_min);
+    // Headroom above the tallest bar for the legend, so it covers no bar.
+    let headroom = 0.25 * (y_max - y_min);
     let k = rows.len().max(1) as f64;
     let mut svg = String::new();
     {
@@ -57,7 +59,7 @@ pub fn metric_bars(title: &str, variants: &[&str], rows: &[(Metric, Vec<Option<E
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(56)
-            .build_cartesian_2d(-0.5..k - 0.5, (y_min - pad)..(y_max + pad))
+            .build_cartesian_2d(-0.5..k - 0.5, (y_min - pad)..(y_max + headroom))
             .map_err(|e| failed(title, e))?;
         let names: Vec<&str> = rows.iter().map(|(m, _)| m.name()).collect();
         chart
@@ -92,25 +94,28 @@ pub fn metric_bars(title: &str, variants: &[&str], rows: &[(Metric, Vec<Option<E
     Ok(svg)
 }
 
-/// Bins of width `bin` covering `[min, max]` of the data, edges on multiples of `bin`.
+/// Where value `x` falls: bin `i` holds `[lo + i·bin, lo + (i+1)·bin)`. The small tolerance
+/// keeps a value on an edge (0.0, 0.05 after rounding) in the bin that starts there.
+fn bin_of(x: f64, lo: f64, bin: f64) -> usize {
+    ((x - lo) / bin + 1e-9).floor().max(0.0) as usize
+}
+
+/// The first bin's lower edge (a multiple of `bin`) and the number of bins that cover the data.
 pub fn bin_edges(values: impl Iterator<Item = f64> + Clone, bin: f64) -> (f64, usize) {
     let min = values.clone().fold(f64::INFINITY, f64::min);
     let max = values.fold(f64::NEG_INFINITY, f64::max);
     if !min.is_finite() {
         return (0.0, 1);
     }
-    let lo = (min / bin).floor() * bin;
-    // A value on the top edge goes in the last bin, so `max = 1.0` needs no bin of its own.
-    let count = (((max - lo) / bin).ceil() as usize).max(1);
-    (lo, count)
+    let lo = ((min / bin) + 1e-9).floor() * bin;
+    (lo, bin_of(max, lo, bin) + 1)
 }
 
-/// Counts per bin: bin `i` holds `[lo + i·bin, lo + (i+1)·bin)`, the last bin its top edge too.
+/// Counts per bin (see [`bin_of`]); a value past the last bin is counted in it.
 pub fn histogram(values: &[f64], lo: f64, bin: f64, count: usize) -> Vec<usize> {
     let mut counts = vec![0; count];
     for &x in values {
-        let i = (((x - lo) / bin).floor().max(0.0) as usize).min(count - 1);
-        counts[i] += 1;
+        counts[bin_of(x, lo, bin).min(count - 1)] += 1;
     }
     counts
 }
@@ -160,16 +165,19 @@ mod tests {
 
     #[test]
     fn bins_cover_the_data_and_count_every_value_once() {
-        // [-0.12, 0.4] in bins of 0.05 from -0.15: ceil(0.55 / 0.05) = 11 bins.
+        // [-0.12, 0.4] in bins of 0.05 from -0.15: 0.4 starts bin (0.4 + 0.15) / 0.05 = 11, so 12 bins.
         let values = [-0.12, 0.0, 0.0, 0.049, 0.05, 0.4];
         let (lo, count) = bin_edges(values.iter().copied(), 0.05);
-        assert!((lo + 0.15).abs() < 1e-12 && count == 11, "{lo} {count}");
+        assert!((lo + 0.15).abs() < 1e-12 && count == 12, "{lo} {count}");
         let h = histogram(&values, lo, 0.05, count);
         assert_eq!(h.iter().sum::<usize>(), values.len());
-        assert_eq!((h[0], h[3], h[4]), (1, 3, 1), "{h:?}");
-        assert_eq!(h[count - 1], 1, "the top value lands in the last bin: {h:?}");
+        // 0.0 and 0.049 in [0, 0.05) (bin 3), 0.05 in bin 4, 0.4 in the last bin.
+        assert_eq!((h[0], h[3], h[4], h[11]), (1, 3, 1, 1), "{h:?}");
         assert_eq!(bin_edges(std::iter::empty(), 0.05), (0.0, 1));
-        assert_eq!(bin_edges([0.3, 0.3].into_iter(), 0.05).1, 1);
+        // Rewards all 0 and all -0.1: a bin starting at each, not a value on a bin's top edge.
+        let (lo, count) = bin_edges([-0.1, 0.0].into_iter(), 0.05);
+        assert!((lo + 0.1).abs() < 1e-12 && count == 3, "{lo} {count}");
+        assert_eq!(histogram(&[-0.1, 0.0, 0.0], lo, 0.05, count), vec![1, 0, 2]);
     }
 
     #[test]
@@ -178,8 +186,9 @@ mod tests {
         let e = |v: f64| Some(Estimate { value: v, lo: v - 0.1, hi: v + 0.05 });
         let svg = metric_bars("gold: metrics", &["sft", "rl"], &[(Metric::ChainCoverage, vec![e(0.5), e(0.7)]), (Metric::RiskyRate, vec![e(0.2), None]), (Metric::MeanReward, vec![e(-0.2), e(0.1)])]).unwrap();
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{}", &svg[..200.min(svg.len())]);
+        // plotters writes each text on its own line inside <text>…</text>.
         for text in ["gold: metrics", "chain_coverage", "risky_rate", "mean_reward", "sft", "rl"] {
-            assert!(svg.contains(&format!(">{text}<")) || svg.contains(&format!(">\n{text}\n<")) || svg.contains(text), "{text} missing");
+            assert!(svg.contains(&format!(">\n{text}\n</text>")), "{text} missing");
         }
         // Five bars (one value missing) and the legend's two swatches.
         assert!(svg.matches("<rect").count() >= 7, "{}", svg.matches("<rect").count());

@@ -226,7 +226,8 @@ pub fn markdown_structure(md: &str) -> String {
     let mut out: Vec<String> = Vec::new();
     let mut samples_in_section = 0;
     let mut skipping = false;
-    for line in md.lines() {
+    let lines: Vec<&str> = md.lines().collect();
+    for (i, line) in lines.iter().copied().enumerate() {
         if line.starts_with("## ") || line.starts_with("### ") {
             samples_in_section = 0;
             skipping = false;
@@ -239,8 +240,11 @@ pub fn markdown_structure(md: &str) -> String {
         }
         let masked = if line.starts_with('>') {
             "> …".to_string()
+        } else if lines.get(i + 1).is_some_and(|next| next.starts_with("|---")) {
+            // A header row: its labels are structure.
+            mask(line)
         } else if let Some(rest) = line.strip_prefix("| ") {
-            // Keep the first cell (the row label), mask the rest; the answer row's label stays.
+            // A data row: keep the first cell (the row label), mask the values.
             let label = rest.split(" | ").next().unwrap_or("");
             let cells = rest.matches(" | ").count();
             format!("| {} |{}", mask(label), " … |".repeat(cells))
@@ -254,21 +258,25 @@ pub fn markdown_structure(md: &str) -> String {
     out.join("\n") + "\n"
 }
 
-/// Masks numbers (`N`) and backticked names (`` `…` ``) in one line.
+/// Masks numbers (`N`) and backticked names (`` `…` ``) in one line; digits inside a word
+/// (`sha256`) stay.
 fn mask(line: &str) -> String {
     let mut out = String::new();
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
+    let chars: Vec<char> = line.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        i += 1;
         if c == '`' {
-            for d in chars.by_ref() {
-                if d == '`' {
-                    break;
-                }
+            while i < chars.len() && chars[i] != '`' {
+                i += 1;
             }
+            i += 1;
             out.push_str("`…`");
-        } else if c.is_ascii_digit() {
-            while chars.peek().is_some_and(|d| d.is_ascii_digit() || *d == '.') {
-                chars.next();
+        } else if c.is_ascii_digit() && !(i >= 2 && chars[i - 2].is_ascii_alphanumeric()) {
+            // A fraction's point belongs to the number; a sentence's full stop does not.
+            while i < chars.len() && (chars[i].is_ascii_digit() || (chars[i] == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit))) {
+                i += 1;
             }
             // A sign belongs to the number.
             if out.ends_with('+') || out.ends_with('-') || out.ends_with('−') {
@@ -310,6 +318,7 @@ pub fn json_structure(v: &serde_json::Value) -> String {
     }
     let mut out = Vec::new();
     walk(v, "$".into(), &mut out);
+    out.sort_by(|a, b| a.0.cmp(&b.0));
     out.iter().map(|(p, kinds)| format!("{p}: {}\n", kinds.iter().copied().collect::<Vec<_>>().join("|"))).collect()
 }
 
@@ -321,8 +330,9 @@ mod tests {
     fn masking_keeps_words_and_hides_numbers_and_names() {
         assert_eq!(mask("## gold (12 prompts, `data/sets/gold.jsonl`)"), "## gold (N prompts, `…`)");
         assert_eq!(mask("reward 0.120 → 0.640 (+0.520)"), "reward N → N (N)");
+        assert_eq!(mask("sha256 `ab`, seed 0. Then"), "sha256 `…`, seed N. Then");
         let md = "| metric | `sft` | `rl` |\n|---|---|---|\n| chain coverage ↑ | 0.5 [0.4, 0.6] | 0.7 [0.6, 0.8] |\n> 胸口痛\n| chain | 1 | 2 |\n| risk | 1 | 2 |\n";
-        assert_eq!(markdown_structure(md), "| metric | … | … |\n|---|---|---|\n| chain coverage ↑ | … | … |\n> …\n| chain | … | … |\n| risk | … | … |\n");
+        assert_eq!(markdown_structure(md), "| metric | `…` | `…` |\n|---|---|---|\n| chain coverage ↑ | … | … |\n> …\n| chain | … | … |\n| risk | … | … |\n");
         let repeated = "### Most improved\n#### `a` (`emergency`): reward 0.1 → 0.2 (+0.1)\n> x\n#### `b` (`medication`): reward 0.3 → 0.5 (+0.2)\n> y\n### Most regressed\n#### `c` (`general`): reward 0.3 → 0.1 (-0.2)\n";
         assert_eq!(markdown_structure(repeated), "### Most improved\n#### `…` (`…`): reward N → N (N)\n> …\n### Most regressed\n#### `…` (`…`): reward N → N (N)\n");
     }
