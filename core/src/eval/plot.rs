@@ -141,6 +141,8 @@ pub fn reward_histograms(title: &str, rewards: &[(&str, Vec<f64>)]) -> Result<St
             let mut chart = ChartBuilder::on(panel)
                 .caption(caption, ("sans-serif", 14))
                 .margin(8)
+                // Room for the last tick label at the right edge.
+                .margin_right(24)
                 .x_label_area_size(28)
                 .y_label_area_size(44)
                 .build_cartesian_2d(lo..hi, 0u32..top + 1)
