@@ -192,11 +192,13 @@ pub fn markdown(r: &Report) -> String {
         out.push_str(&format!("\n|---|{}\n", "---|".repeat(names.len() + c.differences.len())));
         let shown: Vec<Metric> = Metric::ALL.into_iter().filter(|m| c.variants.first().is_some_and(|v| v.metrics.contains_key(m))).collect();
         for m in &shown {
-            let show: fn(f64) -> String = num;
+            // Lengths are token counts: one decimal; the rest are shares and scores: three.
+            let (show, diff): (fn(f64) -> String, fn(f64) -> String) =
+                if *m == Metric::MeanLength { (|x| format!("{x:.1}"), |x| if x.abs() < 0.05 { "0.0".into() } else { format!("{x:+.1}") }) } else { (num, signed) };
             let cells: Vec<String> = c.variants.iter().map(|v| cell(v.metrics[m], show)).collect();
             out.push_str(&format!("| {} | {} |", m.label(), cells.join(" | ")));
             for d in &c.differences {
-                out.push_str(&format!(" {} |", cell(d.metrics[m], signed)));
+                out.push_str(&format!(" {} |", cell(d.metrics[m], diff)));
             }
             out.push('\n');
         }
