@@ -94,7 +94,10 @@ fn signed(x: f64) -> String {
     if x.abs() < 0.0005 { "0.000".into() } else { format!("{x:+.3}") }
 }
 
-fn cell(e: Option<Estimate>, show: fn(f64) -> String) -> String {
+/// How a number is written in a table cell.
+type Format = fn(f64) -> String;
+
+fn cell(e: Option<Estimate>, show: Format) -> String {
     e.map_or("–".into(), |e| format!("{} [{}, {}]", show(e.value), show(e.lo), show(e.hi)))
 }
 
@@ -193,7 +196,7 @@ pub fn markdown(r: &Report) -> String {
         let shown: Vec<Metric> = Metric::ALL.into_iter().filter(|m| c.variants.first().is_some_and(|v| v.metrics.contains_key(m))).collect();
         for m in &shown {
             // Lengths are token counts: one decimal; the rest are shares and scores: three.
-            let (show, diff): (fn(f64) -> String, fn(f64) -> String) =
+            let (show, diff): (Format, Format) =
                 if *m == Metric::MeanLength { (|x| format!("{x:.1}"), |x| if x.abs() < 0.05 { "0.0".into() } else { format!("{x:+.1}") }) } else { (num, signed) };
             let cells: Vec<String> = c.variants.iter().map(|v| cell(v.metrics[m], show)).collect();
             out.push_str(&format!("| {} | {} |", m.label(), cells.join(" | ")));
