@@ -108,6 +108,7 @@ pub fn run(q: &Quickstart, registry: &Registry, overwrite: bool, mut say: impl F
         out: eval_dir.clone(),
         max_new_tokens: 128,
         batch_size: 16,
+        compare: crate::eval::CompareOptions::default(),
     };
     let eval = crate::eval::evaluate(&plan, registry, &crate::rl::trainer::pick_device())?;
     Ok(QuickstartOutputs { model, sft, ppo_run, ppo_reports, eval_dir, eval })

@@ -4,6 +4,7 @@
 mod author_workflow;
 mod bad_input;
 mod data;
+mod eval;
 mod model;
 mod governance;
 mod judge;
