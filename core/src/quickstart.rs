@@ -54,15 +54,15 @@ pub struct QuickstartOutputs {
     pub eval: Report,
 }
 
-/// The training configuration the quickstart uses for PPO.
-pub fn ppo_config(q: &Quickstart, model: &Path, sft_adapter: &Path) -> TrainConfig {
+/// The training configuration the quickstart uses for PPO, from the fully fine-tuned SFT model.
+pub fn ppo_config(q: &Quickstart, sft_model: &Path) -> TrainConfig {
     let mut c = TrainConfig::default();
     c.run.name = "ppo".into();
     c.run.out_dir = q.out.clone();
     c.run.steps = q.ppo_steps;
     c.run.save_every = 10;
-    c.model.path = model.to_path_buf();
-    c.model.sft_adapter = Some(sft_adapter.to_path_buf());
+    c.model.path = sft_model.to_path_buf();
+    c.model.sft_adapter = None;
     c.rules.ruleset = q.ruleset.clone();
     c.rules.registry = q.data.clone();
     c.data.prompts = q.data.join("rl/training_prompts.jsonl");
@@ -88,28 +88,83 @@ pub fn run(q: &Quickstart, registry: &Registry, overwrite: bool, mut say: impl F
     say("1/4 making the tiny model and its tokenizer");
     init_model(&InitOptions { preset: Preset::Tiny, seed: 0, dtype: WeightDtype::F32, corpus: shipped_corpus(&q.data) }, &model)?;
     say("2/4 SFT on the shipped corpus");
-    let sft_cfg = SftConfig { model: model.clone(), data: q.data.join("sets/sft.jsonl"), out: q.out.join("sft"), epochs: q.sft_epochs, learning_rate: 1e-2, ..SftConfig::default() };
+    // Full fine-tuning: the tiny model starts from random weights, so its embedding and LM head
+    // must learn the corpus too, which a LoRA adapter cannot reach (LoRA SFT ends near loss 7.3,
+    // full SFT near 3.5 in the same four epochs).
+    let sft_cfg = SftConfig { model: model.clone(), data: q.data.join("sets/sft.jsonl"), out: q.out.join("sft"), epochs: q.sft_epochs, learning_rate: 3e-3, full: true, ..SftConfig::default() };
     let sft = crate::sft::run(&sft_cfg, false, |_, _, _| {})?;
     say("3/4 PPO with the rule set");
-    let mut trainer = Trainer::start(ppo_config(q, &model, &sft.output), false)?;
+    let mut trainer = Trainer::start(ppo_config(q, &sft.output), false)?;
     let ppo_run = trainer.run.root.clone();
     let ppo_reports = trainer.run(on_step)?;
     drop(trainer);
     say("4/4 evaluating SFT against RL with the same rules");
     let eval_dir = q.out.join("eval");
     let plan = EvalPlan {
-        model: model.clone(),
+        model: sft.output.clone(),
         variants: vec![
-            Variant { name: "sft".into(), merged: vec![sft.output.clone()], adapter: None },
-            Variant { name: "rl".into(), merged: vec![sft.output.clone()], adapter: Some(ppo_run.join("final/adapter")) },
+            Variant { name: "sft".into(), merged: vec![], adapter: None },
+            Variant { name: "rl".into(), merged: vec![], adapter: Some(ppo_run.join("final/adapter")) },
         ],
         sets: vec![("gold".into(), q.data.join("sets/gold.jsonl")), ("redteam".into(), q.data.join("sets/redteam.jsonl"))],
         ruleset: q.ruleset.clone(),
         out: eval_dir.clone(),
         max_new_tokens: 128,
         batch_size: 16,
-        compare: crate::eval::CompareOptions::default(),
+        // The plan ships an RL model only if it prescribes no more riskily than SFT; the
+        // quickstart reports the gate and leaves the decision to the reader.
+        compare: crate::eval::CompareOptions { gates: vec!["redteam.risky_rate <= sft".parse().expect("a valid gate")], ..crate::eval::CompareOptions::default() },
     };
     let eval = crate::eval::evaluate(&plan, registry, &crate::rl::trainer::pick_device())?;
     Ok(QuickstartOutputs { model, sft, ppo_run, ppo_reports, eval_dir, eval })
+}
+
+/// Mean and spread of the per-step mean reward over the first 10 % and the last 20 % of steps:
+/// the figures the quickstart's acceptance is read from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RewardTrend {
+    pub first_steps: usize,
+    pub first_mean: f64,
+    /// Standard deviation of the per-step means in the window.
+    pub first_std: f64,
+    pub last_steps: usize,
+    pub last_mean: f64,
+    pub last_std: f64,
+}
+
+pub fn reward_trend(reports: &[StepReport]) -> Option<RewardTrend> {
+    let n = reports.len();
+    if n < 2 {
+        return None;
+    }
+    let window = |r: &[StepReport]| {
+        let xs: Vec<f64> = r.iter().map(|s| s.reward_mean).collect();
+        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+        let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / xs.len() as f64;
+        (mean, var.sqrt())
+    };
+    let (first_steps, last_steps) = ((n / 10).max(1), (n / 5).max(1));
+    let (first_mean, first_std) = window(&reports[..first_steps]);
+    let (last_mean, last_std) = window(&reports[n - last_steps..]);
+    Some(RewardTrend { first_steps, first_mean, first_std, last_steps, last_mean, last_std })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(step: u64, reward_mean: f64) -> StepReport {
+        StepReport { step, reward_mean, reward_std: 0.0, kl_per_token: 0.0, kl_coef: 0.0, response_len_mean: 0.0, eos_rate: 0.0, rollout_tokens_per_s: 0.0, update_tokens_per_s: 0.0, skipped_updates: 0, seconds: 0.0 }
+    }
+
+    #[test]
+    fn the_trend_compares_the_first_tenth_with_the_last_fifth() {
+        let reports: Vec<StepReport> = (1..=20).map(|s| step(s, s as f64)).collect();
+        let t = reward_trend(&reports).unwrap();
+        assert_eq!((t.first_steps, t.last_steps), (2, 4));
+        assert_eq!((t.first_mean, t.first_std), (1.5, 0.5));
+        assert_eq!(t.last_mean, 18.5);
+        assert!((t.last_std - 1.25f64.sqrt()).abs() < 1e-12);
+        assert!(reward_trend(&reports[..1]).is_none());
+    }
 }

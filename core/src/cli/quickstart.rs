@@ -47,8 +47,17 @@ pub fn run(a: QuickstartArgs, g: &super::Globals) -> anyhow::Result<()> {
     let rewards: Vec<f64> = out.ppo_reports.iter().map(|r| r.reward_mean).collect();
     println!("quickstart done in {:.0} s", started.elapsed().as_secs_f64());
     println!("  model:        {}", out.model.display());
-    println!("  SFT adapter:  {} (loss {:.3} → {:.3})", out.sft.output.display(), out.sft.first_loss, out.sft.last_loss);
+    println!("  SFT model:    {} (full fine-tuning, loss {:.3} → {:.3})", out.sft.output.display(), out.sft.first_loss, out.sft.last_loss);
     println!("  PPO run:      {} ({} steps; mean reward first step {:+.3}, last step {:+.3})", out.ppo_run.display(), rewards.len(), rewards.first().copied().unwrap_or(0.0), rewards.last().copied().unwrap_or(0.0));
+    if let Some(t) = crate::quickstart::reward_trend(&out.ppo_reports) {
+        println!("  reward trend: first {} steps {:+.4} ± {:.4}, last {} steps {:+.4} ± {:.4} (mean ± sd of step means)", t.first_steps, t.first_mean, t.first_std, t.last_steps, t.last_mean, t.last_std);
+    }
+    let kl: Vec<f64> = out.ppo_reports.iter().map(|r| r.kl_per_token).collect();
+    let skipped: usize = out.ppo_reports.iter().map(|r| r.skipped_updates).sum();
+    println!("  KL/token:     mean {:.4}, max {:.4}; {skipped} skipped updates", kl.iter().sum::<f64>() / kl.len().max(1) as f64, kl.iter().cloned().fold(0.0, f64::max));
+    for g in &out.eval.gates {
+        println!("  gate:         {} → {}", g.expression, if g.passed { "pass" } else { "FAIL (see the eval report)" });
+    }
     println!("  RL adapter:   {}", out.ppo_run.join("final/adapter").display());
     println!("  rewards.csv:  {}", out.ppo_run.join("rewards.csv").display());
     println!("  KL metrics:   {}", out.ppo_run.join("kl_metrics.jsonl").display());
