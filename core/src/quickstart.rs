@@ -66,9 +66,18 @@ pub fn ppo_config(q: &Quickstart, sft_model: &Path) -> TrainConfig {
     c.rules.ruleset = q.ruleset.clone();
     c.rules.registry = q.data.clone();
     c.data.prompts = q.data.join("rl/training_prompts.jsonl");
-    // Tuned for the tiny model on two CPU cores: more responses per step and a larger step than
-    // a real LoRA run (the defaults) would use.
-    c.rollout.prompts_per_step = 16;
+    // Tuned for the tiny model on two CPU cores. GRPO: four answers per prompt, each judged
+    // against its group's mean. With 60 steps, the critic of value-head PPO stays too poor
+    // (explained variance below 0) to tell the tiny policy which answers were better: its reward
+    // moved 0.32 → 0.33 where GRPO's moved 0.37 → 0.57. The KL to the SFT policy goes into the
+    // loss (k3), with β adapting toward 0.05 nats per token.
+    c.rollout.prompts_per_step = 8;
+    c.rollout.group_size = 4;
+    c.ppo.algorithm = crate::rl::Algorithm::Grpo;
+    c.ppo.mini_batch_size = 16;
+    c.kl.placement = crate::rl::KlPlacement::Loss;
+    c.kl.estimator = crate::rl::KlEstimator::K3;
+    c.kl.controller = crate::rl::KlControllerConfig::Adaptive { init_coef: 0.1, kl_target_per_token: 0.05, horizon_samples: 2_000.0 };
     c.ppo.ppo_epochs = 4;
     c.ppo.learning_rate = 1e-3;
     // The SFT answers run to ~300 tokens and the quickstart samples 96: nearly every response is

@@ -398,7 +398,16 @@ impl Trainer {
         let group_adv = match p.algorithm {
             Algorithm::Ppo => None,
             // Whole groups only: a skipped sample breaks its group, so its group is dropped.
-            Algorithm::Grpo | Algorithm::Rloo => Some(self.group_advantages(&used, &raw_scores, r.group_size)),
+            // A KL in the reward enters critic-free advantages as a sequence-level penalty
+            // (score − β·Σ KL), as in RLOO; without it the group baseline would see no KL at all.
+            Algorithm::Grpo | Algorithm::Rloo => {
+                let scores: Vec<f32> = if cfg.kl.placement == KlPlacement::Reward {
+                    raw_scores.iter().zip(&batch.kl).map(|(s, kl)| s - beta * kl.iter().sum::<f32>()).collect()
+                } else {
+                    raw_scores.clone()
+                };
+                Some(self.group_advantages(&used, &scores, r.group_size))
+            }
         };
         for (u, &k) in used.iter().enumerate() {
             let n = episodes[k].response_ids.len();
