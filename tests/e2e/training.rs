@@ -11,6 +11,12 @@ fn tiny(dir: &Path) -> String {
     out.to_str().unwrap().to_string()
 }
 
+/// Writes the first `n` lines of the JSONL file `from` to `to`.
+fn first_lines(from: &Path, n: usize, to: &Path) {
+    let lines: String = std::fs::read_to_string(from).unwrap().lines().take(n).map(|l| format!("{l}\n")).collect();
+    std::fs::write(to, lines).unwrap();
+}
+
 fn set(k: &str, v: &str) -> [String; 2] {
     ["--set".to_string(), format!("{k}=\"{v}\"")]
 }
@@ -88,8 +94,7 @@ fn sft_writes_a_peft_adapter() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny(dir.path());
     let data = dir.path().join("sft.jsonl");
-    let lines: String = std::fs::read_to_string(repo_root().join("data/sets/sft.jsonl")).unwrap().lines().take(8).map(|l| format!("{l}\n")).collect();
-    std::fs::write(&data, lines).unwrap();
+    first_lines(&repo_root().join("data/sets/sft.jsonl"), 8, &data);
     let out = dir.path().join("sft");
     let r = medrl(MEDRL, &repo_root(), &["sft", "--model", &model, "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap(), "--epochs", "1", "--batch-size", "4", "--max-seq-len", "96"]).ok();
     assert!(r.stdout.contains("SFT: 8 examples, 2 steps"), "{}", r.stdout);
@@ -103,8 +108,7 @@ fn full_sft_writes_a_model_folder_that_predict_and_train_use_as_a_base() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny(dir.path());
     let data = dir.path().join("sft.jsonl");
-    let lines: String = std::fs::read_to_string(repo_root().join("data/sets/sft.jsonl")).unwrap().lines().take(8).map(|l| format!("{l}\n")).collect();
-    std::fs::write(&data, lines).unwrap();
+    first_lines(&repo_root().join("data/sets/sft.jsonl"), 8, &data);
     let out = dir.path().join("sft");
     let r = medrl(MEDRL, &repo_root(), &["sft", "--full", "--model", &model, "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap(), "--epochs", "2", "--batch-size", "4", "--max-seq-len", "96", "--learning-rate", "1e-3"]).ok();
     assert!(r.stdout.contains("SFT: 8 examples, 4 steps"), "{}", r.stdout);
@@ -120,8 +124,7 @@ fn full_sft_writes_a_model_folder_that_predict_and_train_use_as_a_base() {
     assert_ne!(std::fs::read(out.join("model/model.safetensors")).unwrap(), std::fs::read(Path::new(&model).join("model.safetensors")).unwrap());
     // The fine-tuned folder is a model like any other: predict answers with it, RL starts from it.
     let prompts = dir.path().join("prompts.jsonl");
-    let first: String = std::fs::read_to_string(&data).unwrap().lines().take(2).map(|l| format!("{l}\n")).collect();
-    std::fs::write(&prompts, first).unwrap();
+    first_lines(&data, 2, &prompts);
     let answers = dir.path().join("answers.jsonl");
     let full = out.join("model");
     medrl(MEDRL, &repo_root(), &["predict", "--model", full.to_str().unwrap(), "--input", prompts.to_str().unwrap(), "--output", answers.to_str().unwrap(), "--max-new-tokens", "8"]).ok();
