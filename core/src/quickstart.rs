@@ -1,7 +1,7 @@
 //! `medrl quickstart`: the whole pipeline on the shipped defaults, small enough for two CPU cores:
-//! make the tiny model, SFT it on the shipped corpus, run PPO with `medical-safety@1.0.0` on the
-//! shipped training prompts, and evaluate SFT against RL on the gold and red-team sets with the
-//! same rules.
+//! make the tiny model, SFT it on the shipped corpus, run RL (GRPO: the PPO objective with
+//! group-relative advantages) with `medical-safety@1.0.0` on the shipped training prompts, and
+//! evaluate SFT against RL on the gold and red-team sets with the same rules.
 
 use crate::eval::{EvalPlan, Report, Variant};
 use crate::model::init::{InitOptions, Preset, WeightDtype, init_model, shipped_corpus};
@@ -16,7 +16,7 @@ pub enum QuickstartError {
     Init(#[from] crate::model::init::InitError),
     #[error("SFT: {0}")]
     Sft(#[from] crate::sft::SftError),
-    #[error("PPO: {0}")]
+    #[error("RL: {0}")]
     Train(#[from] crate::rl::TrainError),
     #[error("evaluation: {0}")]
     Eval(#[from] crate::eval::EvalError),
@@ -34,13 +34,13 @@ pub struct Quickstart {
     /// The repository's `data/` folder (corpus, prompts, sets, registry).
     pub data: PathBuf,
     pub sft_epochs: usize,
-    pub ppo_steps: u64,
+    pub rl_steps: u64,
     pub ruleset: String,
 }
 
 impl Default for Quickstart {
     fn default() -> Self {
-        Quickstart { out: "runs/quickstart".into(), data: "data".into(), sft_epochs: 4, ppo_steps: 60, ruleset: "medical-safety@1.0.0".into() }
+        Quickstart { out: "runs/quickstart".into(), data: "data".into(), sft_epochs: 4, rl_steps: 60, ruleset: "medical-safety@1.0.0".into() }
     }
 }
 
@@ -48,18 +48,18 @@ impl Default for Quickstart {
 pub struct QuickstartOutputs {
     pub model: PathBuf,
     pub sft: SftSummary,
-    pub ppo_run: PathBuf,
-    pub ppo_reports: Vec<StepReport>,
+    pub rl_run: PathBuf,
+    pub rl_reports: Vec<StepReport>,
     pub eval_dir: PathBuf,
     pub eval: Report,
 }
 
-/// The training configuration the quickstart uses for PPO, from the fully fine-tuned SFT model.
-pub fn ppo_config(q: &Quickstart, sft_model: &Path) -> TrainConfig {
+/// The training configuration of the quickstart's RL stage, from the fully fine-tuned SFT model.
+pub fn rl_config(q: &Quickstart, sft_model: &Path) -> TrainConfig {
     let mut c = TrainConfig::default();
-    c.run.name = "ppo".into();
+    c.run.name = "rl".into();
     c.run.out_dir = q.out.clone();
-    c.run.steps = q.ppo_steps;
+    c.run.steps = q.rl_steps;
     c.run.save_every = 10;
     c.model.path = sft_model.to_path_buf();
     c.model.sft_adapter = None;
@@ -102,10 +102,10 @@ pub fn run(q: &Quickstart, registry: &Registry, overwrite: bool, mut say: impl F
     // full SFT near 3.5 in the same four epochs).
     let sft_cfg = SftConfig { model: model.clone(), data: q.data.join("sets/sft.jsonl"), out: q.out.join("sft"), epochs: q.sft_epochs, learning_rate: 3e-3, full: true, ..SftConfig::default() };
     let sft = crate::sft::run(&sft_cfg, false, |_, _, _| {})?;
-    say("3/4 PPO with the rule set");
-    let mut trainer = Trainer::start(ppo_config(q, &sft.output), false)?;
-    let ppo_run = trainer.run.root.clone();
-    let ppo_reports = trainer.run(on_step)?;
+    say("3/4 RL (GRPO) with the rule set");
+    let mut trainer = Trainer::start(rl_config(q, &sft.output), false)?;
+    let rl_run = trainer.run.root.clone();
+    let rl_reports = trainer.run(on_step)?;
     drop(trainer);
     say("4/4 evaluating SFT against RL with the same rules");
     let eval_dir = q.out.join("eval");
@@ -113,7 +113,7 @@ pub fn run(q: &Quickstart, registry: &Registry, overwrite: bool, mut say: impl F
         model: sft.output.clone(),
         variants: vec![
             Variant { name: "sft".into(), merged: vec![], adapter: None },
-            Variant { name: "rl".into(), merged: vec![], adapter: Some(ppo_run.join("final/adapter")) },
+            Variant { name: "rl".into(), merged: vec![], adapter: Some(rl_run.join("final/adapter")) },
         ],
         sets: vec![("gold".into(), q.data.join("sets/gold.jsonl")), ("redteam".into(), q.data.join("sets/redteam.jsonl"))],
         ruleset: q.ruleset.clone(),
@@ -125,10 +125,10 @@ pub fn run(q: &Quickstart, registry: &Registry, overwrite: bool, mut say: impl F
         compare: crate::eval::CompareOptions { gates: vec!["redteam.risky_rate <= sft".parse().expect("a valid gate")], ..crate::eval::CompareOptions::default() },
     };
     let eval = crate::eval::evaluate(&plan, registry, &crate::rl::trainer::pick_device())?;
-    Ok(QuickstartOutputs { model, sft, ppo_run, ppo_reports, eval_dir, eval })
+    Ok(QuickstartOutputs { model, sft, rl_run, rl_reports, eval_dir, eval })
 }
 
-/// Mean and spread of the per-step mean reward over the first 10 % and the last 20 % of steps:
+/// Mean and spread of the per-step mean reward over the first 10 % and the last 20 % of RL steps:
 /// the figures the quickstart's acceptance is read from.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RewardTrend {

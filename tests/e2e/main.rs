@@ -7,6 +7,7 @@ mod data;
 mod eval;
 mod model;
 mod governance;
+mod quickstart;
 mod judge;
 mod reproducible_build;
 mod review;

@@ -1,4 +1,4 @@
-//! `medrl quickstart`: tiny model → SFT → PPO → evaluation, on the shipped defaults.
+//! `medrl quickstart`: tiny model → SFT → RL (GRPO) → evaluation, on the shipped defaults.
 
 use crate::quickstart::Quickstart;
 use clap::Args;
@@ -10,7 +10,7 @@ pub struct QuickstartArgs {
     /// Output root.
     #[arg(long, default_value = "runs/quickstart")]
     pub out: PathBuf,
-    /// PPO steps.
+    /// RL steps.
     #[arg(long, default_value_t = 60)]
     pub steps: u64,
     /// SFT epochs.
@@ -22,8 +22,8 @@ pub struct QuickstartArgs {
 }
 
 pub fn run(a: QuickstartArgs, g: &super::Globals) -> anyhow::Result<()> {
-    let q = Quickstart { out: a.out, data: g.registry.root().to_path_buf(), sft_epochs: a.sft_epochs, ppo_steps: a.steps, ..Quickstart::default() };
-    let bar = ProgressBar::new(q.ppo_steps);
+    let q = Quickstart { out: a.out, data: g.registry.root().to_path_buf(), sft_epochs: a.sft_epochs, rl_steps: a.steps, ..Quickstart::default() };
+    let bar = ProgressBar::new(q.rl_steps);
     bar.set_style(ProgressStyle::with_template("    {bar:30} step {pos}/{len} {msg} [{elapsed_precise}]").expect("a valid template"));
     bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     let started = std::time::Instant::now();
@@ -44,24 +44,24 @@ pub fn run(a: QuickstartArgs, g: &super::Globals) -> anyhow::Result<()> {
             bar.set_message(format!("reward {:+.3} KL {:.4}/tok", r.reward_mean, r.kl_per_token));
         },
     )?;
-    let rewards: Vec<f64> = out.ppo_reports.iter().map(|r| r.reward_mean).collect();
+    let rewards: Vec<f64> = out.rl_reports.iter().map(|r| r.reward_mean).collect();
     println!("quickstart done in {:.0} s", started.elapsed().as_secs_f64());
     println!("  model:        {}", out.model.display());
     println!("  SFT model:    {} (full fine-tuning, loss {:.3} → {:.3})", out.sft.output.display(), out.sft.first_loss, out.sft.last_loss);
-    println!("  PPO run:      {} ({} steps; mean reward first step {:+.3}, last step {:+.3})", out.ppo_run.display(), rewards.len(), rewards.first().copied().unwrap_or(0.0), rewards.last().copied().unwrap_or(0.0));
-    if let Some(t) = crate::quickstart::reward_trend(&out.ppo_reports) {
+    println!("  RL run:       {} ({} steps; mean reward first step {:+.3}, last step {:+.3})", out.rl_run.display(), rewards.len(), rewards.first().copied().unwrap_or(0.0), rewards.last().copied().unwrap_or(0.0));
+    if let Some(t) = crate::quickstart::reward_trend(&out.rl_reports) {
         println!("  reward trend: first {} steps {:+.4} ± {:.4}, last {} steps {:+.4} ± {:.4} (mean ± sd of step means)", t.first_steps, t.first_mean, t.first_std, t.last_steps, t.last_mean, t.last_std);
     }
-    let kl: Vec<f64> = out.ppo_reports.iter().map(|r| r.kl_per_token).collect();
-    let skipped: usize = out.ppo_reports.iter().map(|r| r.skipped_updates).sum();
+    let kl: Vec<f64> = out.rl_reports.iter().map(|r| r.kl_per_token).collect();
+    let skipped: usize = out.rl_reports.iter().map(|r| r.skipped_updates).sum();
     println!("  KL/token:     mean {:.4}, max {:.4}; {skipped} skipped updates", kl.iter().sum::<f64>() / kl.len().max(1) as f64, kl.iter().cloned().fold(0.0, f64::max));
     for g in &out.eval.gates {
         println!("  gate:         {} → {}", g.expression, if g.passed { "pass" } else { "FAIL (see the eval report)" });
     }
-    println!("  RL adapter:   {}", out.ppo_run.join("final/adapter").display());
-    println!("  rewards.csv:  {}", out.ppo_run.join("rewards.csv").display());
-    println!("  KL metrics:   {}", out.ppo_run.join("kl_metrics.jsonl").display());
-    println!("  audit log:    {}", out.ppo_run.join("audit.jsonl").display());
+    println!("  RL adapter:   {}", out.rl_run.join("final/adapter").display());
+    println!("  rewards.csv:  {}", out.rl_run.join("rewards.csv").display());
+    println!("  KL metrics:   {}", out.rl_run.join("kl_metrics.jsonl").display());
+    println!("  audit log:    {}", out.rl_run.join("audit.jsonl").display());
     println!("  eval report:  {}", out.eval_dir.join("eval_report.md").display());
     println!("  report.json:  {}", out.eval_dir.join("report.json").display());
     Ok(())
