@@ -40,7 +40,7 @@ pub struct Quickstart {
 
 impl Default for Quickstart {
     fn default() -> Self {
-        Quickstart { out: "runs/quickstart".into(), data: "data".into(), sft_epochs: 4, rl_steps: 60, ruleset: "medical-safety@1.0.0".into() }
+        Quickstart { out: "runs/quickstart".into(), data: "data".into(), sft_epochs: 4, rl_steps: 120, ruleset: "medical-safety@1.0.0".into() }
     }
 }
 
@@ -60,26 +60,31 @@ pub fn rl_config(q: &Quickstart, sft_model: &Path) -> TrainConfig {
     c.run.name = "rl".into();
     c.run.out_dir = q.out.clone();
     c.run.steps = q.rl_steps;
-    c.run.save_every = 10;
+    c.run.save_every = 20;
     c.model.path = sft_model.to_path_buf();
     c.model.sft_adapter = None;
     c.rules.ruleset = q.ruleset.clone();
     c.rules.registry = q.data.clone();
     c.data.prompts = q.data.join("rl/training_prompts.jsonl");
-    // Tuned for the tiny model on two CPU cores. GRPO: four answers per prompt, each judged
-    // against its group's mean. With 60 steps, the critic of value-head PPO stays too poor
-    // (explained variance below 0) to tell the tiny policy which answers were better: its reward
-    // moved 0.32 → 0.33 where GRPO's moved 0.37 → 0.57. The KL to the SFT policy goes into the
-    // loss (k3), with β adapting toward 0.05 nats per token.
+    // Tuned for the tiny model on two CPU cores (docs/training.md has the sweep). GRPO: four
+    // answers per prompt, each judged against its group's mean. With 60 steps, the critic of
+    // value-head PPO stays too poor (explained variance below 0) to tell the tiny policy which
+    // answers were better: its reward moved 0.32 → 0.33 where GRPO's moved 0.37 → 0.43.
+    // The KL to the SFT policy goes into the loss (k3), with β adapting toward 0.03 nats per
+    // token. Over seven settings the red-team risky count of the RL policy ranged from 0 to 3 of
+    // 90 against SFT's 1, always on the same benzodiazepine prompts answered with '酒精' and no
+    // interaction warning: an effect of one or two prompts rather than of a setting. Two epochs
+    // per batch and 120 steps see each training prompt about twice in the time four epochs and
+    // 60 steps took, and gave the clearest reward trend of the settings that kept that count.
     c.rollout.prompts_per_step = 8;
     c.rollout.group_size = 4;
     c.ppo.algorithm = crate::rl::Algorithm::Grpo;
     c.ppo.mini_batch_size = 16;
     c.kl.placement = crate::rl::KlPlacement::Loss;
     c.kl.estimator = crate::rl::KlEstimator::K3;
-    c.kl.controller = crate::rl::KlControllerConfig::Adaptive { init_coef: 0.1, kl_target_per_token: 0.05, horizon_samples: 2_000.0 };
-    c.ppo.ppo_epochs = 4;
-    c.ppo.learning_rate = 1e-3;
+    c.kl.controller = crate::rl::KlControllerConfig::Adaptive { init_coef: 0.2, kl_target_per_token: 0.03, horizon_samples: 2_000.0 };
+    c.ppo.ppo_epochs = 2;
+    c.ppo.learning_rate = 1.5e-3;
     // The SFT answers run to ~300 tokens and the quickstart samples 96: nearly every response is
     // cut, so a missing-EOS penalty would only teach the tiny policy to stop at once.
     c.ppo.missing_eos_penalty = 0.0;
