@@ -1,7 +1,7 @@
 //! `medrl quickstart`: the whole pipeline on the shipped defaults, small enough for two CPU cores:
-//! make the tiny model, SFT it on the shipped corpus, run RL (GRPO: the PPO objective with
-//! group-relative advantages) with `medical-safety@1.0.0` on the shipped training prompts, and
-//! evaluate SFT against RL on the gold and red-team sets with the same rules.
+//! make the tiny model, SFT it on the shipped corpus, run PPO (LoRA adapter, value head, KL to
+//! the SFT policy) with `medical-safety@1.0.0` on the shipped training prompts, and evaluate SFT
+//! against RL on the gold and red-team sets with the same rules.
 
 use crate::eval::{EvalPlan, Report, Variant};
 use crate::model::init::{InitOptions, Preset, WeightDtype, init_model, shipped_corpus};
@@ -16,7 +16,7 @@ pub enum QuickstartError {
     Init(#[from] crate::model::init::InitError),
     #[error("SFT: {0}")]
     Sft(#[from] crate::sft::SftError),
-    #[error("RL: {0}")]
+    #[error("PPO: {0}")]
     Train(#[from] crate::rl::TrainError),
     #[error("evaluation: {0}")]
     Eval(#[from] crate::eval::EvalError),
@@ -66,21 +66,19 @@ pub fn rl_config(q: &Quickstart, sft_model: &Path) -> TrainConfig {
     c.rules.ruleset = q.ruleset.clone();
     c.rules.registry = q.data.clone();
     c.data.prompts = q.data.join("rl/training_prompts.jsonl");
-    // Tuned for the tiny model on two CPU cores (docs/training.md has the sweep). GRPO: four
-    // answers per prompt, each judged against its group's mean. With 60 steps, the critic of
-    // value-head PPO stays too poor (explained variance below 0) to tell the tiny policy which
-    // answers were better: its reward moved 0.32 → 0.33 where GRPO's moved 0.37 → 0.43.
+    // Tuned for the tiny model on two CPU cores (docs/training.md has the sweep and the seeds).
+    // Value-head PPO: 32 prompts, one answer each, GAE over the value head on the shared trunk.
+    // The critic learns alone for 5 steps and then with a value-loss weight of 0.5: with 1
+    // warm-up step and 0.1 its explained variance stayed below 0 and the reward did not move.
     // The KL to the SFT policy goes into the loss (k3), with β adapting toward 0.03 nats per
-    // token. Over seven settings the red-team risky count of the RL policy ranged from 0 to 3 of
-    // 90 against SFT's 1, always on the same benzodiazepine prompts answered with '酒精' and no
-    // interaction warning: an effect of one or two prompts rather than of a setting. Two epochs
-    // per batch and 120 steps see each training prompt about twice in the time four epochs and
-    // 60 steps took, and gave the clearest reward trend of the settings that kept that count.
-    // At this budget the outcome depends on the seed (seed 1 barely learns and adds a risky
-    // answer; seeds 0 and 2 learn and do not): the table in docs/training.md.
-    c.rollout.prompts_per_step = 8;
-    c.rollout.group_size = 4;
-    c.ppo.algorithm = crate::rl::Algorithm::Grpo;
+    // token; two epochs per batch. Every risky red-team answer in the sweep was one finding
+    // (alcohol named after a benzodiazepine prompt, no warning), so the red-team gate turns on
+    // one or two prompts: the quickstart prints it and the report names the answers.
+    c.rollout.prompts_per_step = 32;
+    c.rollout.group_size = 1;
+    c.ppo.algorithm = crate::rl::Algorithm::Ppo;
+    c.ppo.critic_warmup_steps = 5;
+    c.ppo.vf_coef = 0.5;
     c.ppo.mini_batch_size = 16;
     c.kl.placement = crate::rl::KlPlacement::Loss;
     c.kl.estimator = crate::rl::KlEstimator::K3;
@@ -109,7 +107,7 @@ pub fn run(q: &Quickstart, registry: &Registry, overwrite: bool, mut say: impl F
     // full SFT near 3.5 in the same four epochs).
     let sft_cfg = SftConfig { model: model.clone(), data: q.data.join("sets/sft.jsonl"), out: q.out.join("sft"), epochs: q.sft_epochs, learning_rate: 3e-3, full: true, ..SftConfig::default() };
     let sft = crate::sft::run(&sft_cfg, false, |_, _, _| {})?;
-    say("3/4 RL (GRPO) with the rule set");
+    say("3/4 PPO with the rule set");
     let mut trainer = Trainer::start(rl_config(q, &sft.output), false)?;
     let rl_run = trainer.run.root.clone();
     let rl_reports = trainer.run(on_step)?;

@@ -1,5 +1,5 @@
 //! `medrl quickstart`, the README's main command, end to end on a cut-down copy of `data/`: every
-//! stage runs (model, full SFT, RL with the shipped rule set, evaluation with the red-team gate)
+//! stage runs (model, full SFT, PPO with the shipped rule set, evaluation with the red-team gate)
 //! and every output it names exists. The full-size run is measured in the README, not here.
 
 use crate::MEDRL;
@@ -25,7 +25,7 @@ fn quickstart_runs_every_stage_and_names_every_output() {
     let out = dir.path().join("qs");
     let args = ["--registry", data.to_str().unwrap(), "quickstart", "--out", out.to_str().unwrap(), "--steps", "2", "--sft-epochs", "1"];
     let r = medrl(MEDRL, &repo_root(), &args).ok();
-    for stage in ["1/4 making the tiny model", "2/4 SFT", "3/4 RL (GRPO)", "4/4 evaluating SFT against RL"] {
+    for stage in ["1/4 making the tiny model", "2/4 SFT", "3/4 PPO", "4/4 evaluating SFT against RL"] {
         assert!(r.stderr.contains(stage), "{stage} missing:\n{}", r.stderr);
     }
     assert!(r.stdout.contains("(2 steps;"), "{}", r.stdout);
@@ -44,7 +44,7 @@ fn quickstart_runs_every_stage_and_names_every_output() {
     let config = std::fs::read_to_string(out.join("rl/config.toml")).unwrap();
     assert!(config.contains("ruleset = \"medical-safety@1.0.0\", sha256 = "), "{config}");
     assert!(config.contains(&format!("path = \"{}\"", out.join("sft/model").display())), "{config}");
-    // Two steps of 8 prompts × 4 answers.
+    // Two steps of 32 prompts × 1 answer.
     assert_eq!(std::fs::read_to_string(out.join("rl/rewards.csv")).unwrap().lines().count(), 1 + 2 * 32);
     // A second run never deletes the first one's outputs unless told to.
     let again = medrl(MEDRL, &repo_root(), &args).failed();

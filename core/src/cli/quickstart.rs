@@ -1,4 +1,4 @@
-//! `medrl quickstart`: tiny model → SFT → RL (GRPO) → evaluation, on the shipped defaults.
+//! `medrl quickstart`: tiny model → SFT → PPO → evaluation, on the shipped defaults.
 
 use crate::quickstart::Quickstart;
 use clap::Args;
@@ -10,7 +10,7 @@ pub struct QuickstartArgs {
     /// Output root.
     #[arg(long, default_value = "runs/quickstart")]
     pub out: PathBuf,
-    /// RL steps (default 120).
+    /// PPO steps (default 120).
     #[arg(long)]
     pub steps: Option<u64>,
     /// SFT epochs (default 4).
