@@ -3,7 +3,7 @@
 //! and every output it names exists. The full-size run is measured in the README, not here.
 
 use crate::MEDRL;
-use medrl_tests::{copy_tree, medrl, repo_root};
+use medrl_tests::{copy_tree, first_lines, medrl, repo_root};
 use std::path::Path;
 
 /// `data/` with the SFT, RL and evaluation sets cut to their first `n` lines.
@@ -12,8 +12,7 @@ fn small_data(to: &Path, n: usize) {
     // `sets/pool.jsonl` stays whole: the tokenizer is trained on every shipped set.
     for rel in ["sets/sft.jsonl", "sets/gold.jsonl", "sets/redteam.jsonl", "rl/training_prompts.jsonl"] {
         let path = to.join(rel);
-        let lines: String = std::fs::read_to_string(&path).unwrap().lines().take(n).map(|l| format!("{l}\n")).collect();
-        std::fs::write(&path, lines).unwrap();
+        first_lines(&repo_root().join("data").join(rel), n, &path);
     }
 }
 

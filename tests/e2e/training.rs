@@ -2,19 +2,13 @@
 //! bad inputs that must stop a run before step 0 without touching the run folder.
 
 use crate::MEDRL;
-use medrl_tests::{medrl, registry_copy, repo_root};
+use medrl_tests::{first_lines, medrl, registry_copy, repo_root};
 use std::path::Path;
 
 fn tiny(dir: &Path) -> String {
     let out = dir.join("tiny");
     medrl(MEDRL, &repo_root(), &["model", "init", "--preset", "tiny", "--out", out.to_str().unwrap()]).ok();
     out.to_str().unwrap().to_string()
-}
-
-/// Writes the first `n` lines of the JSONL file `from` to `to`.
-fn first_lines(from: &Path, n: usize, to: &Path) {
-    let lines: String = std::fs::read_to_string(from).unwrap().lines().take(n).map(|l| format!("{l}\n")).collect();
-    std::fs::write(to, lines).unwrap();
 }
 
 fn set(k: &str, v: &str) -> [String; 2] {

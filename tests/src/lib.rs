@@ -68,6 +68,12 @@ pub fn medrl(bin: &str, cwd: &Path, args: &[&str]) -> Run {
     }
 }
 
+/// Writes the first `n` lines of the JSONL file `from` to `to`.
+pub fn first_lines(from: &Path, n: usize, to: &Path) {
+    let lines: String = std::fs::read_to_string(from).unwrap().lines().take(n).map(|l| format!("{l}\n")).collect();
+    std::fs::write(to, lines).unwrap();
+}
+
 /// Writes JSONL lines to a file.
 pub fn write_jsonl(path: &Path, rows: &[serde_json::Value]) {
     let text: String = rows.iter().map(|r| format!("{r}\n")).collect();
