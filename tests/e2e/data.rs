@@ -112,7 +112,7 @@ fn the_shipped_training_prompts_are_what_build_prompts_writes_with_the_defaults(
     let out = tempfile::tempdir().unwrap();
     let path = out.path().join("training_prompts.jsonl");
     let run = medrl(MEDRL, &repo_root(), &["data", "build-prompts", "--out", path.to_str().unwrap()]).ok();
-    assert!(run.stdout.contains("drew 512 of 640 pool prompts with seed 17"), "{}", run.stdout);
+    assert!(run.stdout.contains("drew 512 of 672 pool prompts with seed 17"), "{}", run.stdout);
     assert!(run.stdout.contains("high-risk share: "), "{}", run.stdout);
     let built = std::fs::read_to_string(&path).unwrap();
     let shipped = std::fs::read_to_string(repo_root().join("data/rl/training_prompts.jsonl")).unwrap();

@@ -25,7 +25,7 @@ use std::path::Path;
 
 /// Default output, relative to the repository root.
 pub const DEFAULT_OUT: &str = "data/rl/training_prompts.jsonl";
-/// Default number of prompts: 512 of the shipped pool's 640, so the quotas and the high-risk floor
+/// Default number of prompts: 512 of the shipped pool's 672, so the quotas and the high-risk floor
 /// decide something and a later round can draw a different 512 with another seed.
 pub const DEFAULT_N: usize = 512;
 /// Default seed.
