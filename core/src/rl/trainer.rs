@@ -781,8 +781,10 @@ mod tests {
 
     /// The PPO sanity check: a rule that rewards one character (the share of `e` in the answer).
     /// The tiny policy must learn to write it: the mean reward of the last 3 of 20 steps well above
-    /// the first 3 (measured: 0.040 → 0.393), with finite KL and no update skipped. Short answers
-    /// (4 tokens) and 64 per step give the signal room over the sampling noise.
+    /// the first 3 (measured: 0.036 → 0.427; run seeds 4, 5, 6 give 0.20, 0.42, 0.47), with finite
+    /// KL and no update skipped. Short answers (4 tokens) and 64 per step give the signal room over
+    /// the sampling noise. The tiny model's tokenizer is trained on the shipped corpus, so a data
+    /// change moves this curve: at lr 3e-3 the corpus of December 2026 reached only 0.083.
     #[test]
     fn ppo_learns_what_a_toy_rule_rewards() {
         let dir = tempfile::tempdir().unwrap();
@@ -791,7 +793,7 @@ mod tests {
         c.rollout.max_new_tokens = 4;
         c.ppo.mini_batch_size = 16;
         c.ppo.ppo_epochs = 4;
-        c.ppo.learning_rate = 3e-3;
+        c.ppo.learning_rate = 6e-3;
         c.ppo.target_policy_kl = 1.0;
         c.run.save_every = 100;
         c.kl.controller = KlControllerConfig::Fixed { coef: 0.001 };
