@@ -38,9 +38,14 @@ pub struct Quickstart {
     pub ruleset: String,
 }
 
+/// SFT epochs of the shipped quickstart.
+pub const SFT_EPOCHS: usize = 4;
+/// PPO steps of the shipped quickstart (docs/training.md has how they were chosen).
+pub const RL_STEPS: u64 = 120;
+
 impl Default for Quickstart {
     fn default() -> Self {
-        Quickstart { out: "runs/quickstart".into(), data: "data".into(), sft_epochs: 4, rl_steps: 120, ruleset: "medical-safety@1.0.0".into() }
+        Quickstart { out: "runs/quickstart".into(), data: "data".into(), sft_epochs: SFT_EPOCHS, rl_steps: RL_STEPS, ruleset: "medical-safety@1.0.0".into() }
     }
 }
 

@@ -10,20 +10,19 @@ pub struct QuickstartArgs {
     /// Output root.
     #[arg(long, default_value = "runs/quickstart")]
     pub out: PathBuf,
-    /// PPO steps (default 120).
-    #[arg(long)]
-    pub steps: Option<u64>,
-    /// SFT epochs (default 4).
-    #[arg(long)]
-    pub sft_epochs: Option<usize>,
+    /// PPO steps.
+    #[arg(long, default_value_t = crate::quickstart::RL_STEPS)]
+    pub steps: u64,
+    /// SFT epochs.
+    #[arg(long, default_value_t = crate::quickstart::SFT_EPOCHS)]
+    pub sft_epochs: usize,
     /// Delete an earlier quickstart's outputs first.
     #[arg(long)]
     pub overwrite: bool,
 }
 
 pub fn run(a: QuickstartArgs, g: &super::Globals) -> anyhow::Result<()> {
-    let d = Quickstart::default();
-    let q = Quickstart { out: a.out, data: g.registry.root().to_path_buf(), sft_epochs: a.sft_epochs.unwrap_or(d.sft_epochs), rl_steps: a.steps.unwrap_or(d.rl_steps), ..d };
+    let q = Quickstart { out: a.out, data: g.registry.root().to_path_buf(), sft_epochs: a.sft_epochs, rl_steps: a.steps, ..Quickstart::default() };
     let bar = ProgressBar::new(q.rl_steps);
     bar.set_style(ProgressStyle::with_template("    {bar:30} step {pos}/{len} {msg} [{elapsed_precise}]").expect("a valid template"));
     bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
