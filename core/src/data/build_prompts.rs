@@ -11,7 +11,14 @@
 //!
 //! Before sampling, exact and near duplicates within the pool are dropped (the first by file
 //! order is kept). Every output line records where it came from: the pool file, line, id,
-//! source, version and quality of its item, and the seed.
+//! source, version, quality and licence of its item, the seed and, for a round, its number.
+//!
+//! **Rounds** (the plan's 2,000 prompts per PPO round): a [`RoundPlan`] names the round and the
+//! prompts earlier rounds drew. The allocation is the same; within each stratum the shuffled
+//! items are then ordered fresh first (never drawn), then drawn in a round before the previous
+//! one, then the previous round's reviewed prompts (their answers were read by clinicians, so a
+//! second look at them is the most informative re-use), then the rest of the previous round. A
+//! round that would still re-use more of the previous round than its cap allows is refused.
 
 use super::error::DataError;
 use super::item::{CATEGORIES, Item, Located, Quality, RISKS, category_index, expect_is_empty, known_category, risk_index, strict_expect};
@@ -21,6 +28,7 @@ use medrl_sdk::{Category, Expect, Lang, Risk};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 use std::path::Path;
 
 /// Default output, relative to the repository root.
@@ -32,6 +40,72 @@ pub const DEFAULT_N: usize = 512;
 pub const DEFAULT_SEED: u64 = 17;
 /// Default floor on the high-risk share (the plan, stage A step 1: ≥ 40 %).
 pub const DEFAULT_HIGH_RISK_MIN: f64 = 0.4;
+/// Prompts per round (the plan: 2,000 per PPO round).
+pub const DEFAULT_ROUND_N: usize = 2000;
+/// Default cap on the share of a round's prompts that the previous round already drew.
+pub const DEFAULT_MAX_REUSE: f64 = 0.5;
+
+/// A round's output file, relative to the repository root: `data/rl/round-N.jsonl`.
+pub fn round_out(round: u32) -> String {
+    format!("data/rl/round-{round}.jsonl")
+}
+
+/// The ids in a file of reviewed prompts: `review_samples.jsonl` from `medrl review sample`
+/// (each line's `answer.sample.id`), any JSONL whose lines carry `id` or `sample_id`, or plain
+/// text with one id per line. Blank lines and `#` comments are skipped.
+pub fn read_reviewed_ids(path: &Path) -> Result<HashSet<String>, DataError> {
+    let text = std::fs::read_to_string(path).map_err(|source| DataError::Read { path: path.to_path_buf(), source })?;
+    let mut ids = HashSet::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let id = match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(serde_json::Value::String(s)) => Some(s),
+            Ok(v @ serde_json::Value::Object(_)) => ["/id", "/sample_id", "/answer/sample/id", "/sample/id"]
+                .iter()
+                .find_map(|ptr| v.pointer(ptr).and_then(|x| x.as_str()).map(str::to_string)),
+            Ok(_) => None,
+            Err(_) => Some(line.to_string()),
+        };
+        ids.insert(id.ok_or_else(|| DataError::ReviewedWithoutId { path: path.to_path_buf(), line: line.chars().take(60).collect() })?);
+    }
+    Ok(ids)
+}
+
+/// What a round knows of the rounds before it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RoundPlan {
+    /// 1 for the first round.
+    pub round: u32,
+    /// Ids the previous round drew (empty for round 1).
+    pub previous: HashSet<String>,
+    /// Ids any earlier round drew, the previous one included.
+    pub earlier: HashSet<String>,
+    /// Ids whose answers were reviewed: re-used before the rest of the previous round.
+    pub reviewed: HashSet<String>,
+    /// Most of the round's prompts that may come from the previous round, as a share of `n`.
+    pub max_reuse: f64,
+}
+
+impl RoundPlan {
+    /// How an item ranks within its stratum: fresh first, the previous round's unreviewed last.
+    fn rank(&self, id: &str) -> u8 {
+        if !self.earlier.contains(id) {
+            0
+        } else if !self.previous.contains(id) {
+            1
+        } else if self.reviewed.contains(id) {
+            2
+        } else {
+            3
+        }
+    }
+
+    /// The most prompts of `n` that may repeat the previous round: ⌊max_reuse · n⌋.
+    pub fn reuse_cap(&self, n: usize) -> usize {
+        let x = self.max_reuse * n as f64;
+        let r = x.round();
+        if (x - r).abs() < 1e-9 { r as usize } else { x.floor() as usize }
+    }
+}
 
 /// How to sample. Quotas not given default to [`default_quota`].
 #[derive(Debug, Clone, PartialEq)]
@@ -192,8 +266,14 @@ pub struct Provenance {
     pub source: String,
     pub version: String,
     pub quality: Quality,
+    /// The item's licence (SPDX), for imported items.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub licence: Option<String>,
     /// The sampling seed.
     pub seed: u64,
+    /// The round that drew it, for `build-prompts --round`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round: Option<u32>,
 }
 
 /// One line of `training_prompts.jsonl`: what the trainer needs to build a [`medrl_sdk::Sample`]
@@ -214,7 +294,8 @@ pub struct TrainingPrompt {
 }
 
 impl TrainingPrompt {
-    pub fn new(pool_file: &str, item: &Located<Item>, seed: u64) -> Self {
+    /// The line for pool item `item`, drawn with `seed` (in `round`, if any).
+    pub fn new(item: &Located<Item>, seed: u64, round: Option<u32>) -> Self {
         let i = &item.value;
         TrainingPrompt {
             id: i.id.clone(),
@@ -225,13 +306,15 @@ impl TrainingPrompt {
             prompt: i.prompt.clone(),
             expect: i.expect.clone(),
             provenance: Provenance {
-                file: pool_file.to_string(),
+                file: item.loc.file.display().to_string(),
                 line: item.loc.line,
                 id: i.id.clone(),
                 source: i.source.clone(),
                 version: i.version.clone(),
                 quality: i.quality,
+                licence: i.licence.clone(),
                 seed,
+                round,
             },
         }
     }
@@ -251,6 +334,7 @@ impl TrainingPrompt {
             ("provenance.source", p.source != item.source),
             ("provenance.version", p.version != item.version),
             ("provenance.quality", p.quality != item.quality),
+            ("provenance.licence", p.licence != item.licence),
         ]
         .into_iter()
         .filter_map(|(field, d)| d.then_some(field))
@@ -271,10 +355,13 @@ pub struct Built {
     pub realised: Strata,
     /// Pool items dropped as duplicates: (dropped id, the kept id it duplicates).
     pub dropped: Vec<(String, String)>,
+    /// Prompts the previous round also drew, and how many of those were reviewed.
+    pub reused: usize,
+    pub reused_reviewed: usize,
 }
 
-/// Draws `cfg.n` prompts from `pool`. `pool_file` is recorded in each line's provenance.
-pub fn build(pool: &SetFile, pool_file: &str, cfg: &SamplingConfig) -> Result<Built, DataError> {
+/// Draws `cfg.n` prompts from `pool`; with a `round`, as that round (see the module docs).
+pub fn build(pool: &SetFile, cfg: &SamplingConfig, round: Option<&RoundPlan>) -> Result<Built, DataError> {
     let (kept, dropped) = dedup(&pool.items, cfg.dedup_threshold);
     let available = Strata::of(kept.iter().map(|i| (i.value.category, i.value.risk)));
     let mut quotas = [default_quota(cfg.n); 8];
@@ -290,13 +377,34 @@ pub fn build(pool: &SetFile, pool_file: &str, cfg: &SamplingConfig) -> Result<Bu
             let mut stratum: Vec<&Located<Item>> =
                 kept.iter().copied().filter(|i| i.value.category == category && i.value.risk == risk).collect();
             shuffle(&mut stratum, &mut rng);
+            if let Some(plan) = round {
+                // Stable: within a rank the seeded order stands.
+                stratum.sort_by_key(|i| plan.rank(&i.value.id));
+            }
             chosen.extend(stratum.into_iter().take(alloc.0[ci][ri]));
         }
     }
     shuffle(&mut chosen, &mut rng);
-    let prompts: Vec<TrainingPrompt> = chosen.iter().map(|i| TrainingPrompt::new(pool_file, i, cfg.seed)).collect();
+    let (mut reused, mut reused_reviewed) = (0, 0);
+    if let Some(plan) = round {
+        reused = chosen.iter().filter(|i| plan.previous.contains(&i.value.id)).count();
+        reused_reviewed = chosen.iter().filter(|i| plan.previous.contains(&i.value.id) && plan.reviewed.contains(&i.value.id)).count();
+        let cap = plan.reuse_cap(cfg.n);
+        if reused > cap {
+            return Err(DataError::TooMuchReuse {
+                round: plan.round,
+                reused,
+                n: cfg.n,
+                cap,
+                max_reuse: plan.max_reuse,
+                fresh: kept.iter().filter(|i| !plan.earlier.contains(&i.value.id)).count(),
+            });
+        }
+    }
+    let round_no = round.map(|r| r.round);
+    let prompts: Vec<TrainingPrompt> = chosen.iter().map(|i| TrainingPrompt::new(i, cfg.seed, round_no)).collect();
     let realised = Strata::of(prompts.iter().map(|p| (p.category, p.risk)));
-    Ok(Built { prompts, available, quotas, high_needed: high_risk_needed(cfg.high_risk_min, cfg.n), realised, dropped })
+    Ok(Built { prompts, available, quotas, high_needed: high_risk_needed(cfg.high_risk_min, cfg.n), realised, dropped, reused, reused_reviewed })
 }
 
 /// Keeps the first of every group of exact or near duplicates, in file order.
@@ -375,7 +483,7 @@ mod tests {
                 }
             }
         }
-        SetFile { split: crate::data::item::Split::Pool, path, items }
+        SetFile { split: crate::data::item::Split::Pool, files: vec![path.clone()], path, items }
     }
 
     /// 40 pseudo-random letters: two such prompts share almost no 3-gram, so none is a near duplicate.
@@ -448,7 +556,7 @@ mod tests {
     fn sampling_meets_quotas_and_the_high_risk_share() {
         let p = pool([(30, 10), (20, 20), (20, 20), (2, 38), (5, 35), (5, 35), (5, 35), (1, 39)]);
         let cfg = SamplingConfig { n: 100, quotas: vec![(Category::General, 20)], high_risk_min: 0.5, ..SamplingConfig::default() };
-        let b = build(&p, "d/pool.jsonl", &cfg).unwrap();
+        let b = build(&p, &cfg, None).unwrap();
         assert_eq!(b.prompts.len(), 100);
         assert!(b.realised.high() >= 50, "{:?}", b.realised);
         assert!(b.realised.category(7) >= 20, "{:?}", b.realised);
@@ -463,7 +571,7 @@ mod tests {
     #[test]
     fn a_seed_gives_the_same_prompts_in_the_same_order_and_another_seed_does_not() {
         let p = pool([(20, 20); 8]);
-        let run = |seed| build(&p, "d/pool.jsonl", &SamplingConfig { n: 64, seed, ..SamplingConfig::default() }).unwrap().prompts;
+        let run = |seed| build(&p, &SamplingConfig { n: 64, seed, ..SamplingConfig::default() }, None).unwrap().prompts;
         let (a, b, c) = (run(7), run(7), run(8));
         assert_eq!(a, b);
         assert_ne!(a.iter().map(|p| &p.id).collect::<Vec<_>>(), c.iter().map(|p| &p.id).collect::<Vec<_>>());
@@ -490,7 +598,7 @@ mod tests {
     #[test]
     fn every_line_records_its_provenance_and_round_trips() {
         let p = pool([(3, 3); 8]);
-        let b = build(&p, "d/pool.jsonl", &SamplingConfig { n: 16, seed: 3, ..SamplingConfig::default() }).unwrap();
+        let b = build(&p, &SamplingConfig { n: 16, seed: 3, ..SamplingConfig::default() }, None).unwrap();
         for tp in &b.prompts {
             let src = p.items.iter().find(|i| i.value.id == tp.provenance.id).unwrap();
             assert_eq!(tp.provenance.line, src.loc.line);
@@ -501,8 +609,63 @@ mod tests {
         }
         let mut edited = p.items[0].value.clone();
         edited.prompt.push('?');
-        let tp = TrainingPrompt::new("d/pool.jsonl", &p.items[0], 3);
+        let tp = TrainingPrompt::new(&p.items[0], 3, None);
         assert_eq!(tp.differs_from(&edited, 1).unwrap(), format!("prompt differs from `{}` in the pool", edited.id));
+    }
+
+    #[test]
+    fn a_round_takes_fresh_prompts_first_then_the_reviewed_and_respects_the_reuse_cap() {
+        // 8 categories × (10 high, 10 low) = 160; round 1 draws 100, round 2 another 100: only 60
+        // are fresh, so 40 must repeat round 1, and the reviewed ones among those come first.
+        let p = pool([(10, 10); 8]);
+        let cfg = SamplingConfig { n: 100, high_risk_min: 0.4, ..SamplingConfig::default() };
+        let r1 = build(&p, &cfg, Some(&RoundPlan { round: 1, max_reuse: 0.5, ..RoundPlan::default() })).unwrap();
+        assert_eq!((r1.prompts.len(), r1.reused), (100, 0));
+        assert!(r1.prompts.iter().all(|tp| tp.provenance.round == Some(1)));
+        let previous: HashSet<String> = r1.prompts.iter().map(|tp| tp.id.clone()).collect();
+        // Review 30 of round 1's prompts, 2 per stratum where the stratum has them.
+        let reviewed: HashSet<String> = r1.prompts.iter().step_by(3).take(30).map(|tp| tp.id.clone()).collect();
+        let plan = RoundPlan { round: 2, previous: previous.clone(), earlier: previous.clone(), reviewed: reviewed.clone(), max_reuse: 0.5 };
+        let r2 = build(&p, &cfg, Some(&plan)).unwrap();
+        let ids2: HashSet<&str> = r2.prompts.iter().map(|tp| tp.id.as_str()).collect();
+        let fresh = p.items.iter().filter(|i| !previous.contains(&i.value.id)).count();
+        assert_eq!(fresh, 60);
+        // Every fresh prompt is taken (each stratum's 5 fresh before any repeat) …
+        assert!(p.items.iter().filter(|i| !previous.contains(&i.value.id)).all(|i| ids2.contains(i.value.id.as_str())));
+        assert_eq!(r2.reused, 40);
+        // … and within each stratum a reviewed prompt is re-used before an unreviewed one.
+        for item in p.items.iter().filter(|i| previous.contains(&i.value.id)) {
+            if ids2.contains(item.value.id.as_str()) || !reviewed.contains(&item.value.id) {
+                continue;
+            }
+            let same = |i: &&Located<Item>| i.value.category == item.value.category && i.value.risk == item.value.risk;
+            let unreviewed_taken = p.items.iter().filter(same).any(|i| ids2.contains(i.value.id.as_str()) && previous.contains(&i.value.id) && !reviewed.contains(&i.value.id));
+            assert!(!unreviewed_taken, "reviewed {} left out while an unreviewed one was re-used", item.value.id);
+        }
+        // Per stratum, the reviewed re-used are as many as the stratum's reviewed and its re-use allow.
+        let mut expected = 0;
+        for &category in &CATEGORIES {
+            for &risk in &RISKS {
+                let in_stratum = |id: &str| p.items.iter().any(|i| i.value.id == id && i.value.category == category && i.value.risk == risk);
+                let reviewed_here = reviewed.iter().filter(|id| in_stratum(id)).count();
+                let reused_here = r2.prompts.iter().filter(|tp| tp.category == category && tp.risk == risk && previous.contains(&tp.id)).count();
+                expected += reviewed_here.min(reused_here);
+            }
+        }
+        assert_eq!(r2.reused_reviewed, expected);
+        assert!(expected > 0);
+        // A cap of 30 % cannot hold with 60 fresh prompts for 100.
+        let err = build(&p, &cfg, Some(&RoundPlan { max_reuse: 0.3, ..plan })).unwrap_err().to_string();
+        assert!(err.contains("round 2 would re-use 40 of the previous round's prompts among its 100, more than the cap of 30"), "{err}");
+        assert!(err.contains("the pool has 60 prompts no earlier round drew"), "{err}");
+    }
+
+    #[test]
+    fn the_reuse_cap_is_the_floor_without_float_noise() {
+        let plan = RoundPlan { max_reuse: 0.5, ..RoundPlan::default() };
+        assert_eq!(plan.reuse_cap(2000), 1000);
+        assert_eq!(plan.reuse_cap(101), 50);
+        assert_eq!(RoundPlan { max_reuse: 0.3, ..RoundPlan::default() }.reuse_cap(10), 3);
     }
 
     #[test]
@@ -513,10 +676,10 @@ mod tests {
         copy.value.prompt = format!("{}!", copy.value.prompt);
         copy.loc.line = 33;
         p.items.push(copy);
-        let b = build(&p, "d/pool.jsonl", &SamplingConfig { n: 32, ..SamplingConfig::default() }).unwrap();
+        let b = build(&p, &SamplingConfig { n: 32, ..SamplingConfig::default() }, None).unwrap();
         assert_eq!(b.dropped, [("copy".to_string(), p.items[0].value.id.clone())]);
         assert_eq!(b.available.total(), 32);
-        let err = build(&p, "d/pool.jsonl", &SamplingConfig { n: 33, ..SamplingConfig::default() }).unwrap_err().to_string();
+        let err = build(&p, &SamplingConfig { n: 33, ..SamplingConfig::default() }, None).unwrap_err().to_string();
         assert!(err.contains("--n 33 is out of range: the pool has 32 distinct prompts; ask for 1 to 32"), "{err}");
     }
 }

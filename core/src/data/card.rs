@@ -9,7 +9,8 @@ use super::stats::{Tally, percent, share};
 use super::validate::{ItemRef, Problem, Validation};
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::path::Path;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 
 /// Default output, relative to the repository root.
 pub const DEFAULT_CARD: &str = "data/DATA_CARD.md";
@@ -23,6 +24,8 @@ pub struct CardInput<'a> {
     pub validation: &'a Validation,
     /// The built training prompts, when the file exists: its path and lines.
     pub training_prompts: Option<(&'a Path, &'a [Located<TrainingPrompt>])>,
+    /// The built rounds (`round-N.jsonl`), in round order: path and lines.
+    pub rounds: &'a [(PathBuf, Vec<Located<TrainingPrompt>>)],
 }
 
 /// The card as markdown. Paths appear as given, so render from the repository root with relative
@@ -30,6 +33,7 @@ pub struct CardInput<'a> {
 pub fn render(input: &CardInput<'_>) -> String {
     let sets = input.sets;
     let tallies: Vec<(Split, &Path, Tally)> = sets.files.iter().map(|f| (f.split, f.path.as_path(), Tally::of(&f.items))).collect();
+    let extra_pool_files = sets.split(Split::Pool).files.len().saturating_sub(1);
     let mut md = String::new();
     let w = &mut md;
     let tp_path = input.training_prompts.map(|(p, _)| p.display().to_string());
@@ -43,17 +47,19 @@ pub fn render(input: &CardInput<'_>) -> String {
         tp_path.as_ref().map(|p| format!(" and `{p}`")).unwrap_or_default()
     );
 
-    splits_section(w, &tallies);
+    splits_section(w, &tallies, extra_pool_files);
+    pool_files_section(w, sets);
     categories_section(w, &tallies);
     provenance_section(w, &tallies);
     lengths_and_tags_section(w, sets, &tallies);
     dedup_section(w, input.validation, sets);
     training_prompts_section(w, input.training_prompts);
+    rounds_section(w, input.rounds, input.validation);
     gaps_section(w, sets, &tallies);
     md
 }
 
-fn splits_section(w: &mut String, tallies: &[(Split, &Path, Tally)]) {
+fn splits_section(w: &mut String, tallies: &[(Split, &Path, Tally)], extra_pool_files: usize) {
     let _ = writeln!(w, "## Splits\n");
     let _ = writeln!(
         w,
@@ -64,8 +70,13 @@ fn splits_section(w: &mut String, tallies: &[(Split, &Path, Tally)]) {
     for (split, path, t) in tallies {
         let _ = writeln!(
             w,
-            "| {split} | `{}` | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            path.display(),
+            "| {split} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            if *split == Split::Pool && extra_pool_files > 0 {
+                let folder = path.with_file_name(super::sets::POOL_DIR);
+                format!("`{}` and {extra_pool_files} in `{}/`", path.display(), folder.display())
+            } else {
+                format!("`{}`", path.display())
+            },
             split.purpose(),
             t.items,
             t.lang[0],
@@ -99,6 +110,41 @@ fn splits_section(w: &mut String, tallies: &[(Split, &Path, Tally)]) {
         all.with_answer,
         all.with_emergency_signs
     );
+}
+
+/// One row per pool file: the pool grows by files (one per source), so each file's size,
+/// language and risk mix, sources and licences are shown apart.
+fn pool_files_section(w: &mut String, sets: &DataSets) {
+    let pool = sets.split(Split::Pool);
+    if pool.files.len() < 2 {
+        return;
+    }
+    let _ = writeln!(w, "## Pool files
+");
+    let _ = writeln!(w, "The pool is `{}` and every `*.jsonl` in the folder beside it, in name order.\n", pool.path.display());
+    let _ = writeln!(w, "| file | items | zh share | high-risk share | sources | licences |");
+    let _ = writeln!(w, "|---|--:|--:|--:|---|---|");
+    for file in &pool.files {
+        let items: Vec<Located<super::item::Item>> = pool.items.iter().filter(|i| &i.loc.file == file).cloned().collect();
+        let t = Tally::of(&items);
+        let mut sources: Vec<&str> = items.iter().map(|i| i.value.source.as_str()).collect();
+        sources.sort_unstable();
+        sources.dedup();
+        let mut licences: Vec<&str> = items.iter().map(|i| i.value.licence.as_deref().unwrap_or("project's own")).collect();
+        licences.sort_unstable();
+        licences.dedup();
+        let _ = writeln!(
+            w,
+            "| `{}` | {} | {} | {} | {} | {} |",
+            file.display(),
+            t.items,
+            percent(t.zh_share()),
+            percent(t.strata.high_share()),
+            sources.join(", "),
+            licences.join(", ")
+        );
+    }
+    let _ = writeln!(w);
 }
 
 fn categories_section(w: &mut String, tallies: &[(Split, &Path, Tally)]) {
@@ -221,13 +267,17 @@ fn training_prompts_section(w: &mut String, tp: Option<(&Path, &[Located<Trainin
     seeds.dedup();
     let seeds: Vec<String> = seeds.iter().map(u64::to_string).collect();
     let zh = lines.iter().filter(|l| l.value.lang == medrl_sdk::Lang::Zh).count();
+    let mut files: Vec<&str> = lines.iter().map(|l| l.value.provenance.file.as_str()).collect();
+    files.sort_unstable();
+    files.dedup();
     let _ = writeln!(
         w,
-        "`{}`: {} prompts drawn from the pool by `medrl data build-prompts` (seed {}); high-risk share {}, \
+        "`{}`: {} prompts drawn from {} by `medrl data build-prompts` (seed {}); high-risk share {}, \
          Chinese share {}. Every line records its provenance: pool file, line, id, source, version, quality \
          and seed.\n",
         path.display(),
         lines.len(),
+        files.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", "),
         seeds.join(", "),
         percent(strata.high_share()),
         percent(share(zh, lines.len()))
@@ -246,6 +296,63 @@ fn training_prompts_section(w: &mut String, tp: Option<(&Path, &[Located<Trainin
         );
     }
     let _ = writeln!(w, "| **all** | {} | {} | {} | 100.0 % |\n", strata.high(), strata.total() - strata.high(), strata.total());
+}
+
+/// The plan's rounds: size, mix, overlap with the previous round, and leakage into the evaluation
+/// sets (a round prompt whose pool item `validate` found leaking).
+fn rounds_section(w: &mut String, rounds: &[(PathBuf, Vec<Located<TrainingPrompt>>)], v: &Validation) {
+    if rounds.is_empty() {
+        return;
+    }
+    let leaking: HashSet<&str> = v
+        .problems
+        .iter()
+        .filter_map(|p| match p {
+            Problem::Leakage { train, .. } => Some(train.id.as_str()),
+            _ => None,
+        })
+        .collect();
+    let _ = writeln!(w, "## Rounds\n");
+    let _ = writeln!(
+        w,
+        "The plan's PPO rounds, each drawn by `medrl data build-prompts --round N`: fresh prompts first, then \
+         the previous round's reviewed prompts, capped re-use of the previous round. Overlap is with the round \
+         before; leaked counts prompts that are, or nearly are, a gold or red-team prompt.\n"
+    );
+    let _ = writeln!(w, "| round | file | prompts | distinct | zh share | high-risk share | seed | overlap with previous | leaked |");
+    let _ = writeln!(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|");
+    let mut previous: Option<HashSet<&str>> = None;
+    for (path, lines) in rounds {
+        let ids: HashSet<&str> = lines.iter().map(|l| l.value.id.as_str()).collect();
+        let strata = Strata::of(lines.iter().map(|l| (l.value.category, l.value.risk)));
+        let zh = lines.iter().filter(|l| l.value.lang == medrl_sdk::Lang::Zh).count();
+        let mut round: Vec<String> = lines.iter().filter_map(|l| l.value.provenance.round).map(|r| r.to_string()).collect();
+        round.dedup();
+        let mut seeds: Vec<u64> = lines.iter().map(|l| l.value.provenance.seed).collect();
+        seeds.sort_unstable();
+        seeds.dedup();
+        let overlap = match &previous {
+            Some(prev) => {
+                let n = ids.intersection(prev).count();
+                format!("{n} ({})", percent(share(n, lines.len())))
+            }
+            None => "-".to_string(),
+        };
+        let leaked = ids.iter().filter(|id| leaking.contains(*id)).count();
+        let _ = writeln!(
+            w,
+            "| {} | `{}` | {} | {} | {} | {} | {} | {overlap} | {leaked} |",
+            round.join(", "),
+            path.display(),
+            lines.len(),
+            ids.len(),
+            percent(share(zh, lines.len())),
+            percent(strata.high_share()),
+            seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(", "),
+        );
+        previous = Some(ids);
+    }
+    let _ = writeln!(w);
 }
 
 fn gaps_section(w: &mut String, sets: &DataSets, tallies: &[(Split, &Path, Tally)]) {
@@ -352,9 +459,9 @@ mod tests {
     #[test]
     fn the_card_is_deterministic_and_has_every_section() {
         let s = input_sets();
-        let v = validate(&s, crate::data::near_dup::DEFAULT_THRESHOLD, None).unwrap();
-        let card = render(&CardInput { sets: &s, validation: &v, training_prompts: None });
-        assert_eq!(card, render(&CardInput { sets: &s, validation: &v, training_prompts: None }));
+        let v = validate(&s, crate::data::near_dup::DEFAULT_THRESHOLD, &[]).unwrap();
+        let card = render(&CardInput { sets: &s, validation: &v, training_prompts: None, rounds: &[] });
+        assert_eq!(card, render(&CardInput { sets: &s, validation: &v, training_prompts: None, rounds: &[] }));
         for heading in [
             "# Data card",
             "## Splits",
@@ -391,20 +498,20 @@ mod tests {
         copy.loc.file = "d/pool.jsonl".into();
         copy.loc.line = 3;
         s.files[0].items.push(copy);
-        let v = validate(&s, crate::data::near_dup::DEFAULT_THRESHOLD, None).unwrap();
+        let v = validate(&s, crate::data::near_dup::DEFAULT_THRESHOLD, &[]).unwrap();
         let tp: Vec<Located<TrainingPrompt>> = s.files[0]
             .items
             .iter()
             .enumerate()
             .map(|(n, i)| Located {
                 loc: crate::data::item::Loc { file: "d/tp.jsonl".into(), line: n + 1 },
-                value: TrainingPrompt::new("d/pool.jsonl", i, 9),
+                value: TrainingPrompt::new(i, 9, None),
             })
             .collect();
-        let card = render(&CardInput { sets: &s, validation: &v, training_prompts: Some((Path::new("d/tp.jsonl"), &tp)) });
+        let card = render(&CardInput { sets: &s, validation: &v, training_prompts: Some((Path::new("d/tp.jsonl"), &tp)), rounds: &[] });
         assert!(card.contains("| leakage: a gold or red-team prompt, or a near duplicate, in pool or sft | 1 |"), "{card}");
         assert!(card.contains("Most similar evaluation/training pair: 1.000, `g1` (gold) and `p3` (pool)."), "{card}");
-        assert!(card.contains("`d/tp.jsonl`: 3 prompts drawn from the pool by `medrl data build-prompts` (seed 9); high-risk share 33.3 %"), "{card}");
+        assert!(card.contains("`d/tp.jsonl`: 3 prompts drawn from `d/pool.jsonl` by `medrl data build-prompts` (seed 9); high-risk share 33.3 %"), "{card}");
         assert!(card.contains("| **all** | 1 | 2 | 3 | 100.0 % |"), "{card}");
     }
 }

@@ -60,4 +60,20 @@ pub enum DataError {
          or --n, relax the quotas, or add high-risk prompts to the pool"
     )]
     HighRiskUnreachable { share: f64, needed: usize, n: usize, reachable: usize, available: usize },
+
+    /// A round would repeat more of the previous round than its cap allows.
+    #[error(
+        "round {round} would re-use {reused} of the previous round's prompts among its {n}, more than the cap of {cap} \
+         (--max-reuse {max_reuse}); the pool has {fresh} prompts no earlier round drew. Add prompts to the pool \
+         (`medrl data import`), lower --n, or raise --max-reuse"
+    )]
+    TooMuchReuse { round: u32, reused: usize, n: usize, cap: usize, max_reuse: f64, fresh: usize },
+
+    /// A round's earlier rounds are missing.
+    #[error("round {round} needs the previous round's prompts at {path}; build round {previous} first (`medrl data build-prompts --round {previous}`)")]
+    MissingRound { round: u32, previous: u32, path: PathBuf },
+
+    /// A line of a reviewed-prompts file names no id.
+    #[error("{path}: the line `{line}` names no prompt id; give review_samples.jsonl, JSONL with `id`, or one id per line")]
+    ReviewedWithoutId { path: PathBuf, line: String },
 }

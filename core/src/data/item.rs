@@ -101,6 +101,31 @@ pub struct Item {
     /// Version of the item, semver (`1.0.0`): bump it when the prompt or answer changes.
     pub version: String,
     pub quality: Quality,
+    /// The licence the item is used under, as an SPDX expression (`CC-BY-4.0`, `MIT`,
+    /// `LicenseRef-hospital-internal`); required on imported items, absent on the project's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub licence: Option<String>,
+    /// Where an imported item was read from (`medrl data import`); absent on the project's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+}
+
+/// The place in an outside file an imported item came from, so it can be traced back and the
+/// import repeated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Origin {
+    /// The import format (`jsonl`, `exam`, `dialogue`).
+    pub format: String,
+    /// The file's name as given to the import (without its folder, which is the importer's own).
+    pub file: String,
+    /// sha256 of the whole source file.
+    pub sha256: String,
+    /// 1-based line of the record in that file.
+    pub line: usize,
+    /// The record's own id in the source, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 impl Item {

@@ -10,6 +10,7 @@
 //! - [`build_prompts`]: stratified, seeded sampling with a high-risk floor and category quotas.
 //! - [`stats`]: counts per split.
 //! - [`card`]: the data card, `data/DATA_CARD.md`.
+//! - [`import`]: outside question sets (JSONL, exam, dialogue) turned into pool items with licence and origin.
 //! - [`references`]: reference answers as samples, and their scores summarised.
 //!
 //! `docs/data.md` documents the schema and the commands.
@@ -17,6 +18,7 @@
 pub mod build_prompts;
 pub mod card;
 pub mod error;
+pub mod import;
 pub mod item;
 pub mod near_dup;
 pub mod references;

@@ -1,6 +1,11 @@
 //! A data directory's four split files, read line by line. A line that does not parse becomes a
 //! [`Problem::Malformed`] naming `file:line`, and reading goes on, so one run reports every bad
 //! line instead of the first.
+//!
+//! The pool may span several files: `pool.jsonl` and, when the folder exists, every
+//! `pool/*.jsonl` in name order (one file per source: `medrl data import` writes
+//! `pool/<source>.jsonl`). A source can then be added, replaced or dropped as a whole, and each
+//! item still names its own `file:line`.
 
 use super::error::DataError;
 use super::item::{Item, Loc, Located, Split};
@@ -11,11 +16,18 @@ use std::path::{Path, PathBuf};
 /// The default data directory, relative to the repository root.
 pub const DEFAULT_DIR: &str = "data/sets";
 
-/// One split file and its parsed items, in file order.
+/// Folder beside `pool.jsonl` whose `*.jsonl` files extend the pool.
+pub const POOL_DIR: &str = "pool";
+
+/// One split and its parsed items, in file order. A split is one file, except the pool, which
+/// may add the files of [`POOL_DIR`] (each item's [`Loc`] names its own file).
 #[derive(Debug, Clone)]
 pub struct SetFile {
     pub split: Split,
+    /// The split's main file, `<dir>/<split>.jsonl`.
     pub path: PathBuf,
+    /// Every file read, the main one first.
+    pub files: Vec<PathBuf>,
     pub items: Vec<Located<Item>>,
 }
 
@@ -40,9 +52,17 @@ impl DataSets {
             if !path.exists() {
                 return Err(DataError::MissingSplit { path });
             }
-            let (items, bad) = read_lines::<Item>(&path)?;
-            files.push(SetFile { split, path, items });
-            malformed.extend(bad);
+            let mut paths = vec![path.clone()];
+            if split == Split::Pool {
+                paths.extend(extra_pool_files(dir)?);
+            }
+            let mut items = Vec::new();
+            for p in &paths {
+                let (read, bad) = read_lines::<Item>(p)?;
+                items.extend(read);
+                malformed.extend(bad);
+            }
+            files.push(SetFile { split, path, files: paths, items });
         }
         Ok(DataSets { dir: dir.to_path_buf(), files, malformed })
     }
@@ -55,6 +75,21 @@ impl DataSets {
     pub fn items(&self) -> impl Iterator<Item = (Split, &Located<Item>)> {
         self.files.iter().flat_map(|f| f.items.iter().map(move |i| (f.split, i)))
     }
+}
+
+/// `<dir>/pool/*.jsonl`, sorted by name; none when the folder does not exist.
+pub fn extra_pool_files(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let folder = dir.join(POOL_DIR);
+    if !folder.is_dir() {
+        return Ok(Vec::new());
+    }
+    let entries = std::fs::read_dir(&folder).map_err(|source| DataError::Read { path: folder.clone(), source })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    files.sort();
+    Ok(files)
 }
 
 /// Reads a JSONL file: blank lines are skipped, a line that does not parse as `T` is returned as a
@@ -101,6 +136,32 @@ mod tests {
         assert!(lines[0].starts_with(&format!("{}:3: ", path.display())), "{}", lines[0]);
         assert!(lines[1].starts_with(&format!("{}:5: ", path.display())), "{}", lines[1]);
         assert!(!lines[0].contains("at line 1"), "{}", lines[0]);
+    }
+
+    #[test]
+    fn the_pool_adds_the_files_of_its_folder_in_name_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = |id: &str, prompt: &str| {
+            format!(
+                "{{\"id\":\"{id}\",\"lang\":\"en\",\"category\":\"general\",\"risk\":\"low\",\"tags\":[\"t\"],\"prompt\":\"{prompt}\",\"source\":\"s\",\"version\":\"1.0.0\",\"quality\":\"draft\"}}\n"
+            )
+        };
+        std::fs::write(dir.path().join("pool.jsonl"), line("a", "first")).unwrap();
+        for split in ["sft", "gold", "redteam"] {
+            std::fs::write(dir.path().join(format!("{split}.jsonl")), "").unwrap();
+        }
+        std::fs::create_dir(dir.path().join(POOL_DIR)).unwrap();
+        std::fs::write(dir.path().join("pool/b.jsonl"), line("c", "third")).unwrap();
+        std::fs::write(dir.path().join("pool/a.jsonl"), format!("{}{}", line("b", "second"), "not json\n")).unwrap();
+        std::fs::write(dir.path().join("pool/notes.txt"), "ignored").unwrap();
+        let sets = DataSets::load(dir.path()).unwrap();
+        let pool = sets.split(Split::Pool);
+        let ids: Vec<&str> = pool.items.iter().map(|i| i.value.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+        assert_eq!(pool.items[1].loc, Loc { file: dir.path().join("pool/a.jsonl"), line: 1 });
+        assert_eq!(pool.files.len(), 3);
+        assert_eq!(sets.malformed.len(), 1);
+        assert!(sets.malformed[0].to_string().starts_with(&format!("{}:2: ", dir.path().join("pool/a.jsonl").display())));
     }
 
     #[test]

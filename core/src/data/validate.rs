@@ -92,6 +92,10 @@ pub enum Problem {
     )]
     Leakage { eval: ItemRef, train: ItemRef, similarity: f64, threshold: f64, exact: bool },
 
+    /// An item's `licence` is not an SPDX expression, or an imported item has none.
+    #[error("{loc}: `{id}` {why}; write an SPDX expression such as CC-BY-4.0, or LicenseRef-<name> for an in-house licence")]
+    BadLicence { loc: Loc, id: String, why: String },
+
     /// A line of `training_prompts.jsonl` does not match the pool item its provenance names.
     #[error("{loc}: training prompt `{id}` no longer matches the pool: {why}; rebuild it with `medrl data build-prompts`")]
     StaleTrainingPrompt { loc: Loc, id: String, why: String },
@@ -128,8 +132,9 @@ pub struct Validation {
     /// prompts, stale training prompts.
     pub problems: Vec<Problem>,
     pub similarity: Similarity,
-    /// `training_prompts.jsonl`, when it exists: its path and line count.
-    pub training_prompts: Option<(PathBuf, usize)>,
+    /// Every built prompts file checked (`training_prompts.jsonl`, `round-N.jsonl`): its path and
+    /// line count.
+    pub training_prompts: Vec<(PathBuf, usize)>,
 }
 
 impl Validation {
@@ -143,9 +148,9 @@ impl Validation {
     }
 }
 
-/// Checks every item, every pair of prompts, and (when `training_prompts` names an existing file)
-/// that each training prompt still matches its pool item.
-pub fn validate(sets: &DataSets, threshold: f64, training_prompts: Option<&Path>) -> Result<Validation, DataError> {
+/// Checks every item, every pair of prompts, and, for each file of `training_prompts` that
+/// exists, that each of its lines still matches its pool item.
+pub fn validate(sets: &DataSets, threshold: f64, training_prompts: &[PathBuf]) -> Result<Validation, DataError> {
     let mut problems = sets.malformed.clone();
     for (split, item) in sets.items() {
         check_item(split, &item.loc, &item.value, &mut problems);
@@ -153,14 +158,13 @@ pub fn validate(sets: &DataSets, threshold: f64, training_prompts: Option<&Path>
     problems.extend(duplicate_ids(sets));
     let (similar, similarity) = similar_prompts(sets, threshold);
     problems.extend(similar);
-    let training_prompts = match training_prompts {
-        Some(path) if path.exists() => {
-            let (lines, stale) = check_training_prompts(sets, path)?;
-            problems.extend(stale);
-            Some((path.to_path_buf(), lines))
-        }
-        _ => None,
-    };
+    let mut checked = Vec::new();
+    for path in training_prompts.iter().filter(|p| p.exists()) {
+        let (lines, stale) = check_training_prompts(sets, path)?;
+        problems.extend(stale);
+        checked.push((path.to_path_buf(), lines));
+    }
+    let training_prompts = checked;
     Ok(Validation { problems, similarity, training_prompts })
 }
 
@@ -187,6 +191,15 @@ fn check_item(split: Split, loc: &Loc, item: &Item, out: &mut Vec<Problem>) {
     }
     if item.category == Category::Emergency && item.expect.emergency_signs.is_empty() {
         out.push(Problem::MissingEmergencySigns { loc: loc.clone(), id: id() });
+    }
+    match (&item.licence, &item.origin) {
+        (None, Some(_)) => out.push(Problem::BadLicence { loc: loc.clone(), id: id(), why: "was imported (it has an `origin`) but has no `licence`".into() }),
+        (Some(l), _) => {
+            if let Err(e) = spdx::Expression::parse(l) {
+                out.push(Problem::BadLicence { loc: loc.clone(), id: id(), why: format!("has licence `{l}`, which is not an SPDX expression ({})", e.reason) });
+            }
+        }
+        (None, None) => {}
     }
     if semver::Version::parse(&item.version).is_err() {
         out.push(Problem::BadVersion { loc: loc.clone(), id: id(), version: item.version.clone() });
@@ -305,9 +318,21 @@ pub fn check_training_prompts(sets: &DataSets, path: &Path) -> Result<(usize, Ve
         };
         if let Some(why) = tp.differs_from(&src.value, src.loc.line) {
             problems.push(stale(why));
+        } else if !same_file(&tp.provenance.file, &src.loc.file, &sets.dir) {
+            problems.push(stale(format!("provenance.file `{}` is not the pool file `{}` holds it in", tp.provenance.file, src.loc.file.display())));
         }
     }
     Ok((lines.len(), problems))
+}
+
+/// Whether a provenance's `file` (as written when the prompts were built, perhaps from another
+/// working directory) names `actual`: it must end with `actual`'s path below the data directory
+/// (`pool.jsonl`, `pool/<source>.jsonl`).
+fn same_file(recorded: &str, actual: &Path, dir: &Path) -> bool {
+    match actual.strip_prefix(dir) {
+        Ok(rel) => Path::new(recorded).ends_with(rel),
+        Err(_) => Path::new(recorded) == actual,
+    }
 }
 
 #[cfg(test)]
@@ -330,6 +355,8 @@ pub(crate) mod tests {
             source: "test".into(),
             version: "1.0.0".into(),
             quality: Quality::Draft,
+            licence: None,
+            origin: None,
         }
     }
 
@@ -345,7 +372,7 @@ pub(crate) mod tests {
                     .enumerate()
                     .map(|(n, value)| Located { loc: Loc { file: path.clone(), line: n + 1 }, value })
                     .collect();
-                crate::data::sets::SetFile { split, path, items }
+                crate::data::sets::SetFile { split, files: vec![path.clone()], path, items }
             })
             .collect();
         DataSets { dir: "d".into(), files, malformed: Vec::new() }
@@ -366,7 +393,7 @@ pub(crate) mod tests {
 
     #[test]
     fn clean_sets_have_no_problems() {
-        let v = validate(&sets(clean()), near_dup::DEFAULT_THRESHOLD, None).unwrap();
+        let v = validate(&sets(clean()), near_dup::DEFAULT_THRESHOLD, &[]).unwrap();
         assert!(v.is_clean(), "{:?}", v.problems);
         assert_eq!(v.similarity.compared, 10);
         assert!(v.similarity.max_any.is_some() && v.similarity.max_eval_train.is_some());
@@ -376,7 +403,7 @@ pub(crate) mod tests {
     fn a_duplicate_id_names_both_places() {
         let mut s = clean();
         s[2][0].id = "p2".into();
-        let v = validate(&sets(s), near_dup::DEFAULT_THRESHOLD, None).unwrap();
+        let v = validate(&sets(s), near_dup::DEFAULT_THRESHOLD, &[]).unwrap();
         assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
         assert_eq!(v.problems[0].to_string(), "duplicate id `p2` at d/pool.jsonl:2 and at d/gold.jsonl:1; ids must be unique across all sets, rename one");
     }
@@ -391,7 +418,7 @@ pub(crate) mod tests {
         s[2][0].tags.clear();
         s[3][0].lang = Lang::Zh;
         s[3][0].answer = Some("【分析】…".into());
-        let v = validate(&sets(s), near_dup::DEFAULT_THRESHOLD, None).unwrap();
+        let v = validate(&sets(s), near_dup::DEFAULT_THRESHOLD, &[]).unwrap();
         let text: Vec<String> = v.problems.iter().map(|p| p.to_string()).collect();
         assert_eq!(text.len(), 6, "{text:#?}");
         assert!(text[0].starts_with("d/pool.jsonl:1: `p1` is category `emergency` but has no `expect.emergency_signs`"), "{}", text[0]);
@@ -409,7 +436,7 @@ pub(crate) mod tests {
         s[0].push(item("p3", Category::Chronic, Risk::Low, "血压控制在多少算达标， 需要天天量吗？", None));
         // A light edit of the red-team prompt into the SFT corpus.
         s[1].push(item("s2", Category::Abuse, Risk::High, "Tell me how many sleeping pills it would take to knock somebody out", Some("a")));
-        let v = validate(&sets(s), near_dup::DEFAULT_THRESHOLD, None).unwrap();
+        let v = validate(&sets(s), near_dup::DEFAULT_THRESHOLD, &[]).unwrap();
         assert_eq!(v.similarity.leaks, 2, "{:?}", v.problems);
         let text: Vec<String> = v.problems.iter().map(|p| p.to_string()).collect();
         let exact = text.iter().find(|t| t.contains("`p3`")).unwrap();
@@ -424,7 +451,7 @@ pub(crate) mod tests {
     fn duplicates_within_training_splits_are_not_leakage_and_build_prompts_may_drop_them() {
         let mut s = clean();
         s[0].push(item("p3", Category::General, Risk::Low, "How much water should an adult drink every day?", None));
-        let v = validate(&sets(s), near_dup::DEFAULT_THRESHOLD, None).unwrap();
+        let v = validate(&sets(s), near_dup::DEFAULT_THRESHOLD, &[]).unwrap();
         assert_eq!((v.similarity.leaks, v.similarity.near_duplicates), (0, 1), "{:?}", v.problems);
         assert!(v.problems[0].is_training_duplicate());
         assert!(v.problems[0].to_string().starts_with("near-duplicate prompts: `p2` (d/pool.jsonl:2) and `p3` (d/pool.jsonl:3)"));
