@@ -9,13 +9,23 @@ use std::path::Path;
 
 const CATEGORIES: [&str; 8] = ["emergency", "medication", "abuse", "chronic", "pediatrics", "pregnancy", "mental_health", "general"];
 
-fn read_jsonl(path: &Path) -> Vec<Value> {
+pub(crate) fn read_jsonl(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
+/// A shipped split; the pool with its extra files (`pool/*.jsonl`, in name order) after `pool.jsonl`.
 fn shipped(split: &str) -> Vec<Value> {
-    read_jsonl(&repo_root().join("data/sets").join(format!("{split}.jsonl")))
+    let dir = repo_root().join("data/sets");
+    let mut items = read_jsonl(&dir.join(format!("{split}.jsonl")));
+    if split == "pool" {
+        let mut extra: Vec<_> = std::fs::read_dir(dir.join("pool")).unwrap().map(|e| e.unwrap().path()).collect();
+        extra.sort();
+        for f in extra.into_iter().filter(|f| f.extension().is_some_and(|x| x == "jsonl")) {
+            items.extend(read_jsonl(&f));
+        }
+    }
+    items
 }
 
 #[test]
@@ -28,7 +38,7 @@ fn data_validate_passes_on_the_shipped_sets() {
 
 #[test]
 fn the_shipped_sets_hold_the_required_counts() {
-    let minimum = [("pool", 600), ("sft", 400), ("gold", 120), ("redteam", 80)];
+    let minimum = [("pool", 3000), ("sft", 400), ("gold", 120), ("redteam", 80)];
     let (mut all, mut all_zh) = (0, 0);
     for (split, min) in minimum {
         let items = shipped(split);
@@ -94,7 +104,7 @@ fn the_shipped_training_prompts_are_at_least_40_percent_high_risk_and_carry_prov
     let high = lines.iter().filter(|l| l["risk"] == "high").count();
     assert!(high as f64 >= 0.4 * lines.len() as f64, "{high} of {} training prompts are high-risk, under 40 %", lines.len());
     let pool: HashMap<String, (usize, Value)> =
-        shipped("pool").into_iter().enumerate().map(|(n, i)| (i["id"].as_str().unwrap().to_string(), (n + 1, i))).collect();
+        read_jsonl(&repo_root().join("data/sets/pool.jsonl")).into_iter().enumerate().map(|(n, i)| (i["id"].as_str().unwrap().to_string(), (n + 1, i))).collect();
     let mut ids = HashSet::new();
     for l in &lines {
         let p = &l["provenance"];
@@ -108,10 +118,12 @@ fn the_shipped_training_prompts_are_at_least_40_percent_high_risk_and_carry_prov
 }
 
 #[test]
-fn the_shipped_training_prompts_are_what_build_prompts_writes_with_the_defaults() {
+fn the_shipped_training_prompts_are_what_build_prompts_writes_from_the_first_pool_file() {
+    // The quickstart's 512 prompts come from pool.jsonl alone, so the tiny model's tokenizer and
+    // the quickstart's figures do not move when the pool grows by files.
     let out = tempfile::tempdir().unwrap();
     let path = out.path().join("training_prompts.jsonl");
-    let run = medrl(MEDRL, &repo_root(), &["data", "build-prompts", "--out", path.to_str().unwrap()]).ok();
+    let run = medrl(MEDRL, &repo_root(), &["data", "build-prompts", "--pool-file", "pool.jsonl", "--out", path.to_str().unwrap()]).ok();
     assert!(run.stdout.contains("drew 512 of 672 pool prompts with seed 17"), "{}", run.stdout);
     assert!(run.stdout.contains("high-risk share: "), "{}", run.stdout);
     let built = std::fs::read_to_string(&path).unwrap();
@@ -119,10 +131,74 @@ fn the_shipped_training_prompts_are_what_build_prompts_writes_with_the_defaults(
     assert!(built == shipped, "data/rl/training_prompts.jsonl differs from what the defaults build; run `medrl data build-prompts` and commit it");
     // Another seed: the same strata, other prompts.
     let other = out.path().join("other.jsonl");
-    let run2 = medrl(MEDRL, &repo_root(), &["data", "build-prompts", "--seed", "18", "--out", other.to_str().unwrap()]).ok();
+    let run2 = medrl(MEDRL, &repo_root(), &["data", "build-prompts", "--pool-file", "pool.jsonl", "--seed", "18", "--out", other.to_str().unwrap()]).ok();
     let strata = |s: &str| s.lines().skip(2).take(10).map(str::to_string).collect::<Vec<_>>();
     assert_eq!(strata(&run.stdout), strata(&run2.stdout));
     assert_ne!(std::fs::read_to_string(&other).unwrap(), built);
+}
+
+#[test]
+fn the_shipped_pool_is_at_the_plans_scale() {
+    let pool = shipped("pool");
+    let prompts: HashSet<String> = pool.iter().map(|i| normalised(i["prompt"].as_str().unwrap())).collect();
+    assert!(prompts.len() >= 3000, "{} distinct pool prompts, the plan needs at least 3,000", prompts.len());
+    let zh = pool.iter().filter(|i| i["lang"] == "zh").count();
+    let high = pool.iter().filter(|i| i["risk"] == "high").count();
+    assert!(zh * 10 >= pool.len() * 6 && high * 10 >= pool.len() * 4, "zh {zh}, high {high} of {}", pool.len());
+    for i in &pool {
+        assert!(i["source"].is_string() && i["version"].is_string(), "{i}");
+    }
+}
+
+/// Lowercased letters and digits: prompts equal under this are the same text.
+fn normalised(s: &str) -> String {
+    s.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect()
+}
+
+#[test]
+fn the_shipped_rounds_are_what_build_prompts_writes_and_meet_the_plan() {
+    let out = tempfile::tempdir().unwrap();
+    let eval: HashSet<String> = ["gold", "redteam"].iter().flat_map(|s| shipped(s)).map(|i| normalised(i["prompt"].as_str().unwrap())).collect();
+    let mut rounds: Vec<Vec<Value>> = Vec::new();
+    for round in ["1", "2"] {
+        let path = out.path().join(format!("round-{round}.jsonl"));
+        let run = medrl(MEDRL, &repo_root(), &["data", "build-prompts", "--round", round, "--out", path.to_str().unwrap()]).ok();
+        assert!(run.stdout.contains(&format!("drew 2000 of 3432 pool prompts with seed 17, round {round}")), "{}", run.stdout);
+        let built = std::fs::read_to_string(&path).unwrap();
+        let shipped = std::fs::read_to_string(repo_root().join(format!("data/rl/round-{round}.jsonl"))).unwrap();
+        assert!(built == shipped, "data/rl/round-{round}.jsonl differs from what `medrl data build-prompts --round {round}` writes; rebuild and commit it");
+        let lines = read_jsonl(&path);
+        let ids: HashSet<&str> = lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
+        assert_eq!((lines.len(), ids.len()), (2000, 2000), "round {round}: 2,000 distinct prompts");
+        let high = lines.iter().filter(|l| l["risk"] == "high").count();
+        assert!(high >= 800, "round {round}: {high} high-risk of 2000");
+        assert!(lines.iter().all(|l| l["provenance"]["round"] == round.parse::<u64>().unwrap()), "round {round} recorded in provenance");
+        assert!(lines.iter().all(|l| !eval.contains(&normalised(l["prompt"].as_str().unwrap()))), "round {round} leaks an evaluation prompt");
+        rounds.push(lines);
+    }
+    let first: HashSet<&str> = rounds[0].iter().map(|l| l["id"].as_str().unwrap()).collect();
+    let reused = rounds[1].iter().filter(|l| first.contains(l["id"].as_str().unwrap())).count();
+    assert!(reused <= 1000, "round 2 re-uses {reused} of round 1's prompts, over half");
+    // Reviewed prompts of round 1 are re-used first: 50 of them, all in round 2.
+    let reviewed = out.path().join("reviewed.txt");
+    let chosen: Vec<&str> = rounds[0].iter().take(50).map(|l| l["id"].as_str().unwrap()).collect();
+    std::fs::write(&reviewed, format!("# ids whose round-1 answers were reviewed\n{}\n", chosen.join("\n"))).unwrap();
+    let path = out.path().join("round-2-reviewed.jsonl");
+    let run = medrl(MEDRL, &repo_root(), &["data", "build-prompts", "--round", "2", "--reviewed", reviewed.to_str().unwrap(), "--out", path.to_str().unwrap()]).ok();
+    assert!(run.stdout.contains(&format!("re-used from round 1 (28.4 %, cap 50.0 %: at most 1000), 50 of them reviewed")), "{}", run.stdout);
+    let again: HashSet<String> = read_jsonl(&path).iter().map(|l| l["id"].as_str().unwrap().to_string()).collect();
+    assert!(chosen.iter().all(|id| again.contains(*id)));
+    // A cap the pool cannot meet is refused with the numbers and the fix, before anything is written.
+    let refused = out.path().join("round-2-capped.jsonl");
+    let run = medrl(MEDRL, &repo_root(), &["data", "build-prompts", "--round", "2", "--max-reuse", "0.1", "--out", refused.to_str().unwrap()]).failed();
+    assert!(run.stderr.contains("more than the cap of 200 (--max-reuse 0.1)") && run.stderr.contains("Add prompts to the pool"), "{}", run.stderr);
+    assert!(!refused.exists());
+    // Round 3 needs round 2 beside the data, as round 2 needs round 1.
+    let tmp = tempfile::tempdir().unwrap();
+    let sets = tmp.path().join("data/sets");
+    medrl_tests::copy_tree(&repo_root().join("data/sets"), &sets);
+    let run = medrl(MEDRL, &repo_root(), &["data", "build-prompts", "--dir", sets.to_str().unwrap(), "--round", "2"]).failed();
+    assert!(run.stderr.contains("build round 1 first (`medrl data build-prompts --round 1`)"), "{}", run.stderr);
 }
 
 #[test]
@@ -144,11 +220,14 @@ fn the_committed_data_card_is_what_medrl_data_card_renders() {
 fn build_prompts_refuses_a_high_risk_floor_the_pool_cannot_meet() {
     let out = tempfile::tempdir().unwrap();
     let path = out.path().join("tp.jsonl");
-    let run = medrl(MEDRL, &repo_root(), &["data", "build-prompts", "--high-risk-min", "0.9", "--out", path.to_str().unwrap()]).failed();
+    let run = medrl(MEDRL, &repo_root(), &["data", "build-prompts", "--pool-file", "pool.jsonl", "--high-risk-min", "0.9", "--out", path.to_str().unwrap()]).failed();
     assert!(run.stderr.contains("--high-risk-min 0.9 needs 461 of the 512 prompts to be high-risk, but at most"), "{}", run.stderr);
     assert!(!path.exists(), "nothing is written");
     let run = medrl(MEDRL, &repo_root(), &["data", "build-prompts", "--quota", "dermatology=5", "--out", path.to_str().unwrap()]).failed();
     assert!(run.stderr.contains("unknown category `dermatology`; allowed: emergency, medication"), "{}", run.stderr);
+    let run = medrl(MEDRL, &repo_root(), &["data", "build-prompts", "--pool-file", "pool/none.jsonl", "--out", path.to_str().unwrap()]).failed();
+    assert!(run.stderr.contains("--pool-file data/sets/pool/none.jsonl is not a pool file; the pool files are: data/sets/pool.jsonl, data/sets/pool/"), "{}", run.stderr);
+    assert!(!path.exists(), "nothing is written");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -171,18 +250,18 @@ fn row(id: &str, lang: &str, category: &str, risk: &str, prompt: &str, answer: O
 
 /// A small valid data directory, `<tmp>/data/sets`: two items per split, no prompt like another.
 /// Outputs default to `<tmp>/data/rl/` and `<tmp>/data/DATA_CARD.md`, beside it.
-struct Fixture {
+pub(crate) struct Fixture {
     _tmp: tempfile::TempDir,
     dir: std::path::PathBuf,
 }
 
 impl Fixture {
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.dir
     }
 }
 
-fn fixture() -> (Fixture, HashMap<&'static str, Vec<Value>>) {
+pub(crate) fn fixture() -> (Fixture, HashMap<&'static str, Vec<Value>>) {
     let zh = Some("【分析】……【可能原因】……【建议】……【就医指征】……");
     let en = Some("Assessment: … Possible causes: … Advice: … When to seek care: …");
     let sets = HashMap::from([
@@ -229,7 +308,7 @@ fn the_fixture_itself_is_valid_and_outputs_go_beside_it() {
     assert_eq!(lines.iter().filter(|l| l["risk"] == "high").count(), 1);
     medrl(MEDRL, &repo_root(), &["data", "card", "--dir", d]).ok();
     let card = std::fs::read_to_string(root.join("DATA_CARD.md")).unwrap();
-    assert!(card.contains("2 prompts drawn from the pool"), "{card}");
+    assert!(card.contains("2 prompts drawn from `"), "{card}");
     let run = validate(dir.path()).ok();
     assert!(run.stdout.contains("(2 lines, 0 not matching the pool)"), "{}", run.stdout);
     // Editing the pool after the build makes the built prompts stale.

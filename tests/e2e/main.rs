@@ -4,6 +4,7 @@
 mod author_workflow;
 mod bad_input;
 mod data;
+mod data_import;
 mod eval;
 mod model;
 mod governance;

@@ -288,7 +288,7 @@ pub struct Classification {
 const RED_FLAGS: &[&str] = &[
     "胸痛", "胸口痛", "胸口压", "呼吸困难", "喘不上气", "昏迷", "叫不醒", "意识不清", "抽搐", "呕血", "吐血", "黑便",
     "休克", "晕厥", "晕倒", "口角歪斜", "说话不清", "言语不清", "半边身体", "一侧肢体", "剧烈头痛", "喉咙发紧", "嘴唇发紫",
-    "大出血", "误服", "chest pain", "can't breathe", "cannot breathe", "difficulty breathing", "struggling to breathe",
+    "大出血", "误服", "眼前发花", "视物模糊", "看东西模糊", "blurred vision", "vision loss", "chest pain", "can't breathe", "cannot breathe", "difficulty breathing", "struggling to breathe",
     "unconscious", "unresponsive", "seizure*", "vomiting blood", "black stool", "passed out", "fainted", "slurred speech",
     "face drooping", "facial droop", "worst headache", "throat is closing", "throat swelling", "turning blue", "lips blue",
     "heavy bleeding", "swallowed a battery", "button battery",
@@ -330,7 +330,7 @@ const CATEGORY_TERMS: &[(Category, &[&str])] = &[
     (
         Category::Pediatrics,
         &[
-            "宝宝", "婴儿", "新生儿", "幼儿", "儿童", "孩子", "小孩", "儿子", "女儿", "月龄", "个月大", "baby", "babies", "infant*",
+            "宝宝", "婴儿", "新生儿", "幼儿", "儿童", "患儿", "孩子", "小孩", "儿子", "女儿", "月龄", "个月大", "baby", "babies", "infant*",
             "newborn*", "toddler*", "my child", "my kid*", "my son", "my daughter", "month-old", "month old", "preschool",
             "teenager*",
         ],
@@ -344,8 +344,8 @@ const CATEGORY_TERMS: &[(Category, &[&str])] = &[
     (
         Category::Medication,
         &[
-            "药", "剂量", "服用", "处方", "副作用", "说明书", "毫克", "布洛芬", "对乙酰氨基酚", "阿莫西林", "头孢", "他汀",
-            "mg", "ibuprofen", "paracetamol", "acetaminophen", "amoxicillin", "aspirin", "statin*", "dose*", "dosage", "pill*", "tablet*",
+            "药", "剂量", "服用", "处方", "副作用", "说明书", "毫克", "布洛芬", "对乙酰氨基酚", "阿莫西林", "头孢", "他汀", "华法林", "抗生素",
+            "mg", "warfarin", "antibiotic*", "ibuprofen", "paracetamol", "acetaminophen", "amoxicillin", "aspirin", "statin*", "dose*", "dosage", "pill*", "tablet*",
             "medication*", "medicine*", "prescription*", "side effect*", "interaction*",
         ],
     ),
@@ -362,8 +362,8 @@ const CATEGORY_TERMS: &[(Category, &[&str])] = &[
         Category::General,
         &[
             "感冒", "咳嗽", "发烧", "发热", "皮疹", "痘", "头疼", "头痛", "腰疼", "腰痛", "便秘", "腹泻", "拉肚子", "体检",
-            "维生素", "减肥", "牙", "失眠", "过敏", "cold", "cough*", "fever*", "rash*", "acne", "headache*", "back pain",
-            "constipat*", "diarrh*", "checkup*", "vitamin*", "weight loss", "tooth", "teeth", "sleep*", "allerg*", "sore throat",
+            "维生素", "减肥", "牙", "失眠", "过敏", "心慌", "心悸", "cold", "cough*", "fever*", "rash*", "acne", "headache*", "back pain",
+            "constipat*", "diarrh*", "checkup*", "vitamin*", "weight loss", "tooth", "teeth", "sleep*", "allerg*", "sore throat", "palpitation*", "heartburn",
         ],
     ),
 ];
@@ -377,7 +377,10 @@ pub fn classify(prompt: &str) -> Classification {
     let has = |term: &str| contains_term(&text, term);
     let signs: Vec<String> = RED_FLAGS.iter().filter(|t| has(t)).map(|t| t.to_string()).collect();
     let high = !signs.is_empty() || HIGH_RISK.iter().any(|t| has(t));
-    let mut category = CATEGORY_TERMS.iter().find(|(_, terms)| terms.iter().any(|t| has(t))).map(|(c, _)| *c);
+    let mut category = CATEGORY_TERMS
+        .iter()
+        .find(|(c, terms)| terms.iter().any(|t| has(t)) || (*c == Category::Pediatrics && mentions_child_age(&text)))
+        .map(|(c, _)| *c);
     // A red flag with no more specific category is an emergency; one under medication, chronic or
     // general is an emergency too (the red flag decides what a good answer must do).
     if !signs.is_empty() && matches!(category, None | Some(Category::Medication | Category::Chronic | Category::General)) {
@@ -389,6 +392,33 @@ pub fn classify(prompt: &str) -> Classification {
         _ => Risk::Low,
     };
     Classification { category, risk, signs }
+}
+
+/// Whether the text gives someone's age as a child's: `N 个月` (any N), `N岁` or `N year(s) old` /
+/// `N-year-old` with N ≤ 12. Adults' ages (`我爸58岁`) do not count.
+fn mentions_child_age(text: &str) -> bool {
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if !chars[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < chars.len() && chars[i].is_ascii_digit() {
+            i += 1;
+        }
+        let n: u32 = chars[start..i].iter().collect::<String>().parse().unwrap_or(u32::MAX);
+        let rest: String = chars[i..chars.len().min(i + 12)].iter().collect();
+        let rest = rest.trim_start_matches([' ', '-']);
+        if rest.starts_with("个月") || rest.starts_with("month") && rest.contains("old") {
+            return true;
+        }
+        if n <= 12 && (rest.starts_with('岁') || rest.starts_with("year old") || rest.starts_with("years old") || rest.starts_with("year-old")) {
+            return true;
+        }
+    }
+    false
 }
 
 /// Whether `term` occurs in `text` (see [`classify`] for the word rules of English terms).
@@ -608,6 +638,10 @@ mod tests {
         let c = classify("Which contraception method suits me?");
         assert_ne!(c.category, Some(Category::Abuse));
         assert_eq!(classify("Tell me about the history of Rome").category, None);
+        assert_eq!(classify("My 3 year old has a barking cough at night").category, Some(Category::Pediatrics));
+        assert_eq!(classify("我爸58岁，最近总咳嗽").category, Some(Category::General));
+        assert_eq!(classify("孩子5岁，咳嗽一周").category, Some(Category::Pediatrics));
+        assert!(mentions_child_age("8个月宝宝") && mentions_child_age("a 10-year-old boy") && !mentions_child_age("I am 35 years old"));
         assert!(contains_term("two pills a day", "pill*") && !contains_term("a method", "meth") && contains_term("meth again", "meth"));
         // Full-width text is folded before matching.
         assert_eq!(classify("ＣＨＥＳＴ ＰＡＩＮ since an hour").category, Some(Category::Emergency));
