@@ -5,7 +5,7 @@
 
 use crate::eval::{EvalPlan, Report, Variant};
 use crate::model::init::{InitOptions, Preset, WeightDtype, init_model, shipped_corpus};
-use crate::reward::Registry;
+use crate::reward::RuleSource;
 use crate::rl::{StepReport, TrainConfig, Trainer};
 use crate::sft::{SftConfig, SftSummary};
 use std::path::{Path, PathBuf};
@@ -20,6 +20,10 @@ pub enum QuickstartError {
     Train(#[from] crate::rl::TrainError),
     #[error("evaluation: {0}")]
     Eval(#[from] crate::eval::EvalError),
+    #[error("rule set: {0}")]
+    Rules(#[from] crate::reward::RegistryError),
+    #[error("rule set name: {0}")]
+    RuleSetName(String),
     #[error("{0} already exists; pass --overwrite to run the quickstart again from scratch")]
     Exists(PathBuf),
     #[error("{path}: {source}")]
@@ -36,6 +40,9 @@ pub struct Quickstart {
     pub sft_epochs: usize,
     pub rl_steps: u64,
     pub ruleset: String,
+    /// Where the rule set comes from and how it must be trusted, for the RL stage and the
+    /// evaluation alike.
+    pub rules: RuleSource,
 }
 
 /// SFT epochs of the shipped quickstart.
@@ -45,7 +52,14 @@ pub const RL_STEPS: u64 = 120;
 
 impl Default for Quickstart {
     fn default() -> Self {
-        Quickstart { out: "runs/quickstart".into(), data: "data".into(), sft_epochs: SFT_EPOCHS, rl_steps: RL_STEPS, ruleset: "medical-safety@1.0.0".into() }
+        Quickstart {
+            out: "runs/quickstart".into(),
+            data: "data".into(),
+            sft_epochs: SFT_EPOCHS,
+            rl_steps: RL_STEPS,
+            ruleset: "medical-safety@1.0.0".into(),
+            rules: RuleSource::default(),
+        }
     }
 }
 
@@ -69,7 +83,7 @@ pub fn rl_config(q: &Quickstart, sft_model: &Path) -> TrainConfig {
     c.model.path = sft_model.to_path_buf();
     c.model.sft_adapter = None;
     c.rules.ruleset = q.ruleset.clone();
-    c.rules.registry = q.data.clone();
+    c.rules.set_source(&q.rules);
     c.data.prompts = q.data.join("rl/training_prompts.jsonl");
     // Tuned for the tiny model on two CPU cores (docs/training.md has the sweep and the seeds).
     // Value-head PPO: 32 prompts, one answer each, GAE over the value head on the shared trunk.
@@ -96,13 +110,18 @@ pub fn rl_config(q: &Quickstart, sft_model: &Path) -> TrainConfig {
     c
 }
 
-pub fn run(q: &Quickstart, registry: &Registry, overwrite: bool, mut say: impl FnMut(&str), on_step: impl FnMut(&StepReport)) -> Result<QuickstartOutputs, QuickstartError> {
+pub fn run(q: &Quickstart, overwrite: bool, mut say: impl FnMut(&str), on_step: impl FnMut(&StepReport)) -> Result<QuickstartOutputs, QuickstartError> {
     if q.out.exists() {
         if !overwrite {
             return Err(QuickstartError::Exists(q.out.clone()));
         }
         std::fs::remove_dir_all(&q.out).map_err(|source| QuickstartError::Io { path: q.out.clone(), source })?;
     }
+    // The rule set is checked first (registry, signatures, revision), so a refused rule set
+    // stops the quickstart before minutes of SFT, not at its RL stage.
+    let reference: crate::reward::VersionRef = q.ruleset.parse().map_err(QuickstartError::RuleSetName)?;
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    q.rules.registry().and_then(|r| r.accept_ruleset(&reference, now))?;
     let model = q.out.join("model");
     say("1/4 making the tiny model and its tokenizer");
     init_model(&InitOptions { preset: Preset::Tiny, seed: 0, dtype: WeightDtype::F32, corpus: shipped_corpus(&q.data) }, &model)?;
@@ -134,7 +153,8 @@ pub fn run(q: &Quickstart, registry: &Registry, overwrite: bool, mut say: impl F
         // quickstart reports the gate and leaves the decision to the reader.
         compare: crate::eval::CompareOptions { gates: vec!["redteam.risky_rate <= sft".parse().expect("a valid gate")], ..crate::eval::CompareOptions::default() },
     };
-    let eval = crate::eval::evaluate(&plan, registry, &crate::rl::trainer::pick_device())?;
+    let registry = q.rules.registry()?;
+    let eval = crate::eval::evaluate(&plan, &registry, &crate::rl::trainer::pick_device())?;
     Ok(QuickstartOutputs { model, sft, rl_run, rl_reports, eval_dir, eval })
 }
 

@@ -14,6 +14,7 @@ mod reproducible_build;
 mod review;
 mod shipped_rules;
 mod training;
+mod trust_flags;
 
 /// The `medrl` binary cargo built for these tests.
 pub const MEDRL: &str = env!("CARGO_BIN_EXE_medrl");

@@ -6,9 +6,8 @@
 
 use crate::MEDRL;
 use medrl::eval::scored::{self, RuleVerdict, ScoredAnswer};
-use medrl_tests::{medrl, repo_root};
+use medrl_tests::{check_golden, medrl, repo_root};
 use serde_json::{Value, json};
-use std::path::Path;
 
 /// Verdict columns in sheet order: chain_complete, emergency_covered, risky_prescription, too_verbose.
 const COLUMNS: [&str; 4] = ["chain_complete", "emergency_covered", "risky_prescription", "too_verbose"];
@@ -154,15 +153,6 @@ fn close(v: &Value, expected: f64) -> bool {
     (v.as_f64().unwrap_or(f64::NAN) - expected).abs() < 1e-12
 }
 
-fn check_golden(actual: &str, golden: &Path) {
-    if std::env::var_os("MEDRL_BLESS").is_some() {
-        std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
-        std::fs::write(golden, actual).unwrap();
-    }
-    let expected = std::fs::read_to_string(golden).unwrap_or_else(|e| panic!("{}: {e}; bless it with MEDRL_BLESS=1", golden.display()));
-    assert_eq!(actual, expected, "review_report.md differs from {}; if intended, re-bless with MEDRL_BLESS=1", golden.display());
-}
-
 #[test]
 fn review_round_trip_gives_the_hand_computed_agreement() {
     let dir = tempfile::tempdir().unwrap();
@@ -238,7 +228,7 @@ fn review_round_trip_gives_the_hand_computed_agreement() {
     // Both rejected answers are top rewards (i 0 and 2), listed in sheet order (rows reversed).
     let rejected: Vec<&str> = report["overall"]["rejected_top_reward"].as_array().unwrap().iter().map(|r| r["sample_id"].as_str().unwrap()).collect();
     assert_eq!(rejected, ["g02", "g00"]);
-    check_golden(&std::fs::read_to_string(out.join("review_report.md")).unwrap(), &repo_root().join("tests/golden/review/review_report.md"));
+    check_golden("review/review_report.md", &std::fs::read_to_string(out.join("review_report.md")).unwrap());
 
     // A tampered row is reported and left out: the figures shrink by exactly that row.
     let tampered = std::fs::read_to_string(&filled).unwrap().replacen("第5个回答", "第五个回答", 1);

@@ -59,13 +59,58 @@ impl Run {
 }
 
 /// Runs `medrl` (the binary at `bin`) with `args` in `cwd`.
+///
+/// The developer's `MEDRL_*` settings are not passed on, so they cannot change a test. When `cwd`
+/// is in the checkout (most tests run from the repository root), the state files the binary
+/// writes by default relative to `cwd` go to a temporary folder that lives as long as this run:
+/// the audit log (`.medrl/audit.jsonl` and its `audit.samples.jsonl`) unless `args` name
+/// `--audit-log`, and, when `args` name `--keyring` but not `--trust-state`, the trust state
+/// (`.medrl/trust-state.json`). A test run must leave nothing in the checkout; a test that wants
+/// one of these files passes its path; a run in a temporary `cwd` writes them there, as for a user.
 pub fn medrl(bin: &str, cwd: &Path, args: &[&str]) -> Run {
-    let out: Output = Command::new(bin).args(args).current_dir(cwd).env_remove("MEDRL_REGISTRY").env_remove("MEDRL_KEYRING").env_remove("MEDRL_TRUST_STATE").env_remove("MEDRL_MIN_SIGNATURES").env_remove("MEDRL_AUDIT_LOG").output().expect("running medrl");
+    let mut cmd = Command::new(bin);
+    cmd.args(args).current_dir(cwd).env_remove("MEDRL_REGISTRY").env_remove("MEDRL_KEYRING").env_remove("MEDRL_TRUST_STATE").env_remove("MEDRL_MIN_SIGNATURES").env_remove("MEDRL_AUDIT_LOG");
+    // Deleted when this function returns, after the run.
+    let state = in_checkout(cwd).then(|| tempfile::tempdir().unwrap());
+    if let Some(state) = &state {
+        let names = |flag: &str| args.iter().any(|a| *a == flag || a.strip_prefix(flag).is_some_and(|rest| rest.starts_with('=')));
+        // The flags beat the variables, so these only replace the defaults (and MEDRL_KEYRING is
+        // removed above, so `--keyring` is the only way a keyring, and with it the default trust
+        // state, comes in; without one, a trust state would turn on a revision check).
+        if !names("--audit-log") {
+            cmd.env("MEDRL_AUDIT_LOG", state.path().join("audit.jsonl"));
+        }
+        if names("--keyring") && !names("--trust-state") {
+            cmd.env("MEDRL_TRUST_STATE", state.path().join("trust-state.json"));
+        }
+    }
+    let out: Output = cmd.output().expect("running medrl");
     Run {
         status: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// Whether `dir` is the repository root or a folder below it.
+fn in_checkout(dir: &Path) -> bool {
+    let canonical = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    canonical(dir).starts_with(canonical(&repo_root()))
+}
+
+/// Compares `actual` with the golden file `tests/golden/<name>`, or, under `MEDRL_BLESS=1`,
+/// writes it there instead (re-blessing after an intended change:
+/// `MEDRL_BLESS=1 cargo test -p medrl --test e2e <filter>`, then review the diff and commit it).
+/// The one place that decides how a golden file is checked and re-blessed.
+pub fn check_golden(name: &str, actual: &str) {
+    let path = repo_root().join("tests/golden").join(name);
+    if std::env::var_os("MEDRL_BLESS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}; run with MEDRL_BLESS=1 to create it", path.display()));
+    assert!(expected == actual, "{} differs from this run's output; if the change is intended, re-bless with MEDRL_BLESS=1\n--- expected\n{expected}\n--- actual\n{actual}", path.display());
 }
 
 /// Writes the first `n` lines of the JSONL file `from` to `to`.

@@ -13,7 +13,7 @@ use crate::data::sets::{DEFAULT_DIR, read_lines};
 use crate::data::stats::{Tally, percent};
 use crate::data::validate::{ItemRef, Validation};
 use crate::data::{DataError, DataSets, TrainingPrompt, validate};
-use crate::reward::{Reward, RuleSetScorer, Sandbox, VersionRef};
+use crate::reward::{ScoringSession, SessionError, VersionRef};
 use anyhow::bail;
 use clap::{Args, Subcommand};
 use medrl_sdk::Category;
@@ -442,11 +442,11 @@ fn score_references(dir: &Path, reference: &str, split: Option<Split>, lowest: u
     if !data.malformed.is_empty() {
         return Err(DataError::Invalid { dir: data.dir.clone(), problems: data.malformed.clone() }.into());
     }
-    let log = crate::reward::AuditLog::open(audit_log)?;
-    let accepted = g.registry.accept_ruleset(&reference, humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string())?;
-    log.record_load(&accepted)?;
-    let sandbox = Sandbox::new(g.threads)?;
-    let scorer = RuleSetScorer::new(&sandbox, accepted.ruleset)?;
+    let session = ScoringSession::open(&g.registry, &reference, audit_log, g.threads)?;
+    for notice in session.notices() {
+        eprintln!("{notice}");
+    }
+    let scorer = &session.scorer;
     println!(
         "rule set {} (revision {}, sha256 {})",
         scorer.ruleset.manifest.reference(),
@@ -459,15 +459,15 @@ fn score_references(dir: &Path, reference: &str, split: Option<Split>, lowest: u
     };
     for split in splits {
         let samples = reference_samples(&data.split(split).items);
-        let scores = scorer.score_batch(&samples);
-        let appended = log.record_scores(&scorer, &samples, &scores)?;
+        let (scores, appended) = match session.score(&samples) {
+            Ok(scored) => scored,
+            Err(SessionError::Aborted { rule, sample, .. }) => {
+                bail!("rule `{rule}` failed on reference `{sample}` and its on_error is `abort`; no means are reported")
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let log = session.audit().expect("open attaches the log");
         eprintln!("audit: {split}: records {}-{} appended to {}", appended.first, appended.last, log.path().display());
-        if let Some((s, rule)) = scores.iter().find_map(|s| match &s.reward {
-            Reward::Aborted { rule } => Some((s, rule)),
-            _ => None,
-        }) {
-            bail!("rule `{rule}` failed on reference `{}` and its on_error is `abort`; no means are reported", s.sample_id);
-        }
         let summary = summarize(&scores, lowest);
         println!("{split}: {} reference answers", summary.samples);
         println!("  {:<20} {:>8} {:>6} {:>7} {:>8}", "rule", "applied", "n/a", "failed", "mean");

@@ -22,9 +22,9 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(name = "medrl", version, about = "Rule-governed reinforcement learning for medical LLMs")]
 struct Cli {
-    /// Registry root holding `rules/` and `rulesets/`.
-    #[arg(long, global = true, env = "MEDRL_REGISTRY", default_value = "data")]
-    registry: PathBuf,
+    /// Registry root holding `rules/` and `rulesets/` [default: data; for `train --resume`, the run's].
+    #[arg(long, global = true, env = "MEDRL_REGISTRY")]
+    registry: Option<PathBuf>,
     /// Worker threads for scoring (default: all cores).
     #[arg(long, global = true, env = "MEDRL_THREADS")]
     threads: Option<usize>,
@@ -80,8 +80,7 @@ enum Command {
     Review(review::ReviewCommand),
 }
 
-/// Default trust-state file when a keyring is configured and no `--trust-state` is given.
-pub const DEFAULT_TRUST_STATE: &str = ".medrl/trust-state.json";
+pub use crate::reward::session::DEFAULT_TRUST_STATE;
 
 /// An error that ends the command with a specific exit code (e.g. `rules verify`'s classes).
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +92,11 @@ pub struct ExitError {
 
 /// Settings every subcommand may need, resolved from the global flags.
 pub struct Globals {
+    /// The registry with the trust policy the flags give (over the defaults).
     pub registry: crate::reward::Registry,
+    /// The trust flags as given, for commands that also read a configuration (`train`,
+    /// `quickstart`): a flag overrides the configuration's value, an absent one leaves it.
+    pub flags: crate::reward::RuleFlags,
     pub threads: usize,
 }
 
@@ -108,11 +111,18 @@ pub fn main() -> ExitCode {
     if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global() {
         return render_error(&anyhow::anyhow!("cannot start {threads} worker threads: {e}"), 2);
     }
-    let policy = match trust_policy(cli.keyring, cli.min_signatures, cli.trust_state, cli.allow_rollback) {
-        Ok(policy) => policy,
-        Err(e) => return render_error(&e, 1),
+    let flags = crate::reward::RuleFlags {
+        registry: cli.registry,
+        keyring: cli.keyring,
+        min_signatures: cli.min_signatures,
+        trust_state: cli.trust_state,
+        allow_rollback: cli.allow_rollback,
     };
-    let globals = Globals { registry: crate::reward::Registry::new(cli.registry).with_trust(policy), threads };
+    let registry = match flags.source().registry() {
+        Ok(registry) => registry,
+        Err(e) => return render_error(&e.into(), 1),
+    };
+    let globals = Globals { registry, flags, threads };
     let result = match cli.command {
         Command::Rules(cmd) => rules::run(cmd, &globals),
         Command::Bench(cmd) => bench::run(cmd, &globals),
@@ -134,17 +144,6 @@ pub fn main() -> ExitCode {
             render_error(&e, code)
         }
     }
-}
-
-fn trust_policy(
-    keyring: Option<PathBuf>,
-    min_signatures: Option<usize>,
-    trust_state: Option<PathBuf>,
-    allow_rollback: bool,
-) -> anyhow::Result<crate::reward::TrustPolicy> {
-    let keyring = keyring.map(|p| crate::reward::Keyring::read(&p)).transpose()?;
-    let state = trust_state.or_else(|| keyring.as_ref().map(|_| PathBuf::from(DEFAULT_TRUST_STATE)));
-    Ok(crate::reward::TrustPolicy { keyring, min_signatures, state, allow_rollback })
 }
 
 /// One renderer for every error: `error:`, then each cause as `Caused by:`.

@@ -22,14 +22,16 @@ pub struct QuickstartArgs {
 }
 
 pub fn run(a: QuickstartArgs, g: &super::Globals) -> anyhow::Result<()> {
-    let q = Quickstart { out: a.out, data: g.registry.root().to_path_buf(), sft_epochs: a.sft_epochs, rl_steps: a.steps, ..Quickstart::default() };
+    // The data folder is the registry's (the shipped layout keeps both in data/); every trust
+    // flag reaches the RL stage and the evaluation alike.
+    let rules = g.flags.source();
+    let q = Quickstart { out: a.out, data: rules.registry.clone(), sft_epochs: a.sft_epochs, rl_steps: a.steps, rules, ..Quickstart::default() };
     let bar = ProgressBar::new(q.rl_steps);
     bar.set_style(ProgressStyle::with_template("    {bar:30} step {pos}/{len} {msg} [{elapsed_precise}]").expect("a valid template"));
     bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     let started = std::time::Instant::now();
     let out = crate::quickstart::run(
         &q,
-        &g.registry,
         a.overwrite,
         |msg| {
             eprintln!("[{:>5.0} s] {msg}", started.elapsed().as_secs_f64());

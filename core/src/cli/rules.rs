@@ -7,7 +7,7 @@ use crate::reward::author::{self, RULE_SOURCE};
 use crate::reward::publish::{BumpPart, RuleSetSpec, bump_ruleset, create_ruleset};
 use crate::reward::registry::{RULESET_MANIFEST, read_json};
 use crate::reward::trust::signature_files;
-use crate::reward::{AuditLog, Decision, LoadedRule, OutcomeKind, Reward, RuleSetManifest, RuleSetScorer, Sandbox, VersionRef};
+use crate::reward::{Decision, LoadedRule, OutcomeKind, Reward, RuleSetManifest, Sandbox, ScoringSession, SessionError, VersionRef};
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use medrl_sdk::Sample;
@@ -195,7 +195,7 @@ pub fn run(cmd: RulesCommand, g: &Globals) -> anyhow::Result<()> {
 
 /// The same registry without a keyring: a just-published version has no signature yet.
 fn plain(g: &Globals) -> Globals {
-    Globals { registry: crate::reward::Registry::new(g.registry.root()), threads: g.threads }
+    Globals { registry: crate::reward::Registry::new(g.registry.root()), flags: crate::reward::RuleFlags::default(), threads: g.threads }
 }
 
 fn published(m: &RuleSetManifest, g: &Globals) {
@@ -278,21 +278,17 @@ fn list(g: &Globals) -> anyhow::Result<()> {
 fn score(reference: &str, input: &std::path::Path, json: bool, audit_log: &std::path::Path, g: &Globals) -> anyhow::Result<()> {
     let reference: VersionRef = reference.parse().map_err(anyhow::Error::msg)?;
     let samples: Vec<Sample> = read_jsonl(input)?;
-    // The log opens first: a rule set is recorded as accepted only when its load can be logged.
-    let log = AuditLog::open(audit_log)?;
-    let accepted = g.registry.accept_ruleset(&reference, govern::now())?;
-    log.record_load(&accepted)?;
-    if accepted.signers.is_none() {
-        eprintln!("note: no keyring configured, signatures not checked (pass --keyring, e.g. data/keys/keyring.toml)");
+    let session = ScoringSession::open(&g.registry, &reference, audit_log, g.threads)?;
+    for notice in session.notices() {
+        eprintln!("{notice}");
     }
-    if let Some(check) = accepted.revision.as_ref().filter(|c| c.rollback) {
-        let from = check.previous.as_ref().map_or(0, |p| p.revision);
-        eprintln!("warning: rollback of {reference} to revision {} from revision {from}, allowed by --allow-rollback; recorded in {}", accepted.ruleset.manifest.revision, log.path().display());
-    }
-    let sandbox = Sandbox::new(g.threads)?;
-    let scorer = RuleSetScorer::new(&sandbox, accepted.ruleset)?;
-    let scores = scorer.score_batch(&samples);
-    let appended = log.record_scores(&scorer, &samples, &scores)?;
+    let log = session.audit().expect("open attaches the log");
+    // An aborted batch is still printed (every rule's outcome says why), then the command fails.
+    let (scores, appended, aborted) = match session.score(&samples) {
+        Ok((scores, appended)) => (scores, appended, None),
+        Err(SessionError::Aborted { rule, sample, scores, appended }) => (scores, appended, Some((rule, sample))),
+        Err(e) => return Err(e.into()),
+    };
     eprintln!(
         "audit: {} evaluation records appended to {} (lines {}-{}, head {}); inputs in {}",
         appended.last + 1 - appended.first,
@@ -302,6 +298,7 @@ fn score(reference: &str, input: &std::path::Path, json: bool, audit_log: &std::
         &appended.head[..16],
         log.samples_path().display()
     );
+    let scorer = &session.scorer;
     if json {
         for s in &scores {
             println!("{}", serde_json::to_string(s)?);
@@ -348,11 +345,8 @@ fn score(reference: &str, input: &std::path::Path, json: bool, audit_log: &std::
             }
         }
     }
-    if let Some((s, rule)) = scores.iter().find_map(|s| match &s.reward {
-        Reward::Aborted { rule } => Some((s, rule)),
-        _ => None,
-    }) {
-        bail!("rule `{rule}` failed on sample `{}` and its on_error is `abort`; the batch's rewards must not be used", s.sample_id);
+    if let Some((rule, sample)) = aborted {
+        bail!("rule `{rule}` failed on sample `{sample}` and its on_error is `abort`; the batch's rewards must not be used");
     }
     Ok(())
 }

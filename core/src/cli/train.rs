@@ -22,16 +22,14 @@ pub struct TrainArgs {
 }
 
 pub fn run(args: TrainArgs, g: &super::Globals) -> anyhow::Result<()> {
+    // Every global trust flag given on the command line overrides the configuration's `[rules]`
+    // (for a resume too: a run may be resumed against a stricter keyring, never a different rule
+    // set, which the trainer checks by sha256).
     let mut trainer = match &args.resume {
-        Some(dir) => Trainer::resume(dir, &args.overrides)?,
+        Some(dir) => Trainer::resume_with(dir, &args.overrides, &g.flags)?,
         None => {
             let mut config = TrainConfig::load(args.config.as_deref(), &args.overrides)?;
-            if config.rules.registry == PathBuf::from("data") {
-                config.rules.registry = g.registry.root().to_path_buf();
-            }
-            if config.rules.keyring.is_none() {
-                config.rules.keyring = g.registry.trust().keyring.as_ref().map(|k| k.path.clone());
-            }
+            config.rules.apply(&g.flags);
             Trainer::start(config, args.overwrite)?
         }
     };

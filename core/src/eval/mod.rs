@@ -31,7 +31,7 @@ pub use report::{Report, markdown};
 
 use crate::predict::{Answer, PredictError, PredictOptions, Predictor, read_prompts};
 use crate::reward::audit::AuditError;
-use crate::reward::{AuditLog, Decision, Registry, RegistryError, RuleSetScorer, Sandbox, SampleScore, ScorerError, VersionRef};
+use crate::reward::{AuditLog, Decision, Registry, RegistryError, RuleSetScorer, SampleScore, ScorerError, ScoringSession, SessionError, VersionRef};
 use crate::rollout::FinishReason;
 use candle_core::Device;
 use compare::PairingError;
@@ -50,6 +50,8 @@ pub enum EvalError {
     Scorer(#[from] ScorerError),
     #[error(transparent)]
     Audit(#[from] AuditError),
+    #[error(transparent)]
+    Session(#[from] SessionError),
     #[error(transparent)]
     Gate(#[from] GateError),
     #[error(transparent)]
@@ -211,9 +213,8 @@ pub fn evaluate(plan: &EvalPlan, registry: &Registry, device: &Device) -> Result
     let (baseline, candidate) = resolve(plan)?;
     let reference: VersionRef = plan.ruleset.parse().map_err(EvalError::Invalid)?;
     let reference = &reference;
-    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let accepted = registry.accept_ruleset(reference, now)?;
-    let rule_ids: Vec<String> = accepted.ruleset.rules.iter().map(|r| r.manifest.id.clone()).collect();
+    let mut session = ScoringSession::accept(registry, reference, rayon::current_num_threads())?;
+    let rule_ids: Vec<String> = session.scorer.rules.iter().map(|r| r.manifest.id.clone()).collect();
     let metrics = Metric::available(&rule_ids.iter().map(String::as_str).collect::<Vec<_>>());
     let names: Vec<&str> = plan.variants.iter().map(|v| v.name.as_str()).collect();
     let set_names: Vec<&str> = plan.sets.iter().map(|(n, _)| n.as_str()).collect();
@@ -221,12 +222,10 @@ pub fn evaluate(plan: &EvalPlan, registry: &Registry, device: &Device) -> Result
         g.validate(&set_names, &names, names[candidate], names[baseline], &metrics, &plan.ruleset)?;
     }
     let prompts: Vec<_> = plan.sets.iter().map(|(_, path)| read_prompts(path)).collect::<Result<_, _>>()?;
-    let sandbox = Sandbox::new(rayon::current_num_threads()).map_err(ScorerError::from)?;
     std::fs::create_dir_all(&plan.out).map_err(|source| EvalError::Io { path: plan.out.clone(), source })?;
-    let audit = AuditLog::open(&plan.out.join("audit.jsonl"))?;
-    audit.record_load(&accepted)?;
-    let ruleset_sha256 = accepted.ruleset.sha256.clone();
-    let scorer = RuleSetScorer::new(&sandbox, accepted.ruleset)?;
+    session.log_to(AuditLog::open(&plan.out.join("audit.jsonl"))?)?;
+    let ruleset_sha256 = session.scorer.ruleset.sha256.clone();
+    let scorer = &session.scorer;
     let opts = PredictOptions { batch_size: plan.batch_size, sampling: crate::rollout::SamplingConfig::greedy(plan.max_new_tokens), system: None };
     // scored[set][variant]
     let mut scored: Vec<Vec<Vec<ScoredAnswer>>> = vec![Vec::new(); plan.sets.len()];
@@ -237,9 +236,9 @@ pub fn evaluate(plan: &EvalPlan, registry: &Registry, device: &Device) -> Result
             let answers = predictor.predict(prompts, &opts, |_| {})?;
             crate::predict::write_answers(&plan.out.join(format!("answers-{set}-{}.jsonl", v.name)), &answers)?;
             let samples: Vec<medrl_sdk::Sample> = answers.iter().map(|a| a.sample.clone()).collect();
-            let scores = scorer.score_batch(&samples);
-            audit.record_scores(&scorer, &samples, &scores)?;
-            let rows: Vec<ScoredAnswer> = answers.iter().zip(&scores).map(|(a, sc)| scored_answer(set, &v.name, a, sc, &scorer)).collect();
+            // An aborted batch has no rewards to compare: the evaluation stops (it is logged).
+            let (scores, _) = session.score(&samples)?;
+            let rows: Vec<ScoredAnswer> = answers.iter().zip(&scores).map(|(a, sc)| scored_answer(set, &v.name, a, sc, scorer)).collect();
             scored::write(&plan.out.join(scored::file_name(set, &v.name)), &rows)?;
             scored[s].push(rows);
         }

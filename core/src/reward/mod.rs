@@ -22,6 +22,7 @@ pub mod sandbox;
 #[cfg(test)]
 pub(crate) mod testutil;
 pub mod scorer;
+pub mod session;
 pub mod signing;
 pub mod trust;
 pub mod verify;
@@ -37,3 +38,4 @@ pub use sandbox::{CompiledRule, ModuleError, Sandbox};
 pub use scorer::{LoadedRule, RuleSetScorer, SampleScore, ScorerError};
 pub use trust::{Keyring, TrustPolicy};
 pub use audit::AuditLog;
+pub use session::{RuleFlags, RuleSource, ScoringSession, SessionError};

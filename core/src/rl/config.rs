@@ -6,6 +6,7 @@
 use super::kl::{KlEstimator, KlPlacement};
 use super::kl_controller::KlControllerConfig;
 use serde::{Deserialize, Serialize};
+use crate::reward::{RuleFlags, RuleSource};
 use std::path::{Path, PathBuf};
 
 /// Why a configuration could not be used.
@@ -116,11 +117,48 @@ pub struct RulesConfig {
     pub trust_state: Option<PathBuf>,
     /// Accept a revision lower than the last accepted one; logged (default false).
     pub allow_rollback: bool,
+    /// Raises the keyring's `min_signatures` (default none: the keyring's own).
+    pub min_signatures: Option<usize>,
 }
 
 impl Default for RulesConfig {
     fn default() -> Self {
-        RulesConfig { ruleset: "medical-safety@1.0.0".into(), registry: "data".into(), keyring: None, trust_state: None, allow_rollback: false }
+        RulesConfig {
+            ruleset: "medical-safety@1.0.0".into(),
+            registry: "data".into(),
+            keyring: None,
+            trust_state: None,
+            allow_rollback: false,
+            min_signatures: None,
+        }
+    }
+}
+
+impl RulesConfig {
+    /// Where the rule set comes from and how it must be trusted.
+    pub fn source(&self) -> RuleSource {
+        RuleSource {
+            registry: self.registry.clone(),
+            keyring: self.keyring.clone(),
+            min_signatures: self.min_signatures,
+            trust_state: self.trust_state.clone(),
+            allow_rollback: self.allow_rollback,
+        }
+    }
+
+    /// Sets the trust settings from `source` (the rule set's name stays).
+    pub fn set_source(&mut self, source: &RuleSource) {
+        self.registry = source.registry.clone();
+        self.keyring = source.keyring.clone();
+        self.min_signatures = source.min_signatures;
+        self.trust_state = source.trust_state.clone();
+        self.allow_rollback = source.allow_rollback;
+    }
+
+    /// Puts every trust flag given on the command line over this configuration.
+    pub fn apply(&mut self, flags: &RuleFlags) {
+        let merged = self.source().overridden_by(flags);
+        self.set_source(&merged);
     }
 }
 

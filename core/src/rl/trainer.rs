@@ -23,7 +23,7 @@ use super::value_head::ValueHead;
 use crate::data::TrainingPrompt;
 use crate::model::{CausalLm, LoraMode, Message, ModelError, Tokenizer, TokenizerError, default_dtype};
 use crate::reward::audit::AuditError;
-use crate::reward::{AuditLog, Decision, OutcomeKind, Registry, RegistryError, Reward, RuleSetScorer, Sandbox, ScorerError, TrustPolicy, VersionRef};
+use crate::reward::{AuditLog, Decision, OutcomeKind, RegistryError, Reward, ScorerError, ScoringSession, SessionError, VersionRef};
 use crate::rollout::{FinishReason, RolloutError, SamplingConfig, StopTokens, generate_with_streams};
 use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
@@ -50,6 +50,8 @@ pub enum TrainError {
     Scorer(#[from] ScorerError),
     #[error(transparent)]
     Audit(#[from] AuditError),
+    #[error(transparent)]
+    Session(#[from] SessionError),
     #[error("tensor computation failed: {0}")]
     Tensor(#[from] candle_core::Error),
     #[error("{path}: {source}")]
@@ -106,8 +108,8 @@ pub struct Trainer {
     kl: KlController,
     prompts: Vec<TrainingPrompt>,
     prompt_ids: Vec<Vec<u32>>,
-    scorer: RuleSetScorer,
-    audit: AuditLog,
+    /// The accepted rule set and the run's audit log: every reward comes through it.
+    session: ScoringSession,
     logs: Logs,
     stop: StopTokens,
     schedule: LrSchedule,
@@ -148,6 +150,11 @@ impl Trainer {
 
     /// Resumes `root` from its newest complete checkpoint with the configuration it recorded.
     pub fn resume(root: &Path, overrides: &[String]) -> Result<Self, TrainError> {
+        Self::resume_with(root, overrides, &crate::reward::RuleFlags::default())
+    }
+
+    /// [`Self::resume`] with trust flags put over the run's `[rules]` (the command line's).
+    pub fn resume_with(root: &Path, overrides: &[String], flags: &crate::reward::RuleFlags) -> Result<Self, TrainError> {
         let resume_err = |reason: String| TrainError::Resume { run: root.to_path_buf(), reason };
         let probe = RunDir { root: root.to_path_buf() };
         if !root.exists() {
@@ -156,7 +163,8 @@ impl Trainer {
         let (step, ckpt) = probe
             .latest_checkpoint()?
             .ok_or_else(|| resume_err("it has no complete checkpoint (checkpoints/step-N/trainer_state.json); start it again with --overwrite".into()))?;
-        let config = TrainConfig::load(Some(&probe.config_toml()), overrides)?;
+        let mut config = TrainConfig::load(Some(&probe.config_toml()), overrides)?;
+        config.rules.apply(flags);
         let state = TrainerState::read(&ckpt).map_err(io(&ckpt))?;
         let prepared = Prepared::new(&config)?;
         if prepared.ruleset_sha256 != state.ruleset_sha256 {
@@ -171,9 +179,9 @@ impl Trainer {
     }
 
     fn assemble(config: TrainConfig, run: RunDir, state: TrainerState, p: Prepared, checkpoint: Option<PathBuf>) -> Result<Self, TrainError> {
-        let Prepared { mut model, tokenizer, prompts, prompt_ids, scorer, accepted, device, .. } = p;
-        let audit = AuditLog::open(&run.audit())?;
-        audit.record_load(&accepted)?;
+        let Prepared { mut model, tokenizer, prompts, prompt_ids, mut session, device, .. } = p;
+        session.log_to(AuditLog::open(&run.audit())?)?;
+        let scorer = &session.scorer;
         let head = match &checkpoint {
             Some(dir) => {
                 model.load_adapter(&dir.join(ADAPTER_DIR))?;
@@ -212,7 +220,7 @@ impl Trainer {
             failures: JsonlWriter::append(&run.failures())?,
         };
         let stop = StopTokens::of(tokenizer.special());
-        Ok(Trainer { config, run, state, model, tokenizer, head, opt, kl, prompts, prompt_ids, scorer, audit, logs, stop, schedule, device })
+        Ok(Trainer { config, run, state, model, tokenizer, head, opt, kl, prompts, prompt_ids, session, logs, stop, schedule, device })
     }
 
     /// Runs the remaining steps, checkpointing every `run.save_every` and at the end, then writes
@@ -319,8 +327,13 @@ impl Trainer {
                 }
             })
             .collect();
-        let scores = self.scorer.score_batch(&samples);
-        self.audit.record_scores(&self.scorer, &samples, &scores)?;
+        // An abort comes back as an error carrying the scores: its failures are logged below and
+        // the loop stops at the aborted sample.
+        let scores = match self.session.score(&samples) {
+            Ok((scores, _)) => scores,
+            Err(SessionError::Aborted { scores, .. }) => scores,
+            Err(e) => return Err(e.into()),
+        };
         let mut failures: BTreeMap<String, usize> = BTreeMap::new();
         for (k, sc) in scores.iter().enumerate() {
             for rr in &sc.rules {
@@ -631,9 +644,8 @@ struct Prepared {
     tokenizer: Tokenizer,
     prompts: Vec<TrainingPrompt>,
     prompt_ids: Vec<Vec<u32>>,
-    scorer: RuleSetScorer,
-    /// Recorded in the audit log once the run folder exists.
-    accepted: crate::reward::AcceptedRuleSet,
+    /// Accepted and compiled; its load is logged once the run folder exists.
+    session: ScoringSession,
     device: Device,
     ruleset_ref: String,
     ruleset_sha256: String,
@@ -643,15 +655,9 @@ impl Prepared {
     fn new(config: &TrainConfig) -> Result<Self, TrainError> {
         // The rule set first: an unknown version or a tampered rule stops the run before step 0.
         let reference: VersionRef = config.rules.ruleset.parse().map_err(|e: String| ConfigError::Invalid(format!("rules.ruleset: {e}")))?;
-        let keyring = config.rules.keyring.as_deref().map(crate::reward::Keyring::read).transpose().map_err(RegistryError::from)?;
-        let state = config.rules.trust_state.clone().or_else(|| keyring.as_ref().map(|_| PathBuf::from(".medrl/trust-state.json")));
-        let policy = TrustPolicy { keyring, min_signatures: None, state, allow_rollback: config.rules.allow_rollback };
-        let registry = Registry::new(&config.rules.registry).with_trust(policy);
-        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-        let accepted = registry.accept_ruleset(&reference, now)?;
-        let ruleset_sha256 = accepted.ruleset.sha256.clone();
-        let sandbox = Sandbox::new(rayon::current_num_threads()).map_err(ScorerError::from)?;
-        let scorer = RuleSetScorer::new(&sandbox, accepted.ruleset.clone())?;
+        let registry = config.rules.source().registry()?;
+        let session = ScoringSession::accept(&registry, &reference, rayon::current_num_threads())?;
+        let ruleset_sha256 = session.scorer.ruleset.sha256.clone();
 
         let device = pick_device();
         let mut model = CausalLm::load(&config.model.path, &device, default_dtype(&device))?;
@@ -671,7 +677,7 @@ impl Prepared {
                 Ok(ids[cut..].to_vec())
             })
             .collect::<Result<Vec<_>, TokenizerError>>()?;
-        Ok(Prepared { model, tokenizer, prompts, prompt_ids, scorer, accepted, device, ruleset_ref: reference.to_string(), ruleset_sha256 })
+        Ok(Prepared { model, tokenizer, prompts, prompt_ids, session, device, ruleset_ref: reference.to_string(), ruleset_sha256 })
     }
 }
 
@@ -680,7 +686,7 @@ fn resolved_toml(config: &TrainConfig, p: &Prepared) -> String {
         "# Resolved configuration of this run. The rule set it was scored with:\n# ruleset = \"{}\", sha256 = \"{}\", rules = [{}]\n{}",
         p.ruleset_ref,
         p.ruleset_sha256,
-        p.scorer.rules.iter().map(|r| format!("\"{}\"", r.manifest.reference())).collect::<Vec<_>>().join(", "),
+        p.session.scorer.rules.iter().map(|r| format!("\"{}\"", r.manifest.reference())).collect::<Vec<_>>().join(", "),
         config.to_toml()
     )
 }
