@@ -13,10 +13,11 @@
 //! - [`review`]: clinician review sheets out (stratified sample, CSV and HTML) and verdicts in
 //!   (agreement with each rule, the rule parameters the disagreements point at).
 //! - [`quickstart`]: the whole pipeline on the shipped defaults (`medrl quickstart`).
-//! - [`cli`]: the `medrl` command line (parsing and printing only).
+//!
+//! The `medrl` command line lives in the binary (`src/main.rs`, `src/cli/`): parsing, printing and
+//! exit codes only, so the library carries no clap or indicatif.
 
 pub mod bench;
-pub mod cli;
 pub mod data;
 pub mod eval;
 pub mod io;

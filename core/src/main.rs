@@ -1,4 +1,8 @@
-//! The `medrl` binary: all the work happens in the library.
+//! The `medrl` binary: parse the command line, start logging, call the library, render the
+//! error, exit. All the work happens in the library (`medrl::…`); `cli/` is glue.
+
+mod cli;
+
 fn main() -> std::process::ExitCode {
-    medrl::cli::main()
+    cli::main()
 }

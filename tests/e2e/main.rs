@@ -3,6 +3,7 @@
 
 mod author_workflow;
 mod bad_input;
+mod cli;
 mod data;
 mod data_import;
 mod eval;

@@ -1,7 +1,7 @@
 //! `medrl audit …`: check an audit log's hash chain.
 
 use super::Globals;
-use crate::reward::audit::verify_chain;
+use medrl::reward::audit::verify_chain;
 use clap::Subcommand;
 use std::path::PathBuf;
 

@@ -1,8 +1,8 @@
 //! `medrl bench …`: throughput measurements that print figures.
 
 use super::Globals;
-use crate::bench::{per_rule_micros, samples_per_second, synthetic_samples};
-use crate::reward::{RuleSetScorer, Sandbox, VersionRef};
+use medrl::bench::{per_rule_micros, samples_per_second, synthetic_samples};
+use medrl::reward::{RuleSetScorer, Sandbox, VersionRef};
 use clap::Subcommand;
 
 #[derive(Subcommand)]
@@ -82,10 +82,10 @@ pub fn run(cmd: BenchCommand, g: &Globals) -> anyhow::Result<()> {
 }
 
 fn rollout(preset: String, batch: usize, prompt_len: usize, new_tokens: usize, device: &str, dtype: Option<&str>, seed: u64) -> anyhow::Result<()> {
-    use crate::rollout::bench::{RolloutBench, run};
+    use medrl::rollout::bench::{RolloutBench, run};
     let device = super::predict::parse_device(device)?;
     let dtype = match dtype {
-        None => crate::model::default_dtype(&device),
+        None => medrl::model::default_dtype(&device),
         Some("f32") => candle_core::DType::F32,
         Some("bf16") => candle_core::DType::BF16,
         Some(other) => anyhow::bail!("unknown dtype `{other}`; use f32 or bf16"),

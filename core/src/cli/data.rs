@@ -2,18 +2,18 @@
 //! score the reference answers.
 
 use super::Globals;
-use crate::data::build_prompts::{
+use medrl::data::build_prompts::{
     self, DEFAULT_HIGH_RISK_MIN, DEFAULT_MAX_REUSE, DEFAULT_N, DEFAULT_OUT, DEFAULT_ROUND_N, DEFAULT_SEED, RoundPlan, SamplingConfig, Strata,
 };
-use crate::data::card::{self, CardInput, DEFAULT_CARD};
-use crate::data::item::{CATEGORIES, Split, parse_category};
-use crate::data::near_dup::DEFAULT_THRESHOLD;
-use crate::data::references::{reference_samples, summarize};
-use crate::data::sets::{DEFAULT_DIR, read_lines};
-use crate::data::stats::{Tally, percent};
-use crate::data::validate::{ItemRef, Validation};
-use crate::data::{DataError, DataSets, TrainingPrompt, validate};
-use crate::reward::{ScoringSession, SessionError, VersionRef};
+use medrl::data::card::{self, CardInput, DEFAULT_CARD};
+use medrl::data::item::{CATEGORIES, Split, parse_category};
+use medrl::data::near_dup::DEFAULT_THRESHOLD;
+use medrl::data::references::{reference_samples, summarize};
+use medrl::data::sets::{DEFAULT_DIR, read_lines};
+use medrl::data::stats::{Tally, percent};
+use medrl::data::validate::{ItemRef, Validation};
+use medrl::data::{DataError, DataSets, TrainingPrompt, validate};
+use medrl::reward::{ScoringSession, SessionError, VersionRef};
 use anyhow::bail;
 use clap::{Args, Subcommand};
 use medrl_sdk::Category;
@@ -82,9 +82,9 @@ pub enum DataCommand {
     /// exam, dialogue) into the pool as `pool/<source>.jsonl`, with its licence and each item's
     /// origin; duplicates of existing items are refused, unplaceable records set aside for review.
     Import {
-        /// The file's shape.
-        #[arg(long, value_enum)]
-        format: crate::data::import::Format,
+        /// The file's shape: jsonl, exam or dialogue.
+        #[arg(long)]
+        format: medrl::data::import::Format,
         /// The licence the set is used under, an SPDX expression (CC-BY-4.0, MIT, LicenseRef-…).
         #[arg(long)]
         licence: String,
@@ -211,7 +211,7 @@ pub fn run(cmd: DataCommand, g: &Globals) -> anyhow::Result<()> {
                     plan.round,
                     built.reused,
                     plan.round.saturating_sub(1),
-                    percent(crate::data::stats::share(built.reused, built.prompts.len())),
+                    percent(medrl::data::stats::share(built.reused, built.prompts.len())),
                     percent(plan.max_reuse),
                     plan.reuse_cap(built.prompts.len()),
                     built.reused_reviewed
@@ -253,7 +253,7 @@ pub fn run(cmd: DataCommand, g: &Globals) -> anyhow::Result<()> {
             Ok(())
         }
         DataCommand::Import { format, licence, source, fields, dir, replace, dry_run, near_dup_threshold, file } => {
-            let opts = crate::data::import::ImportOptions {
+            let opts = medrl::data::import::ImportOptions {
                 format,
                 file,
                 source,
@@ -270,10 +270,10 @@ pub fn run(cmd: DataCommand, g: &Globals) -> anyhow::Result<()> {
 /// `medrl data import`: refuse before writing when the target exists (unless --replace), write
 /// the pool file, then validate the whole data directory and put the old state back if the new
 /// file brings any problem.
-fn import(opts: &crate::data::import::ImportOptions, dir: &Path, replace: bool, dry_run: bool) -> anyhow::Result<()> {
-    use crate::data::import;
+fn import(opts: &medrl::data::import::ImportOptions, dir: &Path, replace: bool, dry_run: bool) -> anyhow::Result<()> {
+    use medrl::data::import;
     import::check_options(opts)?;
-    let out = dir.join(crate::data::sets::POOL_DIR).join(format!("{}.jsonl", opts.source));
+    let out = dir.join(medrl::data::sets::POOL_DIR).join(format!("{}.jsonl", opts.source));
     let side = |kind: &str| beside(dir, &format!("data/import/{}.{kind}.jsonl", opts.source));
     if out.exists() && !replace {
         bail!("{} exists from an earlier import of `{}`; pass --replace to import it again, or choose another --source", out.display(), opts.source);
@@ -289,11 +289,11 @@ fn import(opts: &crate::data::import::ImportOptions, dir: &Path, replace: bool, 
         opts.format.as_str(),
         opts.licence
     );
-    let tally = crate::data::stats::Tally::of(
+    let tally = medrl::data::stats::Tally::of(
         &imported
             .items
             .iter()
-            .map(|i| crate::data::Located { loc: crate::data::Loc { file: out.clone(), line: 0 }, value: i.clone() })
+            .map(|i| medrl::data::Located { loc: medrl::data::Loc { file: out.clone(), line: 0 }, value: i.clone() })
             .collect::<Vec<_>>(),
     );
     println!(
@@ -349,8 +349,8 @@ fn import(opts: &crate::data::import::ImportOptions, dir: &Path, replace: bool, 
 fn parse_field(s: &str) -> Result<(String, String), String> {
     let (field, path) = s.split_once('=').ok_or_else(|| format!("`{s}` is not FIELD=PATH, e.g. prompt=data.question"))?;
     let field = field.trim();
-    if !crate::data::import::FIELDS.contains(&field) {
-        return Err(format!("`{field}` is not one of {}", crate::data::import::FIELDS.join(", ")));
+    if !medrl::data::import::FIELDS.contains(&field) {
+        return Err(format!("`{field}` is not one of {}", medrl::data::import::FIELDS.join(", ")));
     }
     Ok((field.to_string(), path.trim().to_string()))
 }
@@ -378,7 +378,7 @@ fn print_summary(data: &DataSets, v: &Validation) {
         );
     }
     let zh: usize = tallies.iter().map(|(_, t)| t.lang[0]).sum();
-    println!("  {:<8} {:>6} {:>5} {:>5} {:>8}", "all", total, zh, total - zh, percent(crate::data::stats::share(zh, total)));
+    println!("  {:<8} {:>6} {:>5} {:>5} {:>8}", "all", total, zh, total - zh, percent(medrl::data::stats::share(zh, total)));
     println!("  items per category ({}):", tallies.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>().join(" / "));
     for (ci, c) in CATEGORIES.iter().enumerate() {
         let cells: Vec<String> = tallies.iter().map(|(_, t)| format!("{:>4}", t.strata.category(ci))).collect();
@@ -392,7 +392,7 @@ fn print_summary(data: &DataSets, v: &Validation) {
     println!("similarity: {} pairs compared (character 3-gram Jaccard, threshold {})", s.compared, s.threshold);
     println!("  most similar pair:                 {}", pair(&s.max_any));
     println!("  most similar evaluation/training:  {}", pair(&s.max_eval_train));
-    let ids = v.problems.iter().filter(|p| matches!(p, crate::data::Problem::DuplicateId { .. })).count();
+    let ids = v.problems.iter().filter(|p| matches!(p, medrl::data::Problem::DuplicateId { .. })).count();
     println!(
         "duplicate ids: {ids}; exact duplicates: {}; near duplicates: {}; leakage: {}",
         s.exact_duplicates, s.near_duplicates, s.leaks
@@ -404,7 +404,7 @@ fn print_summary(data: &DataSets, v: &Validation) {
         let stale = v
             .problems
             .iter()
-            .filter(|p| matches!(p, crate::data::Problem::StaleTrainingPrompt { loc, .. } if &loc.file == path))
+            .filter(|p| matches!(p, medrl::data::Problem::StaleTrainingPrompt { loc, .. } if &loc.file == path))
             .count();
         println!("training prompts: {} ({n} lines, {stale} not matching the pool)", path.display());
     }

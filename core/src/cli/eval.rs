@@ -1,7 +1,7 @@
 //! `medrl eval`: model variants on the gold and red-team sets, scored by the same rule set,
 //! compared with intervals, and checked against regression gates.
 
-use crate::eval::{BootstrapConfig, CompareOptions, EvalPlan, Gate, Variant};
+use medrl::eval::{BootstrapConfig, CompareOptions, EvalPlan, Gate, Variant};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -81,8 +81,8 @@ pub fn run(a: EvalArgs, g: &super::Globals) -> anyhow::Result<()> {
         top_samples: a.top_samples,
     };
     let plan = EvalPlan { model: a.model, variants, sets, ruleset: a.ruleset, out: a.out.clone(), max_new_tokens: a.max_new_tokens, batch_size: a.batch_size, compare };
-    let report = crate::eval::evaluate(&plan, &g.registry, &crate::rl::trainer::pick_device())?;
-    print!("{}", crate::eval::markdown(&report));
+    let report = medrl::eval::evaluate(&plan, &g.registry, &medrl::rl::trainer::pick_device())?;
+    print!("{}", medrl::eval::markdown(&report));
     println!("\nwrote {} and {}", a.out.join("eval_report.md").display(), a.out.join("report.json").display());
     if let Some(message) = &report.rollback {
         let failed: Vec<&str> = report.failed_gates().map(|g| g.expression.as_str()).collect();

@@ -2,14 +2,14 @@
 //! lives in `rules.rs`; these only call the library and print.
 
 use super::{ExitError, Globals};
-use crate::reward::diff::diff;
-use crate::reward::doc;
-use crate::reward::inspect::Inspection;
-use crate::reward::registry::{RULESET_MANIFEST, Registry, read_json_canonical};
-use crate::reward::replay::{Lines, replay as replay_log};
-use crate::reward::signing::{KeyFile, SignatureFile};
-use crate::reward::verify::{CheckStatus, Rebuild, verify_ruleset};
-use crate::reward::{Sandbox, VersionRef};
+use medrl::reward::diff::diff;
+use medrl::reward::doc;
+use medrl::reward::inspect::Inspection;
+use medrl::reward::registry::{RULESET_MANIFEST, Registry, read_json_canonical};
+use medrl::reward::replay::{Lines, replay as replay_log};
+use medrl::reward::signing::{KeyFile, SignatureFile};
+use medrl::reward::verify::{CheckStatus, Rebuild, verify_ruleset};
+use medrl::reward::{Sandbox, VersionRef};
 use std::path::Path;
 
 fn parse_ref(s: &str) -> anyhow::Result<VersionRef> {
@@ -208,7 +208,7 @@ pub fn replay(file: &Path, line: Option<u64>, all: bool, g: &Globals) -> anyhow:
     let sandbox = Sandbox::new(g.threads)?;
     let results = replay_log(file, lines, &g.registry, &sandbox)?;
     let mismatched: Vec<_> = results.iter().filter(|r| !r.matches()).collect();
-    let show = |r: &crate::reward::replay::Replayed| {
+    let show = |r: &medrl::reward::replay::Replayed| {
         println!(
             "line {}: {} on `{}`: outcome {} / {}, output sha256 {} / {}, fuel {} / {} (logged / replayed): {}",
             r.line,

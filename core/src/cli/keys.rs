@@ -2,8 +2,8 @@
 //! keyring.
 
 use super::Globals;
-use crate::reward::signing::KeyFile;
-use crate::reward::trust::Keyring;
+use medrl::reward::signing::KeyFile;
+use medrl::reward::trust::Keyring;
 use anyhow::Context;
 use clap::Subcommand;
 use std::io::Write;

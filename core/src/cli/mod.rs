@@ -80,7 +80,6 @@ enum Command {
     Review(review::ReviewCommand),
 }
 
-pub use crate::reward::session::DEFAULT_TRUST_STATE;
 
 /// An error that ends the command with a specific exit code (e.g. `rules verify`'s classes).
 #[derive(Debug, thiserror::Error)]
@@ -93,15 +92,22 @@ pub struct ExitError {
 /// Settings every subcommand may need, resolved from the global flags.
 pub struct Globals {
     /// The registry with the trust policy the flags give (over the defaults).
-    pub registry: crate::reward::Registry,
+    pub registry: medrl::reward::Registry,
     /// The trust flags as given, for commands that also read a configuration (`train`,
     /// `quickstart`): a flag overrides the configuration's value, an absent one leaves it.
-    pub flags: crate::reward::RuleFlags,
+    pub flags: medrl::reward::RuleFlags,
     pub threads: usize,
 }
 
 /// Runs the CLI: exit 0 on success, 1 when the user's input or files are wrong, 2 on an internal error.
 pub fn main() -> ExitCode {
+    // `medrl … | head`: a closed pipe ends the process quietly, as it does a C tool, instead of
+    // making `println!` panic on EPIPE.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("MEDRL_LOG"))
@@ -111,7 +117,7 @@ pub fn main() -> ExitCode {
     if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global() {
         return render_error(&anyhow::anyhow!("cannot start {threads} worker threads: {e}"), 2);
     }
-    let flags = crate::reward::RuleFlags {
+    let flags = medrl::reward::RuleFlags {
         registry: cli.registry,
         keyring: cli.keyring,
         min_signatures: cli.min_signatures,
@@ -139,18 +145,80 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let code = e.downcast_ref::<ExitError>().map_or(1, |x| x.code);
-            render_error(&e, code)
-        }
+        Err(e) => render_error(&e, exit_code(&e)),
     }
 }
 
-/// One renderer for every error: `error:`, then each cause as `Caused by:`.
-fn render_error(e: &anyhow::Error, code: u8) -> ExitCode {
-    eprintln!("error: {e}");
+/// Exit code of a failed command: the code an [`ExitError`] carries; 2 for an internal error (a
+/// tensor computation that failed: a bug or the machine, not the user's input); else 1, the
+/// user's input or files are wrong and the message says what to change.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    if let Some(x) = e.downcast_ref::<ExitError>() {
+        return x.code;
+    }
+    if e.chain().any(|c| c.downcast_ref::<candle_core::Error>().is_some()) {
+        return 2;
+    }
+    1
+}
+
+/// The lines the renderer prints: `error: …`, then each cause that adds something as
+/// `Caused by: …` (error types that quote their source in their own message would otherwise say
+/// it twice), and a `hint:` where one is known.
+fn render_lines(e: &anyhow::Error, code: u8) -> Vec<String> {
+    let mut lines = vec![format!("error: {e}")];
+    let mut said = e.to_string();
     for cause in e.chain().skip(1) {
-        eprintln!("  Caused by: {cause}");
+        let text = cause.to_string();
+        if said.contains(&text) {
+            continue;
+        }
+        lines.push(format!("  Caused by: {text}"));
+        said.push_str(&text);
+    }
+    if code == 2 {
+        lines.push("hint: this is an internal error, not a problem with your input; rerun with MEDRL_LOG=debug and report it with the command".into());
+    }
+    lines
+}
+
+fn render_error(e: &anyhow::Error, code: u8) -> ExitCode {
+    for line in render_lines(e, code) {
+        eprintln!("{line}");
     }
     ExitCode::from(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("rule set: {0}")]
+    struct Quoting(#[source] Inner);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("no rule set named `x`")]
+    struct Inner;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot load the model")]
+    struct Terse(#[source] Inner);
+
+    #[test]
+    fn a_cause_is_printed_once() {
+        let lines = render_lines(&anyhow::Error::new(Quoting(Inner)), 1);
+        assert_eq!(lines, ["error: rule set: no rule set named `x`"]);
+        let lines = render_lines(&anyhow::Error::new(Terse(Inner)), 1);
+        assert_eq!(lines, ["error: cannot load the model", "  Caused by: no rule set named `x`"]);
+    }
+
+    #[test]
+    fn exit_codes_separate_the_users_errors_from_internal_ones() {
+        assert_eq!(exit_code(&anyhow::anyhow!("bad input")), 1);
+        assert_eq!(exit_code(&ExitError { code: 3, message: "gate failed".into() }.into()), 3);
+        let internal = anyhow::Error::new(candle_core::Error::Msg("shape mismatch".into())).context("training step");
+        assert_eq!(exit_code(&internal), 2);
+        assert!(render_lines(&internal, 2).last().unwrap().starts_with("hint: this is an internal error"));
+    }
 }

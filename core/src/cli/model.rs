@@ -1,6 +1,6 @@
 //! `medrl model …`: make model folders.
 
-use crate::model::init::{InitOptions, Preset, WeightDtype, init_model, shipped_corpus};
+use medrl::model::init::{InitOptions, Preset, WeightDtype, init_model, shipped_corpus};
 use clap::Subcommand;
 use std::path::PathBuf;
 

@@ -1,7 +1,7 @@
 //! `medrl predict`: answer a JSONL file of prompts with a model (and adapter).
 
-use crate::predict::{PredictOptions, Predictor, read_prompts, write_answers};
-use crate::rollout::{FinishReason, SamplingConfig};
+use medrl::predict::{PredictOptions, Predictor, read_prompts, write_answers};
+use medrl::rollout::{FinishReason, SamplingConfig};
 use candle_core::Device;
 use clap::Args;
 use std::path::PathBuf;

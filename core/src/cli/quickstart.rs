@@ -1,6 +1,6 @@
 //! `medrl quickstart`: tiny model → SFT → PPO → evaluation, on the shipped defaults.
 
-use crate::quickstart::Quickstart;
+use medrl::quickstart::Quickstart;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
@@ -11,10 +11,10 @@ pub struct QuickstartArgs {
     #[arg(long, default_value = "runs/quickstart")]
     pub out: PathBuf,
     /// PPO steps.
-    #[arg(long, default_value_t = crate::quickstart::RL_STEPS)]
+    #[arg(long, default_value_t = medrl::quickstart::RL_STEPS)]
     pub steps: u64,
     /// SFT epochs.
-    #[arg(long, default_value_t = crate::quickstart::SFT_EPOCHS)]
+    #[arg(long, default_value_t = medrl::quickstart::SFT_EPOCHS)]
     pub sft_epochs: usize,
     /// Delete an earlier quickstart's outputs first.
     #[arg(long)]
@@ -30,7 +30,7 @@ pub fn run(a: QuickstartArgs, g: &super::Globals) -> anyhow::Result<()> {
     bar.set_style(ProgressStyle::with_template("    {bar:30} step {pos}/{len} {msg} [{elapsed_precise}]").expect("a valid template"));
     bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     let started = std::time::Instant::now();
-    let out = crate::quickstart::run(
+    let out = medrl::quickstart::run(
         &q,
         a.overwrite,
         |msg| {
@@ -51,7 +51,7 @@ pub fn run(a: QuickstartArgs, g: &super::Globals) -> anyhow::Result<()> {
     println!("  model:        {}", out.model.display());
     println!("  SFT model:    {} (full fine-tuning, loss {:.3} → {:.3})", out.sft.output.display(), out.sft.first_loss, out.sft.last_loss);
     println!("  RL run:       {} ({} steps; mean reward first step {:+.3}, last step {:+.3})", out.rl_run.display(), rewards.len(), rewards.first().copied().unwrap_or(0.0), rewards.last().copied().unwrap_or(0.0));
-    if let Some(t) = crate::quickstart::reward_trend(&out.rl_reports) {
+    if let Some(t) = medrl::quickstart::reward_trend(&out.rl_reports) {
         println!("  reward trend: first {} steps {:+.4} ± {:.4}, last {} steps {:+.4} ± {:.4} (mean ± sd of step means)", t.first_steps, t.first_mean, t.first_std, t.last_steps, t.last_mean, t.last_std);
     }
     let kl: Vec<f64> = out.rl_reports.iter().map(|r| r.kl_per_token).collect();

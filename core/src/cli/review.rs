@@ -1,6 +1,6 @@
 //! `medrl review sample` and `medrl review ingest`: the clinician spot check.
 
-use crate::review::{IngestOptions, SampleOptions};
+use medrl::review::{IngestOptions, SampleOptions};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 
@@ -56,7 +56,7 @@ pub fn run(cmd: ReviewCommand, g: &super::Globals) -> anyhow::Result<()> {
     match cmd {
         ReviewCommand::Sample(a) => {
             let opts = SampleOptions { seed: a.seed.unwrap_or(u64::from(a.round)), eval_dir: a.eval_dir, variant: a.variant, round: a.round, n: a.n, ruleset: a.ruleset, out: a.out };
-            let m = crate::review::sample(&opts)?;
+            let m = medrl::review::sample(&opts)?;
             println!("round {}, variant {}: {} answers from {} file(s), seed {}", m.round, m.variant, m.n, m.files.len(), m.seed);
             for s in &m.strata {
                 println!("  {:<24} {:>3}  {}", s.stratum.as_str(), s.count, s.description);
@@ -64,23 +64,23 @@ pub fn run(cmd: ReviewCommand, g: &super::Globals) -> anyhow::Result<()> {
             if !m.judge_ran {
                 println!("  (no judge scores in the folder: the rule/judge disagreement stratum is skipped)");
             }
-            println!("wrote {}", opts.out.join(crate::review::SHEET_CSV).display());
-            println!("wrote {}", opts.out.join(crate::review::SHEET_HTML).display());
-            println!("wrote {}", opts.out.join(crate::review::SHEET_MANIFEST).display());
+            println!("wrote {}", opts.out.join(medrl::review::SHEET_CSV).display());
+            println!("wrote {}", opts.out.join(medrl::review::SHEET_HTML).display());
+            println!("wrote {}", opts.out.join(medrl::review::SHEET_MANIFEST).display());
             Ok(())
         }
         ReviewCommand::Ingest(a) => {
             let out = a.out.clone().unwrap_or_else(|| a.sheet.parent().map(PathBuf::from).unwrap_or_default());
             let opts = IngestOptions { sheet: a.sheet, manifest: a.manifest, ruleset: a.ruleset, out: a.out };
-            let r = crate::review::ingest(&opts, &g.registry)?;
+            let r = medrl::review::ingest(&opts, &g.registry)?;
             println!("round {}, variant {}: {} rows compared, {} with problems", r.round, r.variant, r.rows_compared, r.integrity.problems.len());
             for a in &r.rules {
                 let kappa = a.kappa.value.map_or_else(|| "undefined".to_string(), |k| format!("{k:.3}"));
                 let accuracy = a.accuracy.map_or_else(|| "–".to_string(), |x| format!("{x:.3}"));
                 println!("  {:<10} {:<20} n {:>3}  accuracy {accuracy}  kappa {kappa}  FP {}  FN {}", a.rule, a.column, a.compared, a.confusion.fp, a.confusion.fn_);
             }
-            println!("wrote {}", out.join(crate::review::REPORT_MD).display());
-            println!("wrote {}", out.join(crate::review::REPORT_JSON).display());
+            println!("wrote {}", out.join(medrl::review::REPORT_MD).display());
+            println!("wrote {}", out.join(medrl::review::REPORT_JSON).display());
             Ok(())
         }
     }

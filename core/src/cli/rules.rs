@@ -2,12 +2,12 @@
 //! diff, document and replay them (handlers of the governance commands are in `govern.rs`).
 
 use super::{Globals, govern};
-use crate::io::read_jsonl;
-use crate::reward::author::{self, RULE_SOURCE};
-use crate::reward::publish::{BumpPart, RuleSetSpec, bump_ruleset, create_ruleset};
-use crate::reward::registry::{RULESET_MANIFEST, read_json};
-use crate::reward::trust::signature_files;
-use crate::reward::{Decision, LoadedRule, OutcomeKind, Reward, RuleSetManifest, Sandbox, ScoringSession, SessionError, VersionRef};
+use medrl::io::read_jsonl;
+use medrl::reward::author::{self, RULE_SOURCE};
+use medrl::reward::publish::{BumpPart, RuleSetSpec, bump_ruleset, create_ruleset};
+use medrl::reward::registry::{RULESET_MANIFEST, read_json};
+use medrl::reward::trust::signature_files;
+use medrl::reward::{Decision, LoadedRule, OutcomeKind, Reward, RuleSetManifest, Sandbox, ScoringSession, SessionError, VersionRef};
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use medrl_sdk::Sample;
@@ -195,7 +195,7 @@ pub fn run(cmd: RulesCommand, g: &Globals) -> anyhow::Result<()> {
 
 /// The same registry without a keyring: a just-published version has no signature yet.
 fn plain(g: &Globals) -> Globals {
-    Globals { registry: crate::reward::Registry::new(g.registry.root()), flags: crate::reward::RuleFlags::default(), threads: g.threads }
+    Globals { registry: medrl::reward::Registry::new(g.registry.root()), flags: medrl::reward::RuleFlags::default(), threads: g.threads }
 }
 
 fn published(m: &RuleSetManifest, g: &Globals) {

@@ -1,6 +1,6 @@
 //! `medrl sft`: supervised fine-tuning on the SFT corpus, of a LoRA adapter or (`--full`) every weight.
 
-use crate::sft::SftConfig;
+use medrl::sft::SftConfig;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
@@ -68,7 +68,7 @@ pub fn run(a: SftArgs) -> anyhow::Result<()> {
     }
     let bar = ProgressBar::new(0);
     bar.set_style(ProgressStyle::with_template("{bar:30} step {pos}/{len} {msg} [{elapsed_precise}]").expect("a valid template"));
-    let summary = crate::sft::run(&cfg, a.overwrite, |step, total, loss| {
+    let summary = medrl::sft::run(&cfg, a.overwrite, |step, total, loss| {
         bar.set_length(total);
         bar.set_position(step);
         bar.set_message(format!("loss {loss:.3}"));

@@ -1,6 +1,6 @@
 //! `medrl train`: PPO / GRPO / RLOO on a LoRA adapter with rule rewards.
 
-use crate::rl::{TrainConfig, Trainer};
+use medrl::rl::{TrainConfig, Trainer};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;

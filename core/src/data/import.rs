@@ -41,7 +41,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// The shapes of file `import` reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// Any JSONL, with a field map.
     Jsonl,
@@ -51,7 +51,16 @@ pub enum Format {
     Dialogue,
 }
 
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Format::ALL.into_iter().find(|f| f.as_str() == s).ok_or_else(|| format!("unknown format `{s}`; choose jsonl, exam or dialogue"))
+    }
+}
+
 impl Format {
+    pub const ALL: [Format; 3] = [Format::Jsonl, Format::Exam, Format::Dialogue];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Format::Jsonl => "jsonl",

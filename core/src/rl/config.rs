@@ -20,6 +20,8 @@ pub enum ConfigError {
     OverrideSyntax { given: String },
     #[error("override `{given}`: `{section}` is not a section; sections are run, model, rules, data, rollout, ppo, kl, lora")]
     OverrideSection { given: String, section: String },
+    #[error("--set {given}: {message}")]
+    Override { given: String, message: String },
     #[error("invalid setting: {0}")]
     Invalid(String),
 }
@@ -333,11 +335,32 @@ impl TrainConfig {
             }
             None => (toml::Table::new(), PathBuf::from("<defaults>")),
         };
+        // A mistake is blamed on where it was made: the file when the file alone does not parse,
+        // else the `--set` flag whose key the message names (`--set ppo.clipange=0.1`), not the
+        // file. Overrides are applied together, since some are only valid together
+        // (`kl.controller.kind` with its `coef`).
+        let parse = |doc: &toml::Table| toml::Value::Table(doc.clone()).try_into::<TrainConfig>().map_err(|e| one_line(&e.to_string()));
+        parse(&doc).map_err(|message| ConfigError::Parse { path: origin, message })?;
         for o in overrides {
             apply_override(&mut doc, o)?;
         }
-        let config: TrainConfig =
-            toml::Value::Table(doc).try_into().map_err(|e: toml::de::Error| ConfigError::Parse { path: origin, message: e.to_string() })?;
+        let config = parse(&doc).map_err(|message| {
+            let key = |o: &String| o.split_once('=').map_or(o.as_str(), |(k, _)| k.trim()).to_string();
+            let quoted = |name: &str| message.contains(&format!("`{name}`"));
+            // The flag whose own key the message is about (its first quoted name: "unknown field
+            // `clipange`, expected one of …"), else one whose section it names (`kl.controller`).
+            let subject = message.split('`').nth(1).unwrap_or_default();
+            let own = overrides.iter().rev().find(|o| key(o).rsplit('.').next() == Some(subject));
+            let section = || {
+                overrides.iter().rev().find(|o| {
+                    let k = key(o);
+                    let parts: Vec<&str> = k.split('.').collect();
+                    (1..parts.len()).any(|n| quoted(&parts[..n].join(".")))
+                })
+            };
+            let given = own.or_else(section).cloned().unwrap_or_else(|| overrides.join(" --set "));
+            ConfigError::Override { given, message }
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -397,6 +420,11 @@ fn apply_override(doc: &mut toml::Table, given: &str) -> Result<(), ConfigError>
     Ok(())
 }
 
+/// toml's message on one line ("unknown field `x`, expected one of … in `ppo`").
+fn one_line(message: &str) -> String {
+    message.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -442,5 +470,23 @@ mod tests {
         assert!(err.contains("group_size"), "{err}");
         let err = TrainConfig::load(None, &["ppo.mini_batch_size=3".into()]).unwrap_err().to_string();
         assert!(err.contains("must divide"), "{err}");
+    }
+
+    #[test]
+    fn a_typo_in_an_override_is_blamed_on_the_flag_and_one_in_the_file_on_the_file() {
+        let err = TrainConfig::load(None, &["ppo.clipange=0.1".into()]).unwrap_err().to_string();
+        assert!(err.starts_with("--set ppo.clipange=0.1: unknown field `clipange`, expected one of"), "{err}");
+        assert!(err.ends_with("in `ppo`") && !err.contains('\n'), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[ppo]\nclipange = 0.1\n").unwrap();
+        let err = TrainConfig::load(Some(&file), &["ppo.cliprange=0.1".into()]).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("{}: unknown field `clipange`", file.display())), "{err}");
+        // The typo is found among good overrides of the same section.
+        let err = TrainConfig::load(None, &["ppo.clipange=0.1".into(), "ppo.cliprange=0.1".into()]).unwrap_err().to_string();
+        assert!(err.starts_with("--set ppo.clipange=0.1: "), "{err}");
+        // A good override after a good file still applies.
+        std::fs::write(&file, "[ppo]\ncliprange = 0.3\n").unwrap();
+        assert_eq!(TrainConfig::load(Some(&file), &["ppo.cliprange=0.1".into()]).unwrap().ppo.cliprange, 0.1);
     }
 }
