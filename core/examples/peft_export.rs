@@ -49,9 +49,7 @@ fn main() -> Result<()> {
         // B gets the same kind of values as A (seeded, uniform), so the adapter changes the logits.
         for (k, var) in model.trainable_vars().iter().enumerate() {
             let n = var.as_tensor().elem_count();
-            let vals: Vec<f32> = (0..n)
-                .map(|j| (((j * 7919 + k * 104729 + i * 31) % 1000) as f32 / 1000.0 - 0.5) * 0.4)
-                .collect();
+            let vals: Vec<f32> = (0..n).map(|j| (((j * 7919 + k * 104729 + i * 31) % 1000) as f32 / 1000.0 - 0.5) * 0.4).collect();
             var.set(&Tensor::from_vec(vals, var.as_tensor().shape(), &dev)?)?;
         }
         let dir = out.join(family);
@@ -62,14 +60,8 @@ fn main() -> Result<()> {
         let mask = &reference["attention_mask"];
         let pos = &reference["position_ids"];
         let logits = model.forward(&ids.to_dtype(DType::U32)?, pos, &mask.to_dtype(DType::U8)?, None, LoraMode::On)?;
-        let tensors: HashMap<&str, Tensor> = [
-            ("input_ids", ids.clone()),
-            ("attention_mask", mask.clone()),
-            ("position_ids", pos.clone()),
-            ("logits", logits),
-        ]
-        .into_iter()
-        .collect();
+        let tensors: HashMap<&str, Tensor> =
+            [("input_ids", ids.clone()), ("attention_mask", mask.clone()), ("position_ids", pos.clone()), ("logits", logits)].into_iter().collect();
         candle_core::safetensors::save(&tensors, dir.join("medrl_logits.safetensors"))?;
         let meta = serde_json::json!({ "base": base.display().to_string() });
         std::fs::write(dir.join("export.json"), meta.to_string())?;

@@ -79,7 +79,11 @@ fn main() {
             for (run, chunk) in slices.chunks(64).enumerate() {
                 for (i, (cached, s)) in rule.evaluate_many(chunk).iter().zip(chunk).enumerate() {
                     let fresh = rule.evaluate_encoded(s);
-                    assert_eq!((cached.outcome, &cached.output, cached.fuel_used), (fresh.outcome, &fresh.output, fresh.fuel_used), "pass {pass} run {run} sample {i}");
+                    assert_eq!(
+                        (cached.outcome, &cached.output, cached.fuel_used),
+                        (fresh.outcome, &fresh.output, fresh.fuel_used),
+                        "pass {pass} run {run} sample {i}"
+                    );
                 }
             }
         }

@@ -63,7 +63,12 @@ pub struct Throughput {
 
 /// Throughput of `scorer` on `samples` with `threads` workers: one untimed round (so every
 /// worker has its prepared instances, as in a long-lived trainer), then the best of `rounds`.
-pub fn samples_per_second(scorer: &RuleSetScorer, samples: &[Sample], threads: usize, rounds: usize) -> Result<Throughput, rayon::ThreadPoolBuildError> {
+pub fn samples_per_second(
+    scorer: &RuleSetScorer,
+    samples: &[Sample],
+    threads: usize,
+    rounds: usize,
+) -> Result<Throughput, rayon::ThreadPoolBuildError> {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
     pool.install(|| scorer.score_batch(samples));
     let mut best = Duration::MAX;

@@ -17,9 +17,7 @@ pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>,
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| JsonlError::Line { path: path.into(), line: i + 1, msg: e.to_string() })
-        })
+        .map(|(i, l)| serde_json::from_str(l).map_err(|e| JsonlError::Line { path: path.into(), line: i + 1, msg: e.to_string() }))
         .collect()
 }
 

@@ -26,6 +26,6 @@ pub mod predict;
 pub mod quickstart;
 pub mod review;
 pub mod reward;
-pub mod rollout;
 pub mod rl;
+pub mod rollout;
 pub mod sft;

@@ -33,7 +33,9 @@ pub enum PredictError {
     Model(#[from] ModelError),
     #[error(transparent)]
     Rollout(#[from] RolloutError),
-    #[error("prompt `{id}` is {tokens} tokens after the chat template; with {new} new tokens that exceeds the model's {max} positions; shorten it or lower --max-new-tokens")]
+    #[error(
+        "prompt `{id}` is {tokens} tokens after the chat template; with {new} new tokens that exceeds the model's {max} positions; shorten it or lower --max-new-tokens"
+    )]
     PromptTooLong { id: String, tokens: usize, new: usize, max: usize },
     #[error("batch size must be at least 1")]
     BatchSize,
@@ -60,7 +62,16 @@ pub fn read_prompts(path: &Path) -> Result<Vec<PromptRecord>, PredictError> {
         let value: serde_json::Value = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
         let sample = if value.get("provenance").is_some() {
             let t: TrainingPrompt = serde_json::from_value(value).map_err(|e| bad(format!("not a training prompt: {e}")))?;
-            Sample { id: t.id, prompt: t.prompt, response: String::new(), lang: t.lang, category: t.category, risk: t.risk, tags: t.tags, expect: t.expect }
+            Sample {
+                id: t.id,
+                prompt: t.prompt,
+                response: String::new(),
+                lang: t.lang,
+                category: t.category,
+                risk: t.risk,
+                tags: t.tags,
+                expect: t.expect,
+            }
         } else {
             let item: Item = serde_json::from_value(value).map_err(|e| bad(format!("not a data item (docs/data.md): {e}")))?;
             item.to_sample(String::new())
@@ -287,7 +298,8 @@ mod tests {
     fn malformed_lines_name_the_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.jsonl");
-        let good = r#"{"id":"a","lang":"en","category":"general","risk":"low","tags":["t"],"prompt":"hi","source":"s","version":"1.0.0","quality":"draft"}"#;
+        let good =
+            r#"{"id":"a","lang":"en","category":"general","risk":"low","tags":["t"],"prompt":"hi","source":"s","version":"1.0.0","quality":"draft"}"#;
         std::fs::write(&path, format!("{good}\n\n{{\"id\": \"b\", \"prompt\": \"x\"}}\n")).unwrap();
         let err = read_prompts(&path).unwrap_err().to_string();
         assert!(err.contains("p.jsonl:3: not a data item"), "{err}");

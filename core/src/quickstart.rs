@@ -21,13 +21,19 @@ pub enum QuickstartError {
     #[error("evaluation: {0}")]
     Eval(#[from] crate::eval::EvalError),
     #[error("rule set: {0}")]
-    Rules(#[from] crate::reward::RegistryError),
+    Rules(Box<crate::reward::RegistryError>),
     #[error("rule set name: {0}")]
     RuleSetName(String),
     #[error("{0} already exists; pass --overwrite to run the quickstart again from scratch")]
     Exists(PathBuf),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+}
+
+impl From<crate::reward::RegistryError> for QuickstartError {
+    fn from(e: crate::reward::RegistryError) -> Self {
+        QuickstartError::Rules(Box::new(e))
+    }
 }
 
 /// Where the quickstart writes, and how long it trains.
@@ -110,7 +116,12 @@ pub fn rl_config(q: &Quickstart, sft_model: &Path) -> TrainConfig {
     c
 }
 
-pub fn run(q: &Quickstart, overwrite: bool, mut say: impl FnMut(&str), on_step: impl FnMut(&StepReport)) -> Result<QuickstartOutputs, QuickstartError> {
+pub fn run(
+    q: &Quickstart,
+    overwrite: bool,
+    mut say: impl FnMut(&str),
+    on_step: impl FnMut(&StepReport),
+) -> Result<QuickstartOutputs, QuickstartError> {
     if q.out.exists() {
         if !overwrite {
             return Err(QuickstartError::Exists(q.out.clone()));
@@ -129,7 +140,15 @@ pub fn run(q: &Quickstart, overwrite: bool, mut say: impl FnMut(&str), on_step: 
     // Full fine-tuning: the tiny model starts from random weights, so its embedding and LM head
     // must learn the corpus too, which a LoRA adapter cannot reach (LoRA SFT ends near loss 7.3,
     // full SFT near 3.5 in the same four epochs).
-    let sft_cfg = SftConfig { model: model.clone(), data: q.data.join("sets/sft.jsonl"), out: q.out.join("sft"), epochs: q.sft_epochs, learning_rate: 3e-3, full: true, ..SftConfig::default() };
+    let sft_cfg = SftConfig {
+        model: model.clone(),
+        data: q.data.join("sets/sft.jsonl"),
+        out: q.out.join("sft"),
+        epochs: q.sft_epochs,
+        learning_rate: 3e-3,
+        full: true,
+        ..SftConfig::default()
+    };
     let sft = crate::sft::run(&sft_cfg, false, |_, _, _| {})?;
     say("3/4 PPO with the rule set");
     let mut trainer = Trainer::start(rl_config(q, &sft.output), false)?;
@@ -151,7 +170,10 @@ pub fn run(q: &Quickstart, overwrite: bool, mut say: impl FnMut(&str), on_step: 
         batch_size: 16,
         // The plan ships an RL model only if it prescribes no more riskily than SFT; the
         // quickstart reports the gate and leaves the decision to the reader.
-        compare: crate::eval::CompareOptions { gates: vec!["redteam.risky_rate <= sft".parse().expect("a valid gate")], ..crate::eval::CompareOptions::default() },
+        compare: crate::eval::CompareOptions {
+            gates: vec!["redteam.risky_rate <= sft".parse().expect("a valid gate")],
+            ..crate::eval::CompareOptions::default()
+        },
     };
     let registry = q.rules.registry()?;
     let eval = crate::eval::evaluate(&plan, &registry, &crate::rl::trainer::pick_device())?;
@@ -193,7 +215,19 @@ mod tests {
     use super::*;
 
     fn step(step: u64, reward_mean: f64) -> StepReport {
-        StepReport { step, reward_mean, reward_std: 0.0, kl_per_token: 0.0, kl_coef: 0.0, response_len_mean: 0.0, eos_rate: 0.0, rollout_tokens_per_s: 0.0, update_tokens_per_s: 0.0, skipped_updates: 0, seconds: 0.0 }
+        StepReport {
+            step,
+            reward_mean,
+            reward_std: 0.0,
+            kl_per_token: 0.0,
+            kl_coef: 0.0,
+            response_len_mean: 0.0,
+            eos_rate: 0.0,
+            rollout_tokens_per_s: 0.0,
+            update_tokens_per_s: 0.0,
+            skipped_updates: 0,
+            seconds: 0.0,
+        }
     }
 
     #[test]

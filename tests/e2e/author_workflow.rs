@@ -33,7 +33,12 @@ fn scaffold_build_publish_and_score_a_fifth_rule() {
         + "\n[[rules]]\nid = \"referral\"\nversion = \"0.1.0\"\nweight = 0.2\n[rules.params]\nkeywords_zh = [\"医生\", \"医院\"]\n";
     assert!(spec_text.contains("version = \"1.1.0\""));
     std::fs::write(&spec, spec_text).unwrap();
-    let run = medrl(MEDRL, work.path(), &["--registry", reg_arg, "rules", "ruleset", "new", spec.to_str().unwrap(), "--created-at", "2026-11-26T00:00:00Z"]).ok();
+    let run = medrl(
+        MEDRL,
+        work.path(),
+        &["--registry", reg_arg, "rules", "ruleset", "new", spec.to_str().unwrap(), "--created-at", "2026-11-26T00:00:00Z"],
+    )
+    .ok();
     assert!(run.stdout.contains("published rule set medical-safety@1.1.0 (revision 2, 5 rules, 15 pinned files)"), "{}", run.stdout);
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(reg.path().join("rulesets/medical-safety/1.1.0/ruleset.json")).unwrap()).unwrap();
@@ -42,9 +47,7 @@ fn scaffold_build_publish_and_score_a_fifth_rule() {
 
     // Score with it: the fifth rule runs with the rule set's parameter override.
     let input = work.path().join("samples.jsonl");
-    let sample = |id: &str, lang: &str, response: &str| {
-        json!({"id": id, "prompt": "头痛三天", "response": response, "lang": lang, "category": "general", "risk": "low"})
-    };
+    let sample = |id: &str, lang: &str, response: &str| json!({"id": id, "prompt": "头痛三天", "response": response, "lang": lang, "category": "general", "risk": "low"});
     write_jsonl(
         &input,
         &[
@@ -53,7 +56,12 @@ fn scaffold_build_publish_and_score_a_fifth_rule() {
             sample("en-doctor", "en", "Please see a doctor if it gets worse."),
         ],
     );
-    let run = medrl(MEDRL, work.path(), &["--registry", reg_arg, "rules", "score", "--ruleset", "medical-safety@1.1.0", "--input", input.to_str().unwrap(), "--json"]).ok();
+    let run = medrl(
+        MEDRL,
+        work.path(),
+        &["--registry", reg_arg, "rules", "score", "--ruleset", "medical-safety@1.1.0", "--input", input.to_str().unwrap(), "--json"],
+    )
+    .ok();
     let rows: Vec<serde_json::Value> = run.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let referral = |row: &serde_json::Value| {
         row["rules"].as_array().unwrap().iter().find(|r| r["rule"] == "referral@0.1.0").cloned().expect("the fifth rule ran")

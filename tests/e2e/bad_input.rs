@@ -40,7 +40,12 @@ fn a_manifest_with_an_unknown_field_is_refused_with_its_name() {
     let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     manifest["limits"]["fuell"] = 5.into();
     std::fs::write(&path, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
-    let run = medrl(MEDRL, &repo_root(), &["--registry", reg.path().to_str().unwrap(), "rules", "score", "--ruleset", "medical-safety@1.0.0", "--input", "data/samples/demo.jsonl"]).failed();
+    let run = medrl(
+        MEDRL,
+        &repo_root(),
+        &["--registry", reg.path().to_str().unwrap(), "rules", "score", "--ruleset", "medical-safety@1.0.0", "--input", "data/samples/demo.jsonl"],
+    )
+    .failed();
     assert!(run.stderr.contains("fuell") && run.stderr.contains("rule.json"), "{}", run.stderr);
 }
 
@@ -52,7 +57,12 @@ fn a_flipped_byte_in_a_module_is_refused_before_any_rule_runs() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x01;
     std::fs::write(&path, bytes).unwrap();
-    let run = medrl(MEDRL, &repo_root(), &["--registry", reg.path().to_str().unwrap(), "rules", "score", "--ruleset", "medical-safety@1.0.0", "--input", "data/samples/demo.jsonl"]).failed();
+    let run = medrl(
+        MEDRL,
+        &repo_root(),
+        &["--registry", reg.path().to_str().unwrap(), "rules", "score", "--ruleset", "medical-safety@1.0.0", "--input", "data/samples/demo.jsonl"],
+    )
+    .failed();
     assert!(run.stderr.contains("rules/risk/1.0.0/rule.wasm") && run.stderr.contains("sha256"), "{}", run.stderr);
     assert!(run.stdout.is_empty(), "nothing was scored: {}", run.stdout);
 }

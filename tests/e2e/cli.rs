@@ -46,7 +46,17 @@ fn a_closed_pipe_ends_the_process_without_a_panic() {
     std::fs::write(&input, text).unwrap();
     let audit = tmp.path().join("audit.jsonl");
     let mut child = Command::new(MEDRL)
-        .args(["rules", "score", "--ruleset", "medical-safety@1.0.0", "--json", "--input", input.to_str().unwrap(), "--audit-log", audit.to_str().unwrap()])
+        .args([
+            "rules",
+            "score",
+            "--ruleset",
+            "medical-safety@1.0.0",
+            "--json",
+            "--input",
+            input.to_str().unwrap(),
+            "--audit-log",
+            audit.to_str().unwrap(),
+        ])
         .current_dir(repo_root())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -23,26 +23,56 @@ fn each_format_imports_with_licence_and_origin_and_round_trips() {
     let (data, _) = fixture();
     let dir = data.path();
     let generic = fixture_file("generic.jsonl");
-    let run = import(dir, &[
-        "--format", "jsonl", "--licence", "CC-BY-4.0", "--source", "hx-forum", "--field", "prompt=body.text", "--field", "id=qid",
-        "--field", "tags=kw", generic.to_str().unwrap(),
-    ])
+    let run = import(
+        dir,
+        &[
+            "--format",
+            "jsonl",
+            "--licence",
+            "CC-BY-4.0",
+            "--source",
+            "hx-forum",
+            "--field",
+            "prompt=body.text",
+            "--field",
+            "id=qid",
+            "--field",
+            "tags=kw",
+            generic.to_str().unwrap(),
+        ],
+    )
     .ok();
-    assert!(run.stdout.contains("7 records") && run.stdout.contains("imported 3 (2 zh, 1 en; 1 high-risk), refused 3, set aside for review 1"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("7 records") && run.stdout.contains("imported 3 (2 zh, 1 en; 1 high-risk), refused 3, set aside for review 1"),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.contains("generic.jsonl:5: exact duplicate of `p1`"), "{}", run.stdout);
     assert!(run.stdout.contains("generic.jsonl:6: not JSON") && run.stdout.contains("generic.jsonl:7: no text at `body.text`"), "{}", run.stdout);
     assert!(run.stdout.contains("generic.jsonl:4: no category rule matched"), "{}", run.stdout);
     let items = read_jsonl(&dir.join("pool/hx-forum.jsonl"));
     assert_eq!(items.len(), 3);
     let first = &items[0];
-    assert_eq!((first["id"].as_str(), first["source"].as_str(), first["licence"].as_str()), (Some("pool-hx-forum-000001"), Some("hx-forum"), Some("CC-BY-4.0")));
-    assert_eq!((first["quality"].as_str(), first["version"].as_str(), first["category"].as_str()), (Some("draft"), Some("1.0.0"), Some("medication")));
+    assert_eq!(
+        (first["id"].as_str(), first["source"].as_str(), first["licence"].as_str()),
+        (Some("pool-hx-forum-000001"), Some("hx-forum"), Some("CC-BY-4.0"))
+    );
+    assert_eq!(
+        (first["quality"].as_str(), first["version"].as_str(), first["category"].as_str()),
+        (Some("draft"), Some("1.0.0"), Some("medication"))
+    );
     let origin = &first["origin"];
-    assert_eq!((origin["format"].as_str(), origin["file"].as_str(), origin["line"].as_u64(), origin["id"].as_str()), (Some("jsonl"), Some("generic.jsonl"), Some(1), Some("hx-001")));
+    assert_eq!(
+        (origin["format"].as_str(), origin["file"].as_str(), origin["line"].as_u64(), origin["id"].as_str()),
+        (Some("jsonl"), Some("generic.jsonl"), Some(1), Some("hx-001"))
+    );
     assert_eq!(origin["sha256"].as_str().unwrap(), sha256(&generic));
     assert_eq!(first["tags"], serde_json::json!(["uric-acid", "checkup", "import-jsonl"]));
     // The preeclampsia prompt: pregnancy, high-risk, its red flag as an emergency sign.
-    assert_eq!((items[1]["category"].as_str(), items[1]["lang"].as_str(), items[1]["tags"][0].as_str()), (Some("general"), Some("en"), Some("heartburn")));
+    assert_eq!(
+        (items[1]["category"].as_str(), items[1]["lang"].as_str(), items[1]["tags"][0].as_str()),
+        (Some("general"), Some("en"), Some("heartburn"))
+    );
     assert_eq!((items[2]["category"].as_str(), items[2]["risk"].as_str()), (Some("pregnancy"), Some("high")));
     assert_eq!(items[2]["expect"]["emergency_signs"], serde_json::json!(["眼前发花"]));
     let side = dir.parent().unwrap().join("import");
@@ -53,7 +83,11 @@ fn each_format_imports_with_licence_and_origin_and_round_trips() {
     let run = import(dir, &["--format", "exam", "--licence", "MIT", "--source", "exam-demo", exam.to_str().unwrap()]).ok();
     assert!(run.stdout.contains("imported 3 (1 zh, 2 en; 0 high-risk), refused 1, set aside for review 0"), "{}", run.stdout);
     let items = read_jsonl(&dir.join("pool/exam-demo.jsonl"));
-    assert!(items[0]["prompt"].as_str().unwrap().ends_with("raise her INR.\nA. Metronidazole\nB. Nitrofurantoin\nC. Fosfomycin\nD. Penicillin V"), "{}", items[0]["prompt"]);
+    assert!(
+        items[0]["prompt"].as_str().unwrap().ends_with("raise her INR.\nA. Metronidazole\nB. Nitrofurantoin\nC. Fosfomycin\nD. Penicillin V"),
+        "{}",
+        items[0]["prompt"]
+    );
     assert_eq!(items[1]["category"].as_str(), Some("pediatrics"));
     assert!(items.iter().all(|i| i.get("answer").is_none()), "the answer key is not kept");
     let csv = fixture_file("exam.csv");
@@ -127,7 +161,7 @@ fn a_pool_item_with_a_bad_licence_or_an_origin_without_one_fails_validation() {
     let (data, _) = fixture();
     let dir = data.path();
     std::fs::create_dir_all(dir.join("pool")).unwrap();
-    let mut good: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("pool.jsonl")).unwrap().lines().next().unwrap().to_string()).unwrap();
+    let mut good: Value = serde_json::from_str(std::fs::read_to_string(dir.join("pool.jsonl")).unwrap().lines().next().unwrap()).unwrap();
     good["id"] = "imp-1".into();
     good["prompt"] = "Is it safe to take melatonin every night for a year?".into();
     good["lang"] = "en".into();

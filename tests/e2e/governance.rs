@@ -68,7 +68,8 @@ fn signing_does_not_change_ruleset_json_and_verify_exit_codes_name_the_failure()
     let signed = medrl(MEDRL, work.path(), &["--registry", s(reg.path()), "rules", "sign", "medical-safety@1.0.0", "--key", s(&key)]).ok();
     assert!(signed.stdout.contains("signed medical-safety@1.0.0 (sha256 51ef25ec"), "{}", signed.stdout);
     assert_eq!(std::fs::read(&manifest).unwrap(), before, "signing must not touch ruleset.json");
-    let verify = |reg: &Path, ring: &Path| medrl(MEDRL, work.path(), &["--registry", s(reg), "--keyring", s(ring), "rules", "verify", "medical-safety@1.0.0"]);
+    let verify =
+        |reg: &Path, ring: &Path| medrl(MEDRL, work.path(), &["--registry", s(reg), "--keyring", s(ring), "rules", "verify", "medical-safety@1.0.0"]);
     verify(reg.path(), &ring).ok();
 
     // 3: content; 4: files; 5: signatures.
@@ -108,14 +109,18 @@ fn an_edited_parameter_in_a_rule_manifest_is_refused_naming_the_file() {
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.contains("\"order_penalty\": 0.25"));
     std::fs::write(&path, text.replace("\"order_penalty\": 0.25", "\"order_penalty\": 0.0")).unwrap();
-    refused(work.path(), &["rules/chain/1.0.0/rule.json", "sha256 is", "ruleset.json pins"], || score(reg.path(), work.path(), "medical-safety@1.0.0", &[]));
+    refused(work.path(), &["rules/chain/1.0.0/rule.json", "sha256 is", "ruleset.json pins"], || {
+        score(reg.path(), work.path(), "medical-safety@1.0.0", &[])
+    });
 }
 
 #[test]
 fn an_extra_file_in_the_rule_set_folder_is_refused() {
     let (work, reg) = (tempfile::tempdir().unwrap(), registry_copy());
     std::fs::write(reg.path().join("rulesets/medical-safety/1.0.0/override.json"), "{}").unwrap();
-    refused(work.path(), &["rulesets/medical-safety/1.0.0/override.json", "is not part of rule set medical-safety@1.0.0"], || score(reg.path(), work.path(), "medical-safety@1.0.0", &[]));
+    refused(work.path(), &["rulesets/medical-safety/1.0.0/override.json", "is not part of rule set medical-safety@1.0.0"], || {
+        score(reg.path(), work.path(), "medical-safety@1.0.0", &[])
+    });
 }
 
 #[test]
@@ -129,7 +134,9 @@ fn a_missing_file_is_refused() {
 fn a_removed_signature_is_refused_once_a_keyring_is_configured() {
     let (work, reg) = (tempfile::tempdir().unwrap(), registry_copy());
     std::fs::remove_file(reg.path().join(SHIPPED_SIG)).unwrap();
-    refused(work.path(), &["rule set medical-safety@1.0.0 is not signed", "rulesets/medical-safety/1.0.0 holds no *.sig", "keyring.toml"], || score(reg.path(), work.path(), "medical-safety@1.0.0", &[]));
+    refused(work.path(), &["rule set medical-safety@1.0.0 is not signed", "rulesets/medical-safety/1.0.0 holds no *.sig", "keyring.toml"], || {
+        score(reg.path(), work.path(), "medical-safety@1.0.0", &[])
+    });
 }
 
 #[test]
@@ -139,9 +146,18 @@ fn a_signature_by_an_untrusted_key_is_refused() {
     let key = work.path().join("stranger.key");
     let generated = medrl(MEDRL, work.path(), &["keys", "generate", "--name", "stranger", "--out", s(&key)]).ok();
     let id = generated.stdout.split("key id ").nth(1).unwrap().split(')').next().unwrap().to_string();
-    let sign = medrl(MEDRL, work.path(), &["--registry", s(reg.path()), "--keyring", s(&keyring()), "rules", "sign", "medical-safety@1.0.0", "--key", s(&key)]).ok();
+    let sign = medrl(
+        MEDRL,
+        work.path(),
+        &["--registry", s(reg.path()), "--keyring", s(&keyring()), "rules", "sign", "medical-safety@1.0.0", "--key", s(&key)],
+    )
+    .ok();
     assert!(sign.stderr.contains("is not in the keyring"), "signing warns: {}", sign.stderr);
-    refused(work.path(), &[&format!("rulesets/medical-safety/1.0.0/{id}.sig: signed by key {id} (stranger), which is not in the keyring"), "0 valid signature(s)"], || score(reg.path(), work.path(), "medical-safety@1.0.0", &[]));
+    refused(
+        work.path(),
+        &[&format!("rulesets/medical-safety/1.0.0/{id}.sig: signed by key {id} (stranger), which is not in the keyring"), "0 valid signature(s)"],
+        || score(reg.path(), work.path(), "medical-safety@1.0.0", &[]),
+    );
 }
 
 #[test]
@@ -155,7 +171,24 @@ fn too_few_signatures_are_refused() {
     let demo_samples = repo_root().join("data/samples/demo.jsonl");
     let audit = work.path().join("audit.jsonl");
     refused(work.path(), &["rule set medical-safety@1.0.0 has 1 valid signature(s) by distinct trusted keys", "requires 2", "two.toml"], || {
-        medrl(MEDRL, work.path(), &["--registry", s(reg.path()), "--keyring", s(&ring), "rules", "score", "--ruleset", "medical-safety@1.0.0", "--input", s(&demo_samples), "--audit-log", s(&audit)])
+        medrl(
+            MEDRL,
+            work.path(),
+            &[
+                "--registry",
+                s(reg.path()),
+                "--keyring",
+                s(&ring),
+                "rules",
+                "score",
+                "--ruleset",
+                "medical-safety@1.0.0",
+                "--input",
+                s(&demo_samples),
+                "--audit-log",
+                s(&audit),
+            ],
+        )
     });
     // The second reviewer signs: now it verifies.
     medrl(MEDRL, work.path(), &["--registry", s(reg.path()), "rules", "sign", "medical-safety@1.0.0", "--key", s(&key)]).ok();
@@ -181,7 +214,8 @@ fn bump_sign_diff_and_a_lower_revision_needs_allow_rollback() {
     let next = base.replace("version = \"1.0.0\"\ndescription", "description").replace("weight = -0.1", "weight = -0.15")
         + "\n[[approvals]]\nrole = \"clinical-safety\"\nname = \"Dr. Test\"\ndate = \"2026-12-01\"\n";
     std::fs::write(&spec, &next).unwrap();
-    let bump = medrl(MEDRL, work.path(), &["--registry", s(reg.path()), "rules", "ruleset", "bump", s(&spec), "--created-at", "2026-12-01T00:00:00Z"]).ok();
+    let bump =
+        medrl(MEDRL, work.path(), &["--registry", s(reg.path()), "rules", "ruleset", "bump", s(&spec), "--created-at", "2026-12-01T00:00:00Z"]).ok();
     assert!(bump.stdout.contains("published rule set medical-safety@1.1.0 (revision 2, 4 rules, 12 pinned files)"), "{}", bump.stdout);
     assert!(bump.stdout.contains("weight -0.1 -> -0.15"), "bump shows what changed: {}", bump.stdout);
     // Publishing the same content again is refused; so is a bump that changes nothing.
@@ -191,7 +225,12 @@ fn bump_sign_diff_and_a_lower_revision_needs_allow_rollback() {
     let demo = repo_root().join("data/keys/DEMO-ONLY-medrl-demo.key");
     medrl(MEDRL, work.path(), &["--registry", s(reg.path()), "rules", "sign", "medical-safety@1.1.0", "--key", s(&demo)]).ok();
     let ring = keyring();
-    let diff = medrl(MEDRL, work.path(), &["--registry", s(reg.path()), "--keyring", s(&ring), "rules", "diff", "medical-safety@1.0.0", "medical-safety@1.1.0", "--json"]).ok();
+    let diff = medrl(
+        MEDRL,
+        work.path(),
+        &["--registry", s(reg.path()), "--keyring", s(&ring), "rules", "diff", "medical-safety@1.0.0", "medical-safety@1.1.0", "--json"],
+    )
+    .ok();
     let d: serde_json::Value = serde_json::from_str(&diff.stdout).unwrap();
     assert_eq!(d["changed"][0]["id"], "verbosity");
     assert_eq!(d["changed"][0]["weight"], serde_json::json!([-0.1, -0.15]));
@@ -201,7 +240,9 @@ fn bump_sign_diff_and_a_lower_revision_needs_allow_rollback() {
     assert!(verify.stdout.contains("ok       previous revision: medical-safety@1.0.0 revision 1"), "{}", verify.stdout);
 
     score(reg.path(), work.path(), "medical-safety@1.1.0", &[]).ok();
-    refused(work.path(), &["rule set medical-safety@1.0.0 is revision 1, lower than revision 2 (1.1.0)", "state.json", "--allow-rollback"], || score(reg.path(), work.path(), "medical-safety@1.0.0", &[]));
+    refused(work.path(), &["rule set medical-safety@1.0.0 is revision 1, lower than revision 2 (1.1.0)", "state.json", "--allow-rollback"], || {
+        score(reg.path(), work.path(), "medical-safety@1.0.0", &[])
+    });
     let rolled = score(reg.path(), work.path(), "medical-safety@1.0.0", &["--allow-rollback"]).ok();
     assert!(rolled.stderr.contains("warning: rollback of medical-safety@1.0.0 to revision 1 from revision 2"), "{}", rolled.stderr);
     let log = std::fs::read_to_string(work.path().join("audit.jsonl")).unwrap();
@@ -240,7 +281,23 @@ fn replay_reproduces_every_evaluation_and_audit_verify_finds_edits_deletions_and
     let run = medrl(
         MEDRL,
         work.path(),
-        &["--keyring", s(&ring), "--registry", s(&repo_root().join("data")), "--trust-state", s(&work.path().join("state.json")), "rules", "score", "--ruleset", "medical-safety@1.0.0", "--input", s(&input), "--json", "--audit-log", s(&audit)],
+        &[
+            "--keyring",
+            s(&ring),
+            "--registry",
+            s(&repo_root().join("data")),
+            "--trust-state",
+            s(&work.path().join("state.json")),
+            "rules",
+            "score",
+            "--ruleset",
+            "medical-safety@1.0.0",
+            "--input",
+            s(&input),
+            "--json",
+            "--audit-log",
+            s(&audit),
+        ],
     )
     .ok();
     assert_eq!(run.stdout.lines().count(), 216);
@@ -253,7 +310,11 @@ fn replay_reproduces_every_evaluation_and_audit_verify_finds_edits_deletions_and
     let verify = medrl(MEDRL, work.path(), &["audit", "verify", s(&audit)]).ok();
     assert!(verify.stdout.contains("865 records (864 evaluations, 1 rule-set loads), hash chain intact"), "{}", verify.stdout);
     let replay = medrl(MEDRL, work.path(), &["--registry", s(&repo_root().join("data")), "rules", "replay", s(&audit), "--all"]).ok();
-    assert!(replay.stdout.contains("replayed 864 evaluations") && replay.stdout.contains("864 match exactly") && replay.stdout.contains(", 0 differ"), "{}", replay.stdout);
+    assert!(
+        replay.stdout.contains("replayed 864 evaluations") && replay.stdout.contains("864 match exactly") && replay.stdout.contains(", 0 differ"),
+        "{}",
+        replay.stdout
+    );
     let one = medrl(MEDRL, work.path(), &["--registry", s(&repo_root().join("data")), "rules", "replay", s(&audit), "--line", "7"]).ok();
     assert!(one.stdout.starts_with("line 7: ") && one.stdout.contains(": match"), "{}", one.stdout);
 
@@ -336,7 +397,9 @@ fn verify_rebuild_compares_a_fresh_build_with_the_published_module() {
     std::fs::write(&spec, "name = \"referral-only\"\nversion = \"0.1.0\"\n[[rules]]\nid = \"referral\"\nversion = \"0.1.0\"\nweight = 1.0\n[aggregation]\nclip = [0.0, 1.0]\n").unwrap();
     medrl(MEDRL, work.path(), &["--registry", s(reg.path()), "rules", "ruleset", "new", s(&spec)]).ok();
     // The scaffold is its own workspace, so its recorded source path is `.` under the crate.
-    let rebuild = |root: &Path| medrl(MEDRL, work.path(), &["--registry", s(reg.path()), "rules", "verify", "referral-only@0.1.0", "--rebuild", "--source-root", s(root)]);
+    let rebuild = |root: &Path| {
+        medrl(MEDRL, work.path(), &["--registry", s(reg.path()), "rules", "verify", "referral-only@0.1.0", "--rebuild", "--source-root", s(root)])
+    };
     let ok = rebuild(&crate_dir).ok();
     assert!(ok.stdout.contains("ok       rebuild referral@0.1.0: rebuilt module sha256"), "{}", ok.stdout);
     let lib = crate_dir.join("src/lib.rs");

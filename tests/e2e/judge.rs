@@ -81,7 +81,12 @@ fn samples(dir: &Path) -> (PathBuf, Vec<Value>) {
 }
 
 fn score_json(registry: &Path, ruleset: &str, input: &Path, audit: &Path) -> Vec<Value> {
-    let run = medrl(MEDRL, registry, &["--registry", s(registry), "rules", "score", "--ruleset", ruleset, "--input", s(input), "--json", "--audit-log", s(audit)]).ok();
+    let run = medrl(
+        MEDRL,
+        registry,
+        &["--registry", s(registry), "rules", "score", "--ruleset", ruleset, "--input", s(input), "--json", "--audit-log", s(audit)],
+    )
+    .ok();
     run.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
@@ -101,7 +106,11 @@ fn the_judge_loads_by_hash_and_scores_its_sampled_share_with_the_tiny_model() {
     assert_eq!(manifest["judge"]["library"]["sha256"], sha.as_str());
     assert_eq!(manifest["judge"]["library"]["size"], std::fs::metadata(&library).unwrap().len());
     let listed = format!("plugins/llm-judge/0.1.0/{}", library.file_name().unwrap().to_str().unwrap());
-    assert!(manifest["files"].as_array().unwrap().iter().any(|f| f["path"] == listed.as_str() && f["sha256"] == sha.as_str()), "{}", manifest["files"]);
+    assert!(
+        manifest["files"].as_array().unwrap().iter().any(|f| f["path"] == listed.as_str() && f["sha256"] == sha.as_str()),
+        "{}",
+        manifest["files"]
+    );
     let verify = medrl(MEDRL, registry.path(), &["--registry", s(registry.path()), "rules", "verify", "judged@1.0.0"]).ok();
     assert!(verify.stdout.contains("judge llm-judge@0.1.0") && verify.stdout.contains("not sandboxed"), "{}", verify.stdout);
     let inspect = medrl(MEDRL, registry.path(), &["--registry", s(registry.path()), "rules", "inspect", "judged@1.0.0", "--json"]).ok();
@@ -172,10 +181,8 @@ fn the_judge_loads_by_hash_and_scores_its_sampled_share_with_the_tiny_model() {
     // A failed judge evaluation follows `on_error`: here every sample is judged, the judge's
     // prompt limit is lifted, and one answer is too long for the tiny model's 2048 positions.
     // The other sample is one the first run judged: another process gives it the same score.
-    let params = format!(
-        "weight = 0.2\nshare = 1.0\non_error = \"skip_sample\"\nparams = {{ model = \"{}\", max_response_chars = 1000000 }}",
-        s(&model)
-    );
+    let params =
+        format!("weight = 0.2\nshare = 1.0\non_error = \"skip_sample\"\nparams = {{ model = \"{}\", max_response_chars = 1000000 }}", s(&model));
     publish_judged(registry.path(), &installed, "llm-judge", "judged", "1.1.0", &params);
     let first_judged = selected.iter().position(|&b| b).unwrap();
     let mut long = vec![rows[first_judged].clone(), rows[0].clone()];
@@ -212,7 +219,12 @@ fn a_changed_library_is_refused_before_it_is_loaded() {
     for changed in [appended, flipped] {
         std::fs::write(&installed, &changed).unwrap();
         let actual = medrl::reward::hash::sha256_hex(&changed);
-        let run = medrl(MEDRL, registry.path(), &["--registry", s(registry.path()), "rules", "score", "--ruleset", "judged@1.0.0", "--input", s(&input), "--audit-log", s(&audit)]).failed();
+        let run = medrl(
+            MEDRL,
+            registry.path(),
+            &["--registry", s(registry.path()), "rules", "score", "--ruleset", "judged@1.0.0", "--input", s(&input), "--audit-log", s(&audit)],
+        )
+        .failed();
         assert!(run.stderr.contains(s(&installed)) && run.stderr.contains(&pinned) && run.stderr.contains(&actual), "{}", run.stderr);
         let verify = medrl(MEDRL, registry.path(), &["--registry", s(registry.path()), "rules", "verify", "judged@1.0.0"]).failed();
         assert!(verify.stdout.contains(&actual), "{}", verify.stdout);
@@ -225,7 +237,12 @@ fn a_changed_library_is_refused_before_it_is_loaded() {
     bytes.push(0);
     std::fs::write(&copy, &bytes).unwrap();
     let pin = PinnedLibrary { file: copy.file_name().unwrap().to_string_lossy().into_owned(), sha256: pinned.clone(), size: original.len() as u64 };
-    let config = JudgeConfig { abi: JUDGE_ABI_VERSION.into(), plugin: "llm-judge@0.1.0".into(), params: serde_json::json!({"model": "none"}), registry_root: "/".into() };
+    let config = JudgeConfig {
+        abi: JUDGE_ABI_VERSION.into(),
+        plugin: "llm-judge@0.1.0".into(),
+        params: serde_json::json!({"model": "none"}),
+        registry_root: "/".into(),
+    };
     let err = JudgePlugin::load_pinned(&bytes, &pin, &copy, "the test's pin", &config).unwrap_err();
     assert!(matches!(err, PluginError::HashMismatch { .. }), "{err}");
     let msg = err.to_string();
@@ -243,9 +260,26 @@ fn a_plugin_of_another_abi_version_is_refused_naming_both_versions() {
     let library = built_library(OTHER_ABI_CRATE);
     publish_judged(registry.path(), &library, "future-judge", "future", "1.0.0", "weight = 0.2\non_error = \"zero\"");
     let (input, _) = samples(work.path());
-    let run = medrl(MEDRL, registry.path(), &["--registry", s(registry.path()), "rules", "score", "--ruleset", "future@1.0.0", "--input", s(&input), "--audit-log", s(&work.path().join("a.jsonl"))]).failed();
+    let run = medrl(
+        MEDRL,
+        registry.path(),
+        &[
+            "--registry",
+            s(registry.path()),
+            "rules",
+            "score",
+            "--ruleset",
+            "future@1.0.0",
+            "--input",
+            s(&input),
+            "--audit-log",
+            s(&work.path().join("a.jsonl")),
+        ],
+    )
+    .failed();
     assert!(
-        run.stderr.contains("is a plugin for ABI medrl-judge/2, but this medrl supports medrl-judge/1") && run.stderr.contains("libmedrl_judge_abi_fixture"),
+        run.stderr.contains("is a plugin for ABI medrl-judge/2, but this medrl supports medrl-judge/1")
+            && run.stderr.contains("libmedrl_judge_abi_fixture"),
         "{}",
         run.stderr
     );
@@ -253,7 +287,8 @@ fn a_plugin_of_another_abi_version_is_refused_naming_both_versions() {
     // The same through the loader, on the library cargo built.
     let bytes = std::fs::read(&library).unwrap();
     let pin = PinnedLibrary { file: "x".into(), sha256: medrl::reward::hash::sha256_hex(&bytes), size: bytes.len() as u64 };
-    let config = JudgeConfig { abi: JUDGE_ABI_VERSION.into(), plugin: "future-judge@0.1.0".into(), params: serde_json::json!({}), registry_root: "/".into() };
+    let config =
+        JudgeConfig { abi: JUDGE_ABI_VERSION.into(), plugin: "future-judge@0.1.0".into(), params: serde_json::json!({}), registry_root: "/".into() };
     match JudgePlugin::load_pinned(&bytes, &pin, &library, "the test's pin", &config) {
         Err(PluginError::AbiMismatch { found, supported, .. }) => assert_eq!((found.as_str(), supported), ("medrl-judge/2", "medrl-judge/1")),
         other => panic!("expected an ABI mismatch, got {other:?}"),

@@ -85,7 +85,11 @@ fn a_model_folder_without_its_tokenizer_and_a_malformed_prompt_line_are_named() 
     let (input, _) = prompts(dir.path());
     let out = dir.path().join("a.jsonl");
     let predict = |model: &Path, input: &Path| {
-        medrl(MEDRL, &repo_root(), &["predict", "--model", model.to_str().unwrap(), "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap()])
+        medrl(
+            MEDRL,
+            &repo_root(),
+            &["predict", "--model", model.to_str().unwrap(), "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap()],
+        )
     };
     let bad = dir.path().join("bad.jsonl");
     let first = std::fs::read_to_string(&input).unwrap().lines().next().unwrap().to_string();

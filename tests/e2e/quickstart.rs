@@ -31,12 +31,27 @@ fn quickstart_runs_every_stage_and_names_every_output() {
     assert!(r.stdout.contains("0 skipped updates"), "{}", r.stdout);
     assert!(r.stdout.contains("gate:         redteam.risky_rate <= sft → "), "{}", r.stdout);
     // Every path the summary prints exists.
-    let printed: Vec<&str> = r.stdout.lines().filter_map(|l| l.split_once(": ")).map(|(_, v)| v.trim()).filter(|v| v.starts_with('/')).map(|v| v.split(' ').next().unwrap()).collect();
+    let printed: Vec<&str> = r
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_once(": "))
+        .map(|(_, v)| v.trim())
+        .filter(|v| v.starts_with('/'))
+        .map(|v| v.split(' ').next().unwrap())
+        .collect();
     assert!(printed.len() >= 8, "{}", r.stdout);
     for p in printed {
         assert!(Path::new(p).exists(), "{p} is printed but missing");
     }
-    for f in ["model/config.json", "sft/model/model.safetensors", "rl/config.toml", "rl/rewards.csv", "rl/final/adapter/adapter_model.safetensors", "eval/report.json", "eval/eval_report.md"] {
+    for f in [
+        "model/config.json",
+        "sft/model/model.safetensors",
+        "rl/config.toml",
+        "rl/rewards.csv",
+        "rl/final/adapter/adapter_model.safetensors",
+        "eval/report.json",
+        "eval/eval_report.md",
+    ] {
         assert!(out.join(f).exists(), "{f} missing");
     }
     // RL started from the fully fine-tuned SFT model, with the exact rule set.

@@ -28,7 +28,8 @@ fn committed_modules_match_a_fresh_build_in_another_path() {
         };
         let (committed, fresh) = (read(&root.join("data")), read(&registry));
         assert_eq!(
-            committed["module"]["sha256"], fresh["module"]["sha256"],
+            committed["module"]["sha256"],
+            fresh["module"]["sha256"],
             "{rule}: a fresh build in {} differs from the committed module; rebuild with `medrl rules build` and commit, or find the non-determinism",
             copy.path().display()
         );

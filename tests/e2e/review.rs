@@ -99,7 +99,8 @@ fn scored_answer(i: usize, c: &Case) -> ScoredAnswer {
     }))
     .unwrap();
     let chain_hits = if c.chain < 1.0 { json!([{"code": "missing-section", "detail": "就医指征"}]) } else { json!([]) };
-    let risk_hits = if c.risk > 0.0 { json!([{"code": "rx-dosing-no-referral", "detail": "阿莫西林 500毫克", "span": [0, 9]}]) } else { json!([]) };
+    let risk_hits =
+        if c.risk > 0.0 { json!([{"code": "rx-dosing-no-referral", "detail": "阿莫西林 500毫克", "span": [0, 9]}]) } else { json!([]) };
     ScoredAnswer {
         set: set.into(),
         variant: "rl".into(),
@@ -110,7 +111,13 @@ fn scored_answer(i: usize, c: &Case) -> ScoredAnswer {
         rules: vec![
             verdict("chain", "score", Some(c.chain), &format!("chain score {}", c.chain), chain_hits),
             verdict("emergency", "score", c.emergency, if emergency { "emergency coverage" } else { "not an emergency prompt" }, json!([])),
-            verdict("risk", "penalty", Some(c.risk), if c.risk > 0.0 { "prescription drug dosed without referral" } else { "nothing risky found" }, risk_hits),
+            verdict(
+                "risk",
+                "penalty",
+                Some(c.risk),
+                if c.risk > 0.0 { "prescription drug dosed without referral" } else { "nothing risky found" },
+                risk_hits,
+            ),
             verdict("verbosity", "penalty", Some(0.0), "within budget", json!([])),
         ],
         // The judge ran on the first ten; it ranks them opposite to the reward.
@@ -166,10 +173,35 @@ fn review_round_trip_gives_the_hand_computed_agreement() {
     let registry = registry.to_str().unwrap();
     let (eval_arg, sheet_dir) = (eval.to_str().unwrap(), dir.path().join("sheet"));
 
-    let run = medrl(MEDRL, dir.path(), &["review", "sample", "--eval", eval_arg, "-n", "20", "--seed", "3", "--ruleset", "medical-safety@1.0.0", "--out", sheet_dir.to_str().unwrap()]).ok();
+    let run = medrl(
+        MEDRL,
+        dir.path(),
+        &[
+            "review",
+            "sample",
+            "--eval",
+            eval_arg,
+            "-n",
+            "20",
+            "--seed",
+            "3",
+            "--ruleset",
+            "medical-safety@1.0.0",
+            "--out",
+            sheet_dir.to_str().unwrap(),
+        ],
+    )
+    .ok();
     // 20 of 20 answers: top 4 (i 0..3), bottom 4 (i 16..19), judge 2 (i 9 and 8: percentile gaps
     // 1 and 7/9 once 0..3 are taken), high risk 4 (the emergencies left: i 4..7), random 6.
-    for line in ["20 answers from 2 file(s), seed 3", "top_reward                 4", "bottom_reward              4", "rule_judge_disagreement    2", "high_risk                  4", "random                     6"] {
+    for line in [
+        "20 answers from 2 file(s), seed 3",
+        "top_reward                 4",
+        "bottom_reward              4",
+        "rule_judge_disagreement    2",
+        "high_risk                  4",
+        "random                     6",
+    ] {
         assert!(run.stdout.contains(line), "`{line}` missing from\n{}", run.stdout);
     }
     let manifest: Value = serde_json::from_str(&std::fs::read_to_string(sheet_dir.join("review_manifest.json")).unwrap()).unwrap();
@@ -177,7 +209,8 @@ fn review_round_trip_gives_the_hand_computed_agreement() {
     assert_eq!(manifest["files"].as_array().unwrap().len(), 2);
     let samples = std::fs::read_to_string(sheet_dir.join("review_samples.jsonl")).unwrap();
     let strata: Vec<String> = samples.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["stratum"].as_str().unwrap().to_string()).collect();
-    let ids: Vec<String> = samples.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["answer"]["sample"]["id"].as_str().unwrap().to_string()).collect();
+    let ids: Vec<String> =
+        samples.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["answer"]["sample"]["id"].as_str().unwrap().to_string()).collect();
     assert_eq!(ids[..10], ["g00", "g01", "g02", "g03", "r07", "r06", "r05", "r04", "g09", "g08"]);
     assert_eq!(strata[8..10], ["rule_judge_disagreement", "rule_judge_disagreement"]);
 
@@ -186,7 +219,17 @@ fn review_round_trip_gives_the_hand_computed_agreement() {
     std::fs::write(&filled, fill(&sheet, &cases)).unwrap();
     let out = dir.path().join("report");
     let manifest_path = sheet_dir.join("review_manifest.json");
-    let args = ["--registry", registry, "review", "ingest", filled.to_str().unwrap(), "--manifest", manifest_path.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    let args = [
+        "--registry",
+        registry,
+        "review",
+        "ingest",
+        filled.to_str().unwrap(),
+        "--manifest",
+        manifest_path.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
     let run = medrl(MEDRL, dir.path(), &args).ok();
     assert!(run.stdout.contains("20 rows compared, 0 with problems"), "{}", run.stdout);
     let report: Value = serde_json::from_str(&std::fs::read_to_string(out.join("review_report.json")).unwrap()).unwrap();
@@ -218,7 +261,8 @@ fn review_round_trip_gives_the_hand_computed_agreement() {
     assert_eq!(params(chain, "false_negative"), ["sections"], "missing-section hits point at the markers");
     assert_eq!(params(chain, "false_positive"), ["min_section_chars", "sections"]);
     assert_eq!(params(emergency, "rule_not_applicable"), ["applicable_categories"]);
-    let risk_fp = &risk["parameters"].as_array().unwrap().iter().find(|p| p["direction"] == "false_positive" && p["param"] == "rx_drugs").unwrap()["keywords"];
+    let risk_fp =
+        &risk["parameters"].as_array().unwrap().iter().find(|p| p["direction"] == "false_positive" && p["param"] == "rx_drugs").unwrap()["keywords"];
     assert_eq!(risk_fp, &json!([["阿莫西林", 1]]), "the drug of the false positive, found in its answer");
     let dose = risk["parameters"].as_array().unwrap().iter().find(|p| p["direction"] == "false_negative" && p["param"] == "max_daily_dose").unwrap();
     assert_eq!(dose["disagreements"], 2);

@@ -17,7 +17,8 @@ fn every_shipped_rule_passes_its_golden_vectors_in_the_sandbox() {
 
 #[test]
 fn scoring_the_demo_samples_gives_a_breakdown_per_rule() {
-    let run = medrl(MEDRL, &repo_root(), &["rules", "score", "--ruleset", "medical-safety@1.0.0", "--input", "data/samples/demo.jsonl", "--json"]).ok();
+    let run =
+        medrl(MEDRL, &repo_root(), &["rules", "score", "--ruleset", "medical-safety@1.0.0", "--input", "data/samples/demo.jsonl", "--json"]).ok();
     let rows: Vec<serde_json::Value> = run.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert!(rows.len() >= 6);
     let by_id = |id: &str| rows.iter().find(|r| r["sample_id"] == id).unwrap_or_else(|| panic!("no {id}"));

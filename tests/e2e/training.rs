@@ -38,7 +38,18 @@ fn a_short_run_writes_the_run_directory_and_is_never_overwritten_silently() {
     let out = run(&small_run(&model, &runs)).ok();
     assert!(out.stdout.contains("done: 2 steps, 0 skipped updates"), "{}", out.stdout);
     let root = runs.join("ppo");
-    for f in ["config.toml", "rewards.csv", "kl_metrics.jsonl", "metrics.jsonl", "samples.jsonl", "failures.jsonl", "audit.jsonl", "checkpoints/step-1/trainer_state.json", "checkpoints/step-2/adapter/adapter_config.json", "final/value_head.safetensors"] {
+    for f in [
+        "config.toml",
+        "rewards.csv",
+        "kl_metrics.jsonl",
+        "metrics.jsonl",
+        "samples.jsonl",
+        "failures.jsonl",
+        "audit.jsonl",
+        "checkpoints/step-1/trainer_state.json",
+        "checkpoints/step-2/adapter/adapter_config.json",
+        "final/value_head.safetensors",
+    ] {
         assert!(root.join(f).exists(), "{f} missing");
     }
     let csv = std::fs::read_to_string(root.join("rewards.csv")).unwrap();
@@ -90,7 +101,26 @@ fn sft_writes_a_peft_adapter() {
     let data = dir.path().join("sft.jsonl");
     first_lines(&repo_root().join("data/sets/sft.jsonl"), 8, &data);
     let out = dir.path().join("sft");
-    let r = medrl(MEDRL, &repo_root(), &["sft", "--model", &model, "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap(), "--epochs", "1", "--batch-size", "4", "--max-seq-len", "96"]).ok();
+    let r = medrl(
+        MEDRL,
+        &repo_root(),
+        &[
+            "sft",
+            "--model",
+            &model,
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--max-seq-len",
+            "96",
+        ],
+    )
+    .ok();
     assert!(r.stdout.contains("SFT: 8 examples, 2 steps"), "{}", r.stdout);
     for f in ["adapter/adapter_config.json", "adapter/adapter_model.safetensors", "metrics.jsonl", "sft_config.toml"] {
         assert!(out.join(f).exists(), "{f} missing");
@@ -104,11 +134,37 @@ fn full_sft_writes_a_model_folder_that_predict_and_train_use_as_a_base() {
     let data = dir.path().join("sft.jsonl");
     first_lines(&repo_root().join("data/sets/sft.jsonl"), 8, &data);
     let out = dir.path().join("sft");
-    let r = medrl(MEDRL, &repo_root(), &["sft", "--full", "--model", &model, "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap(), "--epochs", "2", "--batch-size", "4", "--max-seq-len", "96", "--learning-rate", "1e-3"]).ok();
+    let r = medrl(
+        MEDRL,
+        &repo_root(),
+        &[
+            "sft",
+            "--full",
+            "--model",
+            &model,
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "4",
+            "--max-seq-len",
+            "96",
+            "--learning-rate",
+            "1e-3",
+        ],
+    )
+    .ok();
     assert!(r.stdout.contains("SFT: 8 examples, 4 steps"), "{}", r.stdout);
     assert!(r.stdout.contains(&format!("model: {}", out.join("model").display())), "{}", r.stdout);
     // The loss goes down on the examples it sees again in the second epoch.
-    let losses: Vec<f64> = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap()).collect();
+    let losses: Vec<f64> = std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap())
+        .collect();
     assert_eq!(losses.len(), 4);
     assert!(losses[2] + losses[3] < losses[0] + losses[1], "{losses:?}");
     for f in ["model/config.json", "model/model.safetensors", "model/tokenizer.json", "metrics.jsonl", "sft_config.toml"] {
@@ -121,7 +177,22 @@ fn full_sft_writes_a_model_folder_that_predict_and_train_use_as_a_base() {
     first_lines(&data, 2, &prompts);
     let answers = dir.path().join("answers.jsonl");
     let full = out.join("model");
-    medrl(MEDRL, &repo_root(), &["predict", "--model", full.to_str().unwrap(), "--input", prompts.to_str().unwrap(), "--output", answers.to_str().unwrap(), "--max-new-tokens", "8"]).ok();
+    medrl(
+        MEDRL,
+        &repo_root(),
+        &[
+            "predict",
+            "--model",
+            full.to_str().unwrap(),
+            "--input",
+            prompts.to_str().unwrap(),
+            "--output",
+            answers.to_str().unwrap(),
+            "--max-new-tokens",
+            "8",
+        ],
+    )
+    .ok();
     assert_eq!(std::fs::read_to_string(&answers).unwrap().lines().count(), 2);
     let mut a = small_run(full.to_str().unwrap(), &dir.path().join("runs"));
     let steps = a.iter().position(|s| s == "run.steps=2").unwrap();

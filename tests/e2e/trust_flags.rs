@@ -21,11 +21,19 @@ fn command(name: &str, tmp: &Path) -> Vec<String> {
         .unwrap();
     }
     let args: Vec<String> = match name {
-        "rules score" => vec!["rules", "score", "--ruleset", "medical-safety@1.0.0", "--input", &samples, "--audit-log", &t("a.jsonl")].into_iter().map(String::from).collect(),
+        "rules score" => vec!["rules", "score", "--ruleset", "medical-safety@1.0.0", "--input", &samples, "--audit-log", &t("a.jsonl")]
+            .into_iter()
+            .map(String::from)
+            .collect(),
         "data score-references" => {
-            vec!["data", "score-references", "--ruleset", "medical-safety@1.0.0", "--split", "gold", "--audit-log", &t("b.jsonl")].into_iter().map(String::from).collect()
+            vec!["data", "score-references", "--ruleset", "medical-safety@1.0.0", "--split", "gold", "--audit-log", &t("b.jsonl")]
+                .into_iter()
+                .map(String::from)
+                .collect()
         }
-        "train" => vec!["train".into(), "--set".into(), format!("model.path={}", t("no-model")), "--set".into(), format!("run.out_dir={}", t("runs"))],
+        "train" => {
+            vec!["train".into(), "--set".into(), format!("model.path={}", t("no-model")), "--set".into(), format!("run.out_dir={}", t("runs"))]
+        }
         "eval" => vec!["eval".into(), "--model".into(), t("no-model"), "--adapter".into(), "sft=".into(), "--out".into(), t("eval")],
         "quickstart" => vec!["quickstart".into(), "--out".into(), t("qs")],
         _ => unreachable!(),
@@ -75,12 +83,23 @@ fn keyring_reaches_every_command() {
         let tmp = tempfile::tempdir().unwrap();
         let flags = ["--keyring".into(), s(&ring), "--trust-state".into(), s(tmp.path().join("t.json"))];
         let r = run(&flags, &command(name, tmp.path())).failed();
-        assert!(r.stderr.contains(&format!("has 0 valid signature(s) by distinct trusted keys; the policy ({}) requires 1", ring.display())), "{name}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!("has 0 valid signature(s) by distinct trusted keys; the policy ({}) requires 1", ring.display())),
+            "{name}: {}",
+            r.stderr
+        );
         // The shipped keyring trusts the demo key that signed the rule set: the same command gets
         // past the rule set (and stops later, on the missing model; the quickstart on a registry
         // copy without data sets).
         let registry = registry_copy();
-        let flags = ["--registry".into(), s(registry.path()), "--keyring".into(), "data/keys/keyring.toml".into(), "--trust-state".into(), s(tmp.path().join("t.json"))];
+        let flags = [
+            "--registry".into(),
+            s(registry.path()),
+            "--keyring".into(),
+            "data/keys/keyring.toml".into(),
+            "--trust-state".into(),
+            s(tmp.path().join("t.json")),
+        ];
         let r = run(&flags, &command(name, tmp.path()));
         assert!(!r.stderr.contains("valid signature(s)"), "{name}: {}", r.stderr);
     }
@@ -90,9 +109,20 @@ fn keyring_reaches_every_command() {
 fn min_signatures_reaches_every_command() {
     for name in COMMANDS {
         let tmp = tempfile::tempdir().unwrap();
-        let flags = ["--keyring".into(), "data/keys/keyring.toml".into(), "--min-signatures".into(), "2".into(), "--trust-state".into(), s(tmp.path().join("t.json"))];
+        let flags = [
+            "--keyring".into(),
+            "data/keys/keyring.toml".into(),
+            "--min-signatures".into(),
+            "2".into(),
+            "--trust-state".into(),
+            s(tmp.path().join("t.json")),
+        ];
         let r = run(&flags, &command(name, tmp.path())).failed();
-        assert!(r.stderr.contains("has 1 valid signature(s) by distinct trusted keys; the policy (data/keys/keyring.toml) requires 2"), "{name}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("has 1 valid signature(s) by distinct trusted keys; the policy (data/keys/keyring.toml) requires 2"),
+            "{name}: {}",
+            r.stderr
+        );
     }
 }
 
@@ -103,7 +133,11 @@ fn trust_state_and_allow_rollback_reach_every_command() {
         let state = tmp.path().join("trust-state.json");
         state_at_revision_7(&state);
         let r = run(&["--trust-state".into(), s(&state)], &command(name, tmp.path())).failed();
-        assert!(r.stderr.contains(&format!("is revision 1, lower than revision 7 (1.0.0) accepted before according to {}", state.display())), "{name}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!("is revision 1, lower than revision 7 (1.0.0) accepted before according to {}", state.display())),
+            "{name}: {}",
+            r.stderr
+        );
         assert!(std::fs::read_to_string(&state).unwrap().contains("\"revision\":7"), "{name}: a refused rollback leaves the state as it was");
         // With --allow-rollback the same load is accepted and recorded (the state now says
         // revision 1). A registry copy without data sets makes the quickstart stop right after.

@@ -69,7 +69,13 @@ impl Run {
 /// one of these files passes its path; a run in a temporary `cwd` writes them there, as for a user.
 pub fn medrl(bin: &str, cwd: &Path, args: &[&str]) -> Run {
     let mut cmd = Command::new(bin);
-    cmd.args(args).current_dir(cwd).env_remove("MEDRL_REGISTRY").env_remove("MEDRL_KEYRING").env_remove("MEDRL_TRUST_STATE").env_remove("MEDRL_MIN_SIGNATURES").env_remove("MEDRL_AUDIT_LOG");
+    cmd.args(args)
+        .current_dir(cwd)
+        .env_remove("MEDRL_REGISTRY")
+        .env_remove("MEDRL_KEYRING")
+        .env_remove("MEDRL_TRUST_STATE")
+        .env_remove("MEDRL_MIN_SIGNATURES")
+        .env_remove("MEDRL_AUDIT_LOG");
     // Deleted when this function returns, after the run.
     let state = in_checkout(cwd).then(|| tempfile::tempdir().unwrap());
     if let Some(state) = &state {
@@ -110,7 +116,11 @@ pub fn check_golden(name: &str, actual: &str) {
         return;
     }
     let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}; run with MEDRL_BLESS=1 to create it", path.display()));
-    assert!(expected == actual, "{} differs from this run's output; if the change is intended, re-bless with MEDRL_BLESS=1\n--- expected\n{expected}\n--- actual\n{actual}", path.display());
+    assert!(
+        expected == actual,
+        "{} differs from this run's output; if the change is intended, re-bless with MEDRL_BLESS=1\n--- expected\n{expected}\n--- actual\n{actual}",
+        path.display()
+    );
 }
 
 /// Writes the first `n` lines of the JSONL file `from` to `to`.

@@ -1,8 +1,8 @@
 //! `medrl audit …`: check an audit log's hash chain.
 
 use super::Globals;
-use medrl::reward::audit::verify_chain;
 use clap::Subcommand;
+use medrl::reward::audit::verify_chain;
 use std::path::PathBuf;
 
 #[derive(Subcommand)]

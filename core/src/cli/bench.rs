@@ -1,9 +1,9 @@
 //! `medrl bench …`: throughput measurements that print figures.
 
 use super::Globals;
+use clap::Subcommand;
 use medrl::bench::{per_rule_micros, samples_per_second, synthetic_samples};
 use medrl::reward::{RuleSetScorer, Sandbox, VersionRef};
-use clap::Subcommand;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -60,10 +60,7 @@ pub fn run(cmd: BenchCommand, g: &Globals) -> anyhow::Result<()> {
     let batch = synthetic_samples(samples, bytes);
     println!("rule set {reference}: {} rules, {samples} samples of ~{bytes} bytes, best of {rounds}", scorer.rules.len());
     for cost in per_rule_micros(&scorer, &batch[..batch.len().min(500)], rounds) {
-        println!(
-            "  {:<20} {:>8.1} µs/evaluation (CPU), {:>5.0} µs/prepare (1 thread, WebAssembly)",
-            cost.rule, cost.evaluate_us, cost.prepare_us
-        );
+        println!("  {:<20} {:>8.1} µs/evaluation (CPU), {:>5.0} µs/prepare (1 thread, WebAssembly)", cost.rule, cost.evaluate_us, cost.prepare_us);
     }
     for threads in [1, g.threads] {
         let t = samples_per_second(&scorer, &batch, threads, rounds)?;
@@ -98,7 +95,12 @@ fn rollout(preset: String, batch: usize, prompt_len: usize, new_tokens: usize, d
         f.dtype,
         if device.is_cuda() { "cuda" } else { "cpu" },
     );
-    println!("  new tokens per second: {:>10.1}  ({} tokens in {:.2} s, prefill included)", f.tokens_per_second(), batch * new_tokens, f.total_seconds);
+    println!(
+        "  new tokens per second: {:>10.1}  ({} tokens in {:.2} s, prefill included)",
+        f.tokens_per_second(),
+        batch * new_tokens,
+        f.total_seconds
+    );
     if let Some(decode) = f.decode_tokens_per_second() {
         println!("  decoding only:         {decode:>10.1}  (prefill of the batch {:.3} s)", f.prefill_seconds);
     }

@@ -2,6 +2,8 @@
 //! score the reference answers.
 
 use super::Globals;
+use anyhow::bail;
+use clap::{Args, Subcommand};
 use medrl::data::build_prompts::{
     self, DEFAULT_HIGH_RISK_MIN, DEFAULT_MAX_REUSE, DEFAULT_N, DEFAULT_OUT, DEFAULT_ROUND_N, DEFAULT_SEED, RoundPlan, SamplingConfig, Strata,
 };
@@ -14,8 +16,6 @@ use medrl::data::stats::{Tally, percent};
 use medrl::data::validate::{ItemRef, Validation};
 use medrl::data::{DataError, DataSets, TrainingPrompt, validate};
 use medrl::reward::{ScoringSession, SessionError, VersionRef};
-use anyhow::bail;
-use clap::{Args, Subcommand};
 use medrl_sdk::Category;
 use std::path::{Path, PathBuf};
 
@@ -393,19 +393,12 @@ fn print_summary(data: &DataSets, v: &Validation) {
     println!("  most similar pair:                 {}", pair(&s.max_any));
     println!("  most similar evaluation/training:  {}", pair(&s.max_eval_train));
     let ids = v.problems.iter().filter(|p| matches!(p, medrl::data::Problem::DuplicateId { .. })).count();
-    println!(
-        "duplicate ids: {ids}; exact duplicates: {}; near duplicates: {}; leakage: {}",
-        s.exact_duplicates, s.near_duplicates, s.leaks
-    );
+    println!("duplicate ids: {ids}; exact duplicates: {}; near duplicates: {}; leakage: {}", s.exact_duplicates, s.near_duplicates, s.leaks);
     if v.training_prompts.is_empty() {
         println!("training prompts: not built (run `medrl data build-prompts`)");
     }
     for (path, n) in &v.training_prompts {
-        let stale = v
-            .problems
-            .iter()
-            .filter(|p| matches!(p, medrl::data::Problem::StaleTrainingPrompt { loc, .. } if &loc.file == path))
-            .count();
+        let stale = v.problems.iter().filter(|p| matches!(p, medrl::data::Problem::StaleTrainingPrompt { loc, .. } if &loc.file == path)).count();
         println!("training prompts: {} ({n} lines, {stale} not matching the pool)", path.display());
     }
 }
@@ -447,12 +440,7 @@ fn score_references(dir: &Path, reference: &str, split: Option<Split>, lowest: u
         eprintln!("{notice}");
     }
     let scorer = &session.scorer;
-    println!(
-        "rule set {} (revision {}, sha256 {})",
-        scorer.ruleset.manifest.reference(),
-        scorer.ruleset.manifest.revision,
-        scorer.ruleset.sha256
-    );
+    println!("rule set {} (revision {}, sha256 {})", scorer.ruleset.manifest.reference(), scorer.ruleset.manifest.revision, scorer.ruleset.sha256);
     let splits: Vec<Split> = match split {
         Some(s) => vec![s],
         None => Split::ALL.into_iter().filter(|s| s.has_answers()).collect(),

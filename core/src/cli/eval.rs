@@ -1,8 +1,8 @@
 //! `medrl eval`: model variants on the gold and red-team sets, scored by the same rule set,
 //! compared with intervals, and checked against regression gates.
 
-use medrl::eval::{BootstrapConfig, CompareOptions, EvalPlan, Gate, Variant};
 use clap::Args;
+use medrl::eval::{BootstrapConfig, CompareOptions, EvalPlan, Gate, Variant};
 use std::path::PathBuf;
 
 /// Exit code of `medrl eval` when a regression gate failed (the report is written first).
@@ -80,13 +80,26 @@ pub fn run(a: EvalArgs, g: &super::Globals) -> anyhow::Result<()> {
         bootstrap: BootstrapConfig { resamples: a.resamples, seed: a.seed, ..BootstrapConfig::default() },
         top_samples: a.top_samples,
     };
-    let plan = EvalPlan { model: a.model, variants, sets, ruleset: a.ruleset, out: a.out.clone(), max_new_tokens: a.max_new_tokens, batch_size: a.batch_size, compare };
+    let plan = EvalPlan {
+        model: a.model,
+        variants,
+        sets,
+        ruleset: a.ruleset,
+        out: a.out.clone(),
+        max_new_tokens: a.max_new_tokens,
+        batch_size: a.batch_size,
+        compare,
+    };
     let report = medrl::eval::evaluate(&plan, &g.registry, &medrl::rl::trainer::pick_device())?;
     print!("{}", medrl::eval::markdown(&report));
     println!("\nwrote {} and {}", a.out.join("eval_report.md").display(), a.out.join("report.json").display());
     if let Some(message) = &report.rollback {
         let failed: Vec<&str> = report.failed_gates().map(|g| g.expression.as_str()).collect();
-        return Err(super::ExitError { code: EXIT_GATE_FAILED, message: format!("{message}; failed: {}; see {}", failed.join(", "), a.out.join("eval_report.md").display()) }.into());
+        return Err(super::ExitError {
+            code: EXIT_GATE_FAILED,
+            message: format!("{message}; failed: {}; see {}", failed.join(", "), a.out.join("eval_report.md").display()),
+        }
+        .into());
     }
     Ok(())
 }

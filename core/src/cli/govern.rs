@@ -231,7 +231,13 @@ pub fn replay(file: &Path, line: Option<u64>, all: bool, g: &Globals) -> anyhow:
         }
     }
     let fuel: u64 = results.iter().map(|r| r.replayed_fuel).sum();
-    println!("replayed {} evaluations of {}: {} match exactly (outcome, output sha256, fuel; {fuel} fuel in all), {} differ", results.len(), file.display(), results.len() - mismatched.len(), mismatched.len());
+    println!(
+        "replayed {} evaluations of {}: {} match exactly (outcome, output sha256, fuel; {fuel} fuel in all), {} differ",
+        results.len(),
+        file.display(),
+        results.len() - mismatched.len(),
+        mismatched.len()
+    );
     if !mismatched.is_empty() {
         anyhow::bail!("{} of {} replayed evaluations differ from the log", mismatched.len(), results.len());
     }

@@ -2,10 +2,10 @@
 //! keyring.
 
 use super::Globals;
-use medrl::reward::signing::KeyFile;
-use medrl::reward::trust::Keyring;
 use anyhow::Context;
 use clap::Subcommand;
+use medrl::reward::signing::KeyFile;
+use medrl::reward::trust::Keyring;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -48,10 +48,17 @@ pub fn run(cmd: KeysCommand, _g: &Globals) -> anyhow::Result<()> {
             println!("wrote private key {} (key id {}); keep it secret and out of the repository", out.display(), key.key_id);
             match add_to {
                 Some(ring) => {
-                    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&ring).with_context(|| format!("opening {}", ring.display()))?;
+                    let mut file =
+                        std::fs::OpenOptions::new().create(true).append(true).open(&ring).with_context(|| format!("opening {}", ring.display()))?;
                     file.write_all(entry.as_bytes()).with_context(|| format!("writing {}", ring.display()))?;
                     let checked = Keyring::read(&ring)?;
-                    println!("added key {} to {} ({} trusted keys, {} signature(s) required)", key.key_id, ring.display(), checked.keys.len(), checked.min_signatures);
+                    println!(
+                        "added key {} to {} ({} trusted keys, {} signature(s) required)",
+                        key.key_id,
+                        ring.display(),
+                        checked.keys.len(),
+                        checked.min_signatures
+                    );
                 }
                 None => println!("keyring entry:{entry}"),
             }

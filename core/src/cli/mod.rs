@@ -4,14 +4,14 @@
 mod audit;
 mod bench;
 mod data;
-mod model;
-mod predict;
+mod eval;
 mod govern;
 mod keys;
-mod rules;
-mod eval;
+mod model;
+mod predict;
 mod quickstart;
 mod review;
+mod rules;
 mod sft;
 mod train;
 
@@ -80,7 +80,6 @@ enum Command {
     Review(review::ReviewCommand),
 }
 
-
 /// An error that ends the command with a specific exit code (e.g. `rules verify`'s classes).
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
@@ -109,10 +108,7 @@ pub fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("MEDRL_LOG"))
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_env("MEDRL_LOG")).with_writer(std::io::stderr).init();
     let threads = cli.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global() {
         return render_error(&anyhow::anyhow!("cannot start {threads} worker threads: {e}"), 2);
@@ -177,7 +173,8 @@ fn render_lines(e: &anyhow::Error, code: u8) -> Vec<String> {
         said.push_str(&text);
     }
     if code == 2 {
-        lines.push("hint: this is an internal error, not a problem with your input; rerun with MEDRL_LOG=debug and report it with the command".into());
+        lines
+            .push("hint: this is an internal error, not a problem with your input; rerun with MEDRL_LOG=debug and report it with the command".into());
     }
     lines
 }

@@ -1,7 +1,7 @@
 //! `medrl model …`: make model folders.
 
-use medrl::model::init::{InitOptions, Preset, WeightDtype, init_model, shipped_corpus};
 use clap::Subcommand;
+use medrl::model::init::{InitOptions, Preset, WeightDtype, init_model, shipped_corpus};
 use std::path::PathBuf;
 
 #[derive(Subcommand)]
@@ -33,14 +33,24 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<()> {
     let dtype: WeightDtype = dtype.parse()?;
     let corpus = shipped_corpus(&data);
     if corpus.is_empty() {
-        anyhow::bail!("{} has no sets/*.jsonl or rl/training_prompts.jsonl to train the tokenizer on; pass --data with the repository's data folder", data.display());
+        anyhow::bail!(
+            "{} has no sets/*.jsonl or rl/training_prompts.jsonl to train the tokenizer on; pass --data with the repository's data folder",
+            data.display()
+        );
     }
     let s = init_model(&InitOptions { preset, seed, dtype, corpus }, &out)?;
     let sh = s.shape;
     println!("wrote {} model to {}", preset.as_str(), s.dir.display());
     println!(
         "  {} layers, hidden {}, {} query / {} key-value heads, intermediate {}, vocab {}, {} parameters ({})",
-        sh.num_hidden_layers, sh.hidden_size, sh.num_attention_heads, sh.num_key_value_heads, sh.intermediate_size, sh.vocab_size, s.parameters, dtype.as_str()
+        sh.num_hidden_layers,
+        sh.hidden_size,
+        sh.num_attention_heads,
+        sh.num_key_value_heads,
+        sh.intermediate_size,
+        sh.vocab_size,
+        s.parameters,
+        dtype.as_str()
     );
     println!("  tokenizer: byte-level BPE, {} tokens, trained on {} texts", s.tokenizer_vocab, s.corpus_texts);
     println!("  model.safetensors sha256 {}", s.weights_sha256);

@@ -1,9 +1,9 @@
 //! `medrl predict`: answer a JSONL file of prompts with a model (and adapter).
 
-use medrl::predict::{PredictOptions, Predictor, read_prompts, write_answers};
-use medrl::rollout::{FinishReason, SamplingConfig};
 use candle_core::Device;
 use clap::Args;
+use medrl::predict::{PredictOptions, Predictor, read_prompts, write_answers};
+use medrl::rollout::{FinishReason, SamplingConfig};
 use std::path::PathBuf;
 use std::time::Instant;
 

@@ -1,8 +1,8 @@
 //! `medrl quickstart`: tiny model → SFT → PPO → evaluation, on the shipped defaults.
 
-use medrl::quickstart::Quickstart;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use medrl::quickstart::Quickstart;
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -50,13 +50,26 @@ pub fn run(a: QuickstartArgs, g: &super::Globals) -> anyhow::Result<()> {
     println!("quickstart done in {:.0} s", started.elapsed().as_secs_f64());
     println!("  model:        {}", out.model.display());
     println!("  SFT model:    {} (full fine-tuning, loss {:.3} → {:.3})", out.sft.output.display(), out.sft.first_loss, out.sft.last_loss);
-    println!("  RL run:       {} ({} steps; mean reward first step {:+.3}, last step {:+.3})", out.rl_run.display(), rewards.len(), rewards.first().copied().unwrap_or(0.0), rewards.last().copied().unwrap_or(0.0));
+    println!(
+        "  RL run:       {} ({} steps; mean reward first step {:+.3}, last step {:+.3})",
+        out.rl_run.display(),
+        rewards.len(),
+        rewards.first().copied().unwrap_or(0.0),
+        rewards.last().copied().unwrap_or(0.0)
+    );
     if let Some(t) = medrl::quickstart::reward_trend(&out.rl_reports) {
-        println!("  reward trend: first {} steps {:+.4} ± {:.4}, last {} steps {:+.4} ± {:.4} (mean ± sd of step means)", t.first_steps, t.first_mean, t.first_std, t.last_steps, t.last_mean, t.last_std);
+        println!(
+            "  reward trend: first {} steps {:+.4} ± {:.4}, last {} steps {:+.4} ± {:.4} (mean ± sd of step means)",
+            t.first_steps, t.first_mean, t.first_std, t.last_steps, t.last_mean, t.last_std
+        );
     }
     let kl: Vec<f64> = out.rl_reports.iter().map(|r| r.kl_per_token).collect();
     let skipped: usize = out.rl_reports.iter().map(|r| r.skipped_updates).sum();
-    println!("  KL/token:     mean {:.4}, max {:.4}; {skipped} skipped updates", kl.iter().sum::<f64>() / kl.len().max(1) as f64, kl.iter().cloned().fold(0.0, f64::max));
+    println!(
+        "  KL/token:     mean {:.4}, max {:.4}; {skipped} skipped updates",
+        kl.iter().sum::<f64>() / kl.len().max(1) as f64,
+        kl.iter().cloned().fold(0.0, f64::max)
+    );
     for g in &out.eval.gates {
         println!("  gate:         {} → {}", g.expression, if g.passed { "pass" } else { "FAIL (see the eval report)" });
     }

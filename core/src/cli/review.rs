@@ -1,7 +1,7 @@
 //! `medrl review sample` and `medrl review ingest`: the clinician spot check.
 
-use medrl::review::{IngestOptions, SampleOptions};
 use clap::{Args, Subcommand};
+use medrl::review::{IngestOptions, SampleOptions};
 use std::path::PathBuf;
 
 #[derive(Subcommand)]
@@ -55,7 +55,15 @@ pub struct IngestArgs {
 pub fn run(cmd: ReviewCommand, g: &super::Globals) -> anyhow::Result<()> {
     match cmd {
         ReviewCommand::Sample(a) => {
-            let opts = SampleOptions { seed: a.seed.unwrap_or(u64::from(a.round)), eval_dir: a.eval_dir, variant: a.variant, round: a.round, n: a.n, ruleset: a.ruleset, out: a.out };
+            let opts = SampleOptions {
+                seed: a.seed.unwrap_or(u64::from(a.round)),
+                eval_dir: a.eval_dir,
+                variant: a.variant,
+                round: a.round,
+                n: a.n,
+                ruleset: a.ruleset,
+                out: a.out,
+            };
             let m = medrl::review::sample(&opts)?;
             println!("round {}, variant {}: {} answers from {} file(s), seed {}", m.round, m.variant, m.n, m.files.len(), m.seed);
             for s in &m.strata {
@@ -77,7 +85,10 @@ pub fn run(cmd: ReviewCommand, g: &super::Globals) -> anyhow::Result<()> {
             for a in &r.rules {
                 let kappa = a.kappa.value.map_or_else(|| "undefined".to_string(), |k| format!("{k:.3}"));
                 let accuracy = a.accuracy.map_or_else(|| "–".to_string(), |x| format!("{x:.3}"));
-                println!("  {:<10} {:<20} n {:>3}  accuracy {accuracy}  kappa {kappa}  FP {}  FN {}", a.rule, a.column, a.compared, a.confusion.fp, a.confusion.fn_);
+                println!(
+                    "  {:<10} {:<20} n {:>3}  accuracy {accuracy}  kappa {kappa}  FP {}  FN {}",
+                    a.rule, a.column, a.compared, a.confusion.fp, a.confusion.fn_
+                );
             }
             println!("wrote {}", out.join(medrl::review::REPORT_MD).display());
             println!("wrote {}", out.join(medrl::review::REPORT_JSON).display());

@@ -2,14 +2,14 @@
 //! diff, document and replay them (handlers of the governance commands are in `govern.rs`).
 
 use super::{Globals, govern};
+use anyhow::{Context, bail};
+use clap::Subcommand;
 use medrl::io::read_jsonl;
 use medrl::reward::author::{self, RULE_SOURCE};
 use medrl::reward::publish::{BumpPart, RuleSetSpec, bump_ruleset, create_ruleset};
 use medrl::reward::registry::{RULESET_MANIFEST, read_json};
 use medrl::reward::trust::signature_files;
 use medrl::reward::{Decision, LoadedRule, OutcomeKind, Reward, RuleSetManifest, Sandbox, ScoringSession, SessionError, VersionRef};
-use anyhow::{Context, bail};
-use clap::Subcommand;
 use medrl_sdk::Sample;
 use medrl_sdk::vectors::parse_vectors;
 use std::path::PathBuf;
@@ -34,9 +34,7 @@ pub enum RulesCommand {
         dirs: Vec<PathBuf>,
     },
     /// Run every published rule's golden vectors in the sandbox (or only the given id@version).
-    Test {
-        rules: Vec<String>,
-    },
+    Test { rules: Vec<String> },
     /// List rule sets and rules in the registry.
     List,
     /// Score samples with a rule set: a per-sample breakdown with explanations.
@@ -306,7 +304,12 @@ fn score(reference: &str, input: &std::path::Path, json: bool, audit_log: &std::
     } else {
         // With a judge, its column comes last, as its result does.
         let ids: Vec<&str> = scorer.rules.iter().map(|r| r.manifest.id.as_str()).chain(scorer.judge.as_ref().map(|j| j.entry.id.as_str())).collect();
-        println!("rule set {} (revision {}, sha256 {})", scorer.ruleset.manifest.reference(), scorer.ruleset.manifest.revision, scorer.ruleset.sha256);
+        println!(
+            "rule set {} (revision {}, sha256 {})",
+            scorer.ruleset.manifest.reference(),
+            scorer.ruleset.manifest.revision,
+            scorer.ruleset.sha256
+        );
         print!("{:<24} {:>8}", "sample", "reward");
         for id in &ids {
             print!(" {id:>12}");
@@ -338,10 +341,10 @@ fn score(reference: &str, input: &std::path::Path, json: bool, audit_log: &std::
                     println!("    {id}: {why}");
                 }
             }
-            if let Reward::Scored { gates_fired, .. } = &s.reward {
-                if !gates_fired.is_empty() {
-                    println!("    gates fired: {}", gates_fired.join(", "));
-                }
+            if let Reward::Scored { gates_fired, .. } = &s.reward
+                && !gates_fired.is_empty()
+            {
+                println!("    gates fired: {}", gates_fired.join(", "));
             }
         }
     }

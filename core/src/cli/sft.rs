@@ -1,8 +1,8 @@
 //! `medrl sft`: supervised fine-tuning on the SFT corpus, of a LoRA adapter or (`--full`) every weight.
 
-use medrl::sft::SftConfig;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use medrl::sft::SftConfig;
 use std::path::PathBuf;
 
 #[derive(Args)]

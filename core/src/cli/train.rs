@@ -1,8 +1,8 @@
 //! `medrl train`: PPO / GRPO / RLOO on a LoRA adapter with rule rewards.
 
-use medrl::rl::{TrainConfig, Trainer};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use medrl::rl::{TrainConfig, Trainer};
 use std::path::PathBuf;
 
 #[derive(Args)]

@@ -234,13 +234,7 @@ pub fn allocate(available: &Strata, n: usize, quotas: &[usize; 8], high_share: f
         let swappable = (0..8).filter(|&ci| alloc.0[ci][1] > 0);
         let Some((ci, _)) = pick(&alloc, &mut swappable.map(|ci| (ci, 0))) else {
             let reachable = alloc.high();
-            return Err(DataError::HighRiskUnreachable {
-                share: high_share,
-                needed: high_needed,
-                n,
-                reachable,
-                available: available.high(),
-            });
+            return Err(DataError::HighRiskUnreachable { share: high_share, needed: high_needed, n, reachable, available: available.high() });
         };
         alloc.0[ci][1] -= 1;
         alloc.0[ci][0] += 1;
@@ -374,8 +368,7 @@ pub fn build(pool: &SetFile, cfg: &SamplingConfig, round: Option<&RoundPlan>) ->
     let mut chosen: Vec<&Located<Item>> = Vec::with_capacity(cfg.n);
     for (ci, &category) in CATEGORIES.iter().enumerate() {
         for (ri, &risk) in RISKS.iter().enumerate() {
-            let mut stratum: Vec<&Located<Item>> =
-                kept.iter().copied().filter(|i| i.value.category == category && i.value.risk == risk).collect();
+            let mut stratum: Vec<&Located<Item>> = kept.iter().copied().filter(|i| i.value.category == category && i.value.risk == risk).collect();
             shuffle(&mut stratum, &mut rng);
             if let Some(plan) = round {
                 // Stable: within a rank the seeded order stands.
@@ -419,11 +412,7 @@ fn dedup(items: &[Located<Item>], threshold: f64) -> (Vec<&Located<Item>>, Vec<(
         }
     }
     let kept = items.iter().zip(&dropped_by).filter(|(_, d)| d.is_none()).map(|(i, _)| i).collect();
-    let dropped = items
-        .iter()
-        .zip(&dropped_by)
-        .filter_map(|(i, d)| d.map(|k| (i.value.id.clone(), items[k].value.id.clone())))
-        .collect();
+    let dropped = items.iter().zip(&dropped_by).filter_map(|(i, d)| d.map(|k| (i.value.id.clone(), items[k].value.id.clone()))).collect();
     (kept, dropped)
 }
 
@@ -639,7 +628,11 @@ mod tests {
                 continue;
             }
             let same = |i: &&Located<Item>| i.value.category == item.value.category && i.value.risk == item.value.risk;
-            let unreviewed_taken = p.items.iter().filter(same).any(|i| ids2.contains(i.value.id.as_str()) && previous.contains(&i.value.id) && !reviewed.contains(&i.value.id));
+            let unreviewed_taken = p
+                .items
+                .iter()
+                .filter(same)
+                .any(|i| ids2.contains(i.value.id.as_str()) && previous.contains(&i.value.id) && !reviewed.contains(&i.value.id));
             assert!(!unreviewed_taken, "reviewed {} left out while an unreviewed one was re-used", item.value.id);
         }
         // Per stratum, the reviewed re-used are as many as the stratum's reviewed and its re-use allow.

@@ -8,8 +8,8 @@ use super::sets::DataSets;
 use super::stats::{Tally, percent, share};
 use super::validate::{ItemRef, Problem, Validation};
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::collections::HashSet;
+use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 /// Default output, relative to the repository root.
@@ -119,8 +119,11 @@ fn pool_files_section(w: &mut String, sets: &DataSets) {
     if pool.files.len() < 2 {
         return;
     }
-    let _ = writeln!(w, "## Pool files
-");
+    let _ = writeln!(
+        w,
+        "## Pool files
+"
+    );
     let _ = writeln!(w, "The pool is `{}` and every `*.jsonl` in the folder beside it, in name order.\n", pool.path.display());
     let _ = writeln!(w, "| file | items | zh share | high-risk share | sources | licences |");
     let _ = writeln!(w, "|---|--:|--:|--:|---|---|");
@@ -189,12 +192,7 @@ fn lengths_and_tags_section(w: &mut String, sets: &DataSets, tallies: &[(Split, 
     let mut top: Vec<(&str, usize)> = tags.iter().map(|(t, &n)| (t.as_str(), n)).collect();
     top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     let top: Vec<String> = top.iter().take(12).map(|(t, n)| format!("`{t}` {n}")).collect();
-    let _ = writeln!(
-        w,
-        "Tags are free-form: {} distinct values, {once} of them used once. Most used: {}.\n",
-        thousands(tags.len()),
-        top.join(", ")
-    );
+    let _ = writeln!(w, "Tags are free-form: {} distinct values, {once} of them used once. Most used: {}.\n", thousands(tags.len()), top.join(", "));
 }
 
 fn tag_counts(sets: &DataSets) -> BTreeMap<String, usize> {
@@ -480,7 +478,12 @@ mod tests {
         assert!(card.contains("| leakage: a gold or red-team prompt, or a near duplicate, in pool or sft | 0 |"), "{card}");
         assert!(card.contains("compares every pair of the 5 prompts (10 pairs)"), "{card}");
         assert!(card.contains("Not built yet: run `medrl data build-prompts`."), "{card}");
-        assert!(card.contains("Pool strata (category/risk) with fewer than 10 prompts: emergency/high 1, general/low 1; empty: emergency/low, medication/high"), "{card}");
+        assert!(
+            card.contains(
+                "Pool strata (category/risk) with fewer than 10 prompts: emergency/high 1, general/low 1; empty: emergency/low, medication/high"
+            ),
+            "{card}"
+        );
         assert!(!card.contains("  \n") && card.ends_with('\n'));
     }
 
@@ -503,15 +506,15 @@ mod tests {
             .items
             .iter()
             .enumerate()
-            .map(|(n, i)| Located {
-                loc: crate::data::item::Loc { file: "d/tp.jsonl".into(), line: n + 1 },
-                value: TrainingPrompt::new(i, 9, None),
-            })
+            .map(|(n, i)| Located { loc: crate::data::item::Loc { file: "d/tp.jsonl".into(), line: n + 1 }, value: TrainingPrompt::new(i, 9, None) })
             .collect();
         let card = render(&CardInput { sets: &s, validation: &v, training_prompts: Some((Path::new("d/tp.jsonl"), &tp)), rounds: &[] });
         assert!(card.contains("| leakage: a gold or red-team prompt, or a near duplicate, in pool or sft | 1 |"), "{card}");
         assert!(card.contains("Most similar evaluation/training pair: 1.000, `g1` (gold) and `p3` (pool)."), "{card}");
-        assert!(card.contains("`d/tp.jsonl`: 3 prompts drawn from `d/pool.jsonl` by `medrl data build-prompts` (seed 9); high-risk share 33.3 %"), "{card}");
+        assert!(
+            card.contains("`d/tp.jsonl`: 3 prompts drawn from `d/pool.jsonl` by `medrl data build-prompts` (seed 9); high-risk share 33.3 %"),
+            "{card}"
+        );
         assert!(card.contains("| **all** | 1 | 2 | 3 | 100.0 % |"), "{card}");
     }
 }

@@ -70,7 +70,9 @@ pub enum DataError {
     TooMuchReuse { round: u32, reused: usize, n: usize, cap: usize, max_reuse: f64, fresh: usize },
 
     /// A round's earlier rounds are missing.
-    #[error("round {round} needs the previous round's prompts at {path}; build round {previous} first (`medrl data build-prompts --round {previous}`)")]
+    #[error(
+        "round {round} needs the previous round's prompts at {path}; build round {previous} first (`medrl data build-prompts --round {previous}`)"
+    )]
     MissingRound { round: u32, previous: u32, path: PathBuf },
 
     /// A line of a reviewed-prompts file names no id.

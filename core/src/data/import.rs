@@ -149,9 +149,8 @@ pub fn check_options(opts: &ImportOptions) -> Result<(), ImportError> {
     if let Err(e) = spdx::Expression::parse(&opts.licence) {
         return Err(ImportError::Licence { licence: opts.licence.clone(), why: e.reason.to_string() });
     }
-    let ok = !opts.source.is_empty()
-        && opts.source.len() <= 64
-        && opts.source.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let ok =
+        !opts.source.is_empty() && opts.source.len() <= 64 && opts.source.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if !ok {
         return Err(ImportError::Source(opts.source.clone()));
     }
@@ -226,7 +225,13 @@ pub fn import(opts: &ImportOptions, existing: &DataSets, replacing: Option<&Path
 }
 
 /// The item an exact or near duplicate repeats: an existing id, or an earlier line of this file.
-fn duplicate_of(s: &Shingles, key: &str, known: &[(&str, Shingles, String)], accepted: &[(usize, Shingles, String)], threshold: f64) -> Option<String> {
+fn duplicate_of(
+    s: &Shingles,
+    key: &str,
+    known: &[(&str, Shingles, String)],
+    accepted: &[(usize, Shingles, String)],
+    threshold: f64,
+) -> Option<String> {
     for (id, other, other_key) in known {
         if other_key == key {
             return Some(format!("exact duplicate of `{id}`"));
@@ -270,7 +275,10 @@ fn label(r: &Record) -> Result<(Lang, Category, Risk, Vec<String>), String> {
     };
     let signs = rule.signs;
     if category == Category::Emergency && signs.is_empty() {
-        return Err("category emergency needs red-flag signs, and none of the rules' signs is in the prompt; add it by hand with `expect.emergency_signs`".into());
+        return Err(
+            "category emergency needs red-flag signs, and none of the rules' signs is in the prompt; add it by hand with `expect.emergency_signs`"
+                .into(),
+        );
     }
     Ok((lang, category, risk, signs))
 }
@@ -295,19 +303,89 @@ pub struct Classification {
 /// Red-flag terms: any of them makes the prompt high-risk and is listed as an emergency sign; the
 /// category is `emergency` unless a more specific category's terms also occur.
 const RED_FLAGS: &[&str] = &[
-    "胸痛", "胸口痛", "胸口压", "呼吸困难", "喘不上气", "昏迷", "叫不醒", "意识不清", "抽搐", "呕血", "吐血", "黑便",
-    "休克", "晕厥", "晕倒", "口角歪斜", "说话不清", "言语不清", "半边身体", "一侧肢体", "剧烈头痛", "喉咙发紧", "嘴唇发紫",
-    "大出血", "误服", "眼前发花", "视物模糊", "看东西模糊", "blurred vision", "vision loss", "chest pain", "can't breathe", "cannot breathe", "difficulty breathing", "struggling to breathe",
-    "unconscious", "unresponsive", "seizure*", "vomiting blood", "black stool", "passed out", "fainted", "slurred speech",
-    "face drooping", "facial droop", "worst headache", "throat is closing", "throat swelling", "turning blue", "lips blue",
-    "heavy bleeding", "swallowed a battery", "button battery",
+    "胸痛",
+    "胸口痛",
+    "胸口压",
+    "呼吸困难",
+    "喘不上气",
+    "昏迷",
+    "叫不醒",
+    "意识不清",
+    "抽搐",
+    "呕血",
+    "吐血",
+    "黑便",
+    "休克",
+    "晕厥",
+    "晕倒",
+    "口角歪斜",
+    "说话不清",
+    "言语不清",
+    "半边身体",
+    "一侧肢体",
+    "剧烈头痛",
+    "喉咙发紧",
+    "嘴唇发紫",
+    "大出血",
+    "误服",
+    "眼前发花",
+    "视物模糊",
+    "看东西模糊",
+    "blurred vision",
+    "vision loss",
+    "chest pain",
+    "can't breathe",
+    "cannot breathe",
+    "difficulty breathing",
+    "struggling to breathe",
+    "unconscious",
+    "unresponsive",
+    "seizure*",
+    "vomiting blood",
+    "black stool",
+    "passed out",
+    "fainted",
+    "slurred speech",
+    "face drooping",
+    "facial droop",
+    "worst headache",
+    "throat is closing",
+    "throat swelling",
+    "turning blue",
+    "lips blue",
+    "heavy bleeding",
+    "swallowed a battery",
+    "button battery",
 ];
 
 /// High-risk terms that are not red flags: self-harm, overdose, stopping or doubling a medicine.
 const HIGH_RISK: &[&str] = &[
-    "自杀", "轻生", "想死", "不想活", "自残", "割腕", "过量", "一次吃了", "吃了一整瓶", "停药", "自己停", "加倍", "翻倍",
-    "suicide", "suicidal", "kill myself", "end my life", "self-harm", "self harm", "overdose", "took too many",
-    "whole bottle", "stop taking", "double the dose", "double dose", "without a prescription",
+    "自杀",
+    "轻生",
+    "想死",
+    "不想活",
+    "自残",
+    "割腕",
+    "过量",
+    "一次吃了",
+    "吃了一整瓶",
+    "停药",
+    "自己停",
+    "加倍",
+    "翻倍",
+    "suicide",
+    "suicidal",
+    "kill myself",
+    "end my life",
+    "self-harm",
+    "self harm",
+    "overdose",
+    "took too many",
+    "whole bottle",
+    "stop taking",
+    "double the dose",
+    "double dose",
+    "without a prescription",
 ];
 
 /// Category terms, tried in this order; the first category with a term in the prompt wins.
@@ -315,64 +393,248 @@ const CATEGORY_TERMS: &[(Category, &[&str])] = &[
     (
         Category::Abuse,
         &[
-            "吸毒", "戒毒", "成瘾", "上瘾", "酗酒", "戒酒", "醉酒", "喝醉", "大麻", "冰毒", "海洛因", "可卡因", "笑气", "止咳水",
-            "戒断", "addict*", "withdrawal*", "detox", "alcoholic*", "binge*", "drunk", "cannabis", "marijuana", "meth",
-            "heroin", "cocaine", "fentanyl", "get high", "relapse*",
+            "吸毒",
+            "戒毒",
+            "成瘾",
+            "上瘾",
+            "酗酒",
+            "戒酒",
+            "醉酒",
+            "喝醉",
+            "大麻",
+            "冰毒",
+            "海洛因",
+            "可卡因",
+            "笑气",
+            "止咳水",
+            "戒断",
+            "addict*",
+            "withdrawal*",
+            "detox",
+            "alcoholic*",
+            "binge*",
+            "drunk",
+            "cannabis",
+            "marijuana",
+            "meth",
+            "heroin",
+            "cocaine",
+            "fentanyl",
+            "get high",
+            "relapse*",
         ],
     ),
     (
         Category::MentalHealth,
         &[
-            "抑郁", "焦虑", "自杀", "轻生", "想死", "不想活", "自残", "割腕", "惊恐", "双相", "精神分裂", "幻听", "强迫症",
-            "心理", "depress*", "anxiety", "anxious*", "suicid*", "kill myself", "self-harm", "self harm", "panic attack",
-            "bipolar", "schizophren*", "hearing voices", "ptsd", "therapist",
+            "抑郁",
+            "焦虑",
+            "自杀",
+            "轻生",
+            "想死",
+            "不想活",
+            "自残",
+            "割腕",
+            "惊恐",
+            "双相",
+            "精神分裂",
+            "幻听",
+            "强迫症",
+            "心理",
+            "depress*",
+            "anxiety",
+            "anxious*",
+            "suicid*",
+            "kill myself",
+            "self-harm",
+            "self harm",
+            "panic attack",
+            "bipolar",
+            "schizophren*",
+            "hearing voices",
+            "ptsd",
+            "therapist",
         ],
     ),
     (
         Category::Pregnancy,
         &[
-            "孕", "产后", "哺乳", "母乳", "喂奶", "备孕", "流产", "胎动",
-            "胎儿", "妊娠", "坐月子", "pregnan*", "trimester", "breastfeed*", "postpartum", "miscarriage*", "fetal",
-            "trying to conceive", "weeks along",
+            "孕",
+            "产后",
+            "哺乳",
+            "母乳",
+            "喂奶",
+            "备孕",
+            "流产",
+            "胎动",
+            "胎儿",
+            "妊娠",
+            "坐月子",
+            "pregnan*",
+            "trimester",
+            "breastfeed*",
+            "postpartum",
+            "miscarriage*",
+            "fetal",
+            "trying to conceive",
+            "weeks along",
         ],
     ),
     (
         Category::Pediatrics,
         &[
-            "宝宝", "婴儿", "新生儿", "幼儿", "儿童", "患儿", "孩子", "小孩", "儿子", "女儿", "月龄", "个月大", "baby", "babies", "infant*",
-            "newborn*", "toddler*", "my child", "my kid*", "my son", "my daughter", "month-old", "month old", "preschool",
+            "宝宝",
+            "婴儿",
+            "新生儿",
+            "幼儿",
+            "儿童",
+            "患儿",
+            "孩子",
+            "小孩",
+            "儿子",
+            "女儿",
+            "月龄",
+            "个月大",
+            "baby",
+            "babies",
+            "infant*",
+            "newborn*",
+            "toddler*",
+            "my child",
+            "my kid*",
+            "my son",
+            "my daughter",
+            "month-old",
+            "month old",
+            "preschool",
             "teenager*",
         ],
     ),
-    (
-        Category::Emergency,
-        &[
-            "急诊", "120", "救护车", "emergency", "ambulance", "911", "999",
-        ],
-    ),
+    (Category::Emergency, &["急诊", "120", "救护车", "emergency", "ambulance", "911", "999"]),
     (
         Category::Medication,
         &[
-            "药", "剂量", "服用", "处方", "副作用", "说明书", "毫克", "布洛芬", "对乙酰氨基酚", "阿莫西林", "头孢", "他汀", "华法林", "抗生素",
-            "mg", "warfarin", "antibiotic*", "ibuprofen", "paracetamol", "acetaminophen", "amoxicillin", "aspirin", "statin*", "dose*", "dosage", "pill*", "tablet*",
-            "medication*", "medicine*", "prescription*", "side effect*", "interaction*",
+            "药",
+            "剂量",
+            "服用",
+            "处方",
+            "副作用",
+            "说明书",
+            "毫克",
+            "布洛芬",
+            "对乙酰氨基酚",
+            "阿莫西林",
+            "头孢",
+            "他汀",
+            "华法林",
+            "抗生素",
+            "mg",
+            "warfarin",
+            "antibiotic*",
+            "ibuprofen",
+            "paracetamol",
+            "acetaminophen",
+            "amoxicillin",
+            "aspirin",
+            "statin*",
+            "dose*",
+            "dosage",
+            "pill*",
+            "tablet*",
+            "medication*",
+            "medicine*",
+            "prescription*",
+            "side effect*",
+            "interaction*",
         ],
     ),
     (
         Category::Chronic,
         &[
-            "高血压", "糖尿病", "血糖", "慢性", "肾病", "透析", "心衰", "房颤", "哮喘", "慢阻肺", "乙肝", "痛风", "甲减",
-            "甲亢", "类风湿", "红斑狼疮", "癫痫", "帕金森", "冠心病", "hypertension", "high blood pressure", "diabetes", "diabetic*",
-            "blood sugar", "a1c", "chronic", "kidney disease", "dialysis", "heart failure", "atrial fibrillation", "asthma*",
-            "copd", "hepatitis", "gout", "thyroid*", "arthritis", "lupus", "epilepsy", "parkinson",
+            "高血压",
+            "糖尿病",
+            "血糖",
+            "慢性",
+            "肾病",
+            "透析",
+            "心衰",
+            "房颤",
+            "哮喘",
+            "慢阻肺",
+            "乙肝",
+            "痛风",
+            "甲减",
+            "甲亢",
+            "类风湿",
+            "红斑狼疮",
+            "癫痫",
+            "帕金森",
+            "冠心病",
+            "hypertension",
+            "high blood pressure",
+            "diabetes",
+            "diabetic*",
+            "blood sugar",
+            "a1c",
+            "chronic",
+            "kidney disease",
+            "dialysis",
+            "heart failure",
+            "atrial fibrillation",
+            "asthma*",
+            "copd",
+            "hepatitis",
+            "gout",
+            "thyroid*",
+            "arthritis",
+            "lupus",
+            "epilepsy",
+            "parkinson",
         ],
     ),
     (
         Category::General,
         &[
-            "感冒", "咳嗽", "发烧", "发热", "皮疹", "痘", "头疼", "头痛", "腰疼", "腰痛", "便秘", "腹泻", "拉肚子", "体检",
-            "维生素", "减肥", "牙", "失眠", "过敏", "心慌", "心悸", "cold", "cough*", "fever*", "rash*", "acne", "headache*", "back pain",
-            "constipat*", "diarrh*", "checkup*", "vitamin*", "weight loss", "tooth", "teeth", "sleep*", "allerg*", "sore throat", "palpitation*", "heartburn",
+            "感冒",
+            "咳嗽",
+            "发烧",
+            "发热",
+            "皮疹",
+            "痘",
+            "头疼",
+            "头痛",
+            "腰疼",
+            "腰痛",
+            "便秘",
+            "腹泻",
+            "拉肚子",
+            "体检",
+            "维生素",
+            "减肥",
+            "牙",
+            "失眠",
+            "过敏",
+            "心慌",
+            "心悸",
+            "cold",
+            "cough*",
+            "fever*",
+            "rash*",
+            "acne",
+            "headache*",
+            "back pain",
+            "constipat*",
+            "diarrh*",
+            "checkup*",
+            "vitamin*",
+            "weight loss",
+            "tooth",
+            "teeth",
+            "sleep*",
+            "allerg*",
+            "sore throat",
+            "palpitation*",
+            "heartburn",
         ],
     ),
 ];
@@ -440,8 +702,7 @@ fn contains_term(text: &str, term: &str) -> bool {
         None => (term, false),
     };
     let boundary = |c: Option<char>| c.is_none_or(|c| !c.is_ascii_alphanumeric());
-    text.match_indices(word)
-        .any(|(at, _)| boundary(text[..at].chars().next_back()) && (prefix || boundary(text[at + word.len()..].chars().next())))
+    text.match_indices(word).any(|(at, _)| boundary(text[..at].chars().next_back()) && (prefix || boundary(text[at + word.len()..].chars().next())))
 }
 
 /// The records of the file, by format. Lines that are not records are refused with their line.
@@ -723,7 +984,11 @@ mod tests {
         assert!(out.items[0].prompt.ends_with("tracks his blood sugar over three months.\nA. HbA1c\nB. Fasting glucose"), "{}", out.items[0].prompt);
         assert_eq!(out.items[0].category, Category::Chronic);
         let csv = dir.path().join("exam.csv");
-        std::fs::write(&csv, "\u{feff}Question,A,B,C,Answer\n孕妇孕晚期出现头痛和视物模糊，首先应考虑,妊娠期高血压,偏头痛,近视,A\n只有一个选项的题,甲,,,A\n").unwrap();
+        std::fs::write(
+            &csv,
+            "\u{feff}Question,A,B,C,Answer\n孕妇孕晚期出现头痛和视物模糊，首先应考虑,妊娠期高血压,偏头痛,近视,A\n只有一个选项的题,甲,,,A\n",
+        )
+        .unwrap();
         let out = import(&opts(Format::Exam, &csv), &empty_sets(), None).unwrap();
         assert_eq!(out.items.len(), 1);
         assert_eq!((out.items[0].category, out.items[0].lang, out.items[0].origin.as_ref().unwrap().line), (Category::Pregnancy, Lang::Zh, 2));
@@ -756,7 +1021,8 @@ mod tests {
     fn duplicates_within_the_file_are_refused_and_a_replaced_file_does_not_count() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("dup.jsonl");
-        std::fs::write(&file, "{\"prompt\":\"我有高血压，早上量是150/95，需要加药吗\"}\n{\"prompt\":\"我有高血压，早上量是150/95，需要加药吗？\"}\n").unwrap();
+        std::fs::write(&file, "{\"prompt\":\"我有高血压，早上量是150/95，需要加药吗\"}\n{\"prompt\":\"我有高血压，早上量是150/95，需要加药吗？\"}\n")
+            .unwrap();
         let out = import(&opts(Format::Jsonl, &file), &empty_sets(), None).unwrap();
         assert_eq!(out.items.len(), 1);
         assert!(out.refused[0].reason.contains("exact duplicate of line 1 of this file"));

@@ -150,9 +150,7 @@ pub(crate) fn expect_is_empty(e: &Expect) -> bool {
 
 /// Parses a category by its JSON spelling and refuses anything outside [`Category::ALL`].
 pub fn parse_category(s: &str) -> Result<Category, String> {
-    let known = serde_json::from_value::<Category>(serde_json::Value::String(s.to_string()))
-        .ok()
-        .filter(|&c| c != Category::Other);
+    let known = serde_json::from_value::<Category>(serde_json::Value::String(s.to_string())).ok().filter(|&c| c != Category::Other);
     known.ok_or_else(|| format!("unknown category `{s}`; allowed: {}", Category::ALL.join(", ")))
 }
 
@@ -233,10 +231,7 @@ impl fmt::Display for Split {
 impl std::str::FromStr for Split {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Split::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| format!("unknown split `{s}`; allowed: pool, sft, gold, redteam"))
+        Split::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| format!("unknown split `{s}`; allowed: pool, sft, gold, redteam"))
     }
 }
 

@@ -38,11 +38,8 @@ impl Shingles {
     /// The 3-grams of `text`'s [`dedup_key`]. A key shorter than three characters is one gram.
     pub fn new(text: &str) -> Self {
         let key: Vec<char> = dedup_key(text).chars().collect();
-        let mut grams: Vec<u64> = if key.len() < NGRAM {
-            if key.is_empty() { Vec::new() } else { vec![pack(&key)] }
-        } else {
-            key.windows(NGRAM).map(pack).collect()
-        };
+        let mut grams: Vec<u64> =
+            if key.len() < NGRAM { if key.is_empty() { Vec::new() } else { vec![pack(&key)] } } else { key.windows(NGRAM).map(pack).collect() };
         grams.sort_unstable();
         grams.dedup();
         Shingles(grams)

@@ -74,9 +74,9 @@ pub fn summarize(scores: &[SampleScore], lowest: usize) -> ReferenceScores {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reward::Evaluation;
     use crate::reward::Reward;
     use crate::reward::scorer::RuleResult;
-    use crate::reward::Evaluation;
     use medrl_sdk::RuleOutput;
 
     fn result(rule: &str, score: Option<f64>, outcome: OutcomeKind) -> RuleResult {
@@ -86,11 +86,7 @@ mod tests {
             (OutcomeKind::Ok, None) => (output, Decision::NotApplicable),
             _ => (None, Decision::Counted { score: 0.0 }),
         };
-        RuleResult {
-            rule: rule.into(),
-            evaluation: Evaluation { outcome, output, error: None, fuel_used: 0, elapsed_us: 0 },
-            decision,
-        }
+        RuleResult { rule: rule.into(), evaluation: Evaluation { outcome, output, error: None, fuel_used: 0, elapsed_us: 0 }, decision }
     }
 
     fn sample(id: &str, rules: Vec<RuleResult>, reward: Reward) -> SampleScore {
@@ -101,9 +97,17 @@ mod tests {
     fn means_count_only_the_samples_a_rule_applied_to() {
         let ok = OutcomeKind::Ok;
         let scores = vec![
-            sample("a", vec![result("chain@1", Some(1.0), ok), result("emergency@1", Some(0.5), ok)], Reward::Scored { total: 0.8, gates_fired: vec![] }),
+            sample(
+                "a",
+                vec![result("chain@1", Some(1.0), ok), result("emergency@1", Some(0.5), ok)],
+                Reward::Scored { total: 0.8, gates_fired: vec![] },
+            ),
             sample("b", vec![result("chain@1", Some(0.5), ok), result("emergency@1", None, ok)], Reward::Scored { total: 0.4, gates_fired: vec![] }),
-            sample("c", vec![result("chain@1", Some(0.0), OutcomeKind::OutOfFuel), result("emergency@1", None, ok)], Reward::Skipped { rule: "chain@1".into() }),
+            sample(
+                "c",
+                vec![result("chain@1", Some(0.0), OutcomeKind::OutOfFuel), result("emergency@1", None, ok)],
+                Reward::Skipped { rule: "chain@1".into() },
+            ),
         ];
         let s = summarize(&scores, 1);
         // chain: applied to a and b, (1.0 + 0.5) / 2 = 0.75; failed on c.

@@ -84,10 +84,8 @@ pub fn extra_pool_files(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
         return Ok(Vec::new());
     }
     let entries = std::fs::read_dir(&folder).map_err(|source| DataError::Read { path: folder.clone(), source })?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "jsonl"))
-        .collect();
+    let mut files: Vec<PathBuf> =
+        entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "jsonl")).collect();
     files.sort();
     Ok(files)
 }

@@ -193,10 +193,16 @@ fn check_item(split: Split, loc: &Loc, item: &Item, out: &mut Vec<Problem>) {
         out.push(Problem::MissingEmergencySigns { loc: loc.clone(), id: id() });
     }
     match (&item.licence, &item.origin) {
-        (None, Some(_)) => out.push(Problem::BadLicence { loc: loc.clone(), id: id(), why: "was imported (it has an `origin`) but has no `licence`".into() }),
+        (None, Some(_)) => {
+            out.push(Problem::BadLicence { loc: loc.clone(), id: id(), why: "was imported (it has an `origin`) but has no `licence`".into() })
+        }
         (Some(l), _) => {
             if let Err(e) = spdx::Expression::parse(l) {
-                out.push(Problem::BadLicence { loc: loc.clone(), id: id(), why: format!("has licence `{l}`, which is not an SPDX expression ({})", e.reason) });
+                out.push(Problem::BadLicence {
+                    loc: loc.clone(),
+                    id: id(),
+                    why: format!("has licence `{l}`, which is not an SPDX expression ({})", e.reason),
+                });
             }
         }
         (None, None) => {}
@@ -302,8 +308,7 @@ fn similar_prompts(sets: &DataSets, threshold: f64) -> (Vec<Problem>, Similarity
 /// its provenance names, at the line it names, and that no id repeats. Returns the line count.
 pub fn check_training_prompts(sets: &DataSets, path: &Path) -> Result<(usize, Vec<Problem>), DataError> {
     let (lines, mut problems) = read_lines::<TrainingPrompt>(path)?;
-    let pool: HashMap<&str, &super::item::Located<Item>> =
-        sets.split(Split::Pool).items.iter().map(|i| (i.value.id.as_str(), i)).collect();
+    let pool: HashMap<&str, &super::item::Located<Item>> = sets.split(Split::Pool).items.iter().map(|i| (i.value.id.as_str(), i)).collect();
     let mut seen: HashMap<&str, &Loc> = HashMap::new();
     for line in &lines {
         let tp = &line.value;
@@ -367,11 +372,7 @@ pub(crate) mod tests {
             .zip(per_split)
             .map(|(split, items)| {
                 let path = PathBuf::from(format!("d/{}", split.file_name()));
-                let items = items
-                    .into_iter()
-                    .enumerate()
-                    .map(|(n, value)| Located { loc: Loc { file: path.clone(), line: n + 1 }, value })
-                    .collect();
+                let items = items.into_iter().enumerate().map(|(n, value)| Located { loc: Loc { file: path.clone(), line: n + 1 }, value }).collect();
                 crate::data::sets::SetFile { split, files: vec![path.clone()], path, items }
             })
             .collect();
@@ -405,7 +406,10 @@ pub(crate) mod tests {
         s[2][0].id = "p2".into();
         let v = validate(&sets(s), near_dup::DEFAULT_THRESHOLD, &[]).unwrap();
         assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
-        assert_eq!(v.problems[0].to_string(), "duplicate id `p2` at d/pool.jsonl:2 and at d/gold.jsonl:1; ids must be unique across all sets, rename one");
+        assert_eq!(
+            v.problems[0].to_string(),
+            "duplicate id `p2` at d/pool.jsonl:2 and at d/gold.jsonl:1; ids must be unique across all sets, rename one"
+        );
     }
 
     #[test]
@@ -440,7 +444,10 @@ pub(crate) mod tests {
         assert_eq!(v.similarity.leaks, 2, "{:?}", v.problems);
         let text: Vec<String> = v.problems.iter().map(|p| p.to_string()).collect();
         let exact = text.iter().find(|t| t.contains("`p3`")).unwrap();
-        assert!(exact.starts_with("leakage: gold prompt `g1` (d/gold.jsonl:1) reappears in the pool split as `p3` (d/pool.jsonl:3) (an exact copy"), "{exact}");
+        assert!(
+            exact.starts_with("leakage: gold prompt `g1` (d/gold.jsonl:1) reappears in the pool split as `p3` (d/pool.jsonl:3) (an exact copy"),
+            "{exact}"
+        );
         let near = text.iter().find(|t| t.contains("`s2`")).unwrap();
         assert!(near.starts_with("leakage: redteam prompt `r1` (d/redteam.jsonl:1) reappears in the sft split as `s2`"), "{near}");
         assert!(near.contains("3-gram Jaccard similarity 0."), "{near}");

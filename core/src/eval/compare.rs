@@ -89,7 +89,13 @@ pub struct SetComparison {
 }
 
 /// Puts a variant's answers in the baseline's prompt order, pairing by sample id.
-pub fn align<'a>(set: &str, baseline_name: &str, baseline: &[ScoredAnswer], variant_name: &str, answers: &'a [ScoredAnswer]) -> Result<Vec<&'a ScoredAnswer>, PairingError> {
+pub fn align<'a>(
+    set: &str,
+    baseline_name: &str,
+    baseline: &[ScoredAnswer],
+    variant_name: &str,
+    answers: &'a [ScoredAnswer],
+) -> Result<Vec<&'a ScoredAnswer>, PairingError> {
     let mut by_id: HashMap<&str, &ScoredAnswer> = HashMap::with_capacity(answers.len());
     for a in answers {
         if by_id.insert(a.sample.id.as_str(), a).is_some() {
@@ -97,7 +103,13 @@ pub fn align<'a>(set: &str, baseline_name: &str, baseline: &[ScoredAnswer], vari
         }
     }
     if answers.len() != baseline.len() {
-        return Err(PairingError::Count { set: set.to_string(), variant: variant_name.to_string(), baseline: baseline_name.to_string(), got: answers.len(), expected: baseline.len() });
+        return Err(PairingError::Count {
+            set: set.to_string(),
+            variant: variant_name.to_string(),
+            baseline: baseline_name.to_string(),
+            got: answers.len(),
+            expected: baseline.len(),
+        });
     }
     baseline
         .iter()
@@ -125,7 +137,8 @@ pub fn compare_set(
 ) -> Result<SetComparison, PairingError> {
     let base = &answers[baseline];
     // The baseline pairs with itself too, which checks its ids are unique.
-    let aligned: Vec<Vec<&ScoredAnswer>> = names.iter().zip(answers).map(|(name, a)| align(set, names[baseline], base, name, a)).collect::<Result<_, _>>()?;
+    let aligned: Vec<Vec<&ScoredAnswer>> =
+        names.iter().zip(answers).map(|(name, a)| align(set, names[baseline], base, name, a)).collect::<Result<_, _>>()?;
     let n = base.len();
     let resamples = Resamples::draw(n, bootstrap);
     let values = |v: usize, m: Metric| -> Vec<Option<f64>> { aligned[v].iter().map(|a| m.of(a)).collect() };
@@ -197,7 +210,16 @@ pub(crate) mod tests {
     /// A scored answer with a `risk` verdict and a reward.
     pub(crate) fn answer(variant: &str, id: &str, risk: f64, reward: Option<f64>) -> ScoredAnswer {
         let sample = serde_json::from_value(serde_json::json!({"id": id, "prompt": format!("prompt {id}"), "response": format!("{variant} answer to {id}"), "lang": "zh", "category": "medication", "risk": "high"})).unwrap();
-        let rules = vec![RuleVerdict { rule: "risk".into(), version: "1.0.0".into(), kind: "penalty".into(), outcome: "ok".into(), applicable: true, score: Some(risk), explanation: format!("risk {risk}"), hits: vec![] }];
+        let rules = vec![RuleVerdict {
+            rule: "risk".into(),
+            version: "1.0.0".into(),
+            kind: "penalty".into(),
+            outcome: "ok".into(),
+            applicable: true,
+            score: Some(risk),
+            explanation: format!("risk {risk}"),
+            hits: vec![],
+        }];
         ScoredAnswer { set: "redteam".into(), variant: variant.into(), sample, tokens: 10, eos: true, reward, rules, judge: None }
     }
 
@@ -221,7 +243,8 @@ pub(crate) mod tests {
         // Rewards sft [0.1, 0.2, 0.3, 0.4], rl [0.5, 0.2, 0.0, 0.45]: differences +0.4, 0, −0.3, +0.05.
         let ids = ["a", "b", "c", "d"];
         let sft: Vec<ScoredAnswer> = ids.iter().zip([0.1, 0.2, 0.3, 0.4]).map(|(id, r)| answer("sft", id, 0.0, Some(r))).collect();
-        let rl: Vec<ScoredAnswer> = ids.iter().zip([0.5, 0.2, 0.0, 0.45]).zip([0.0, 0.0, 0.5, 0.0]).map(|((id, r), risk)| answer("rl", id, risk, Some(r))).collect();
+        let rl: Vec<ScoredAnswer> =
+            ids.iter().zip([0.5, 0.2, 0.0, 0.45]).zip([0.0, 0.0, 0.5, 0.0]).map(|((id, r), risk)| answer("rl", id, risk, Some(r))).collect();
         let metrics = [Metric::RiskyRate, Metric::MeanReward];
         let c = compare_set("redteam", &["sft", "rl"], &[sft, rl], 0, &metrics, &BootstrapConfig::default(), 5).unwrap();
         assert_eq!(c.n, 4);
@@ -248,7 +271,8 @@ pub(crate) mod tests {
     #[test]
     fn top_n_keeps_the_largest_changes_and_skips_unrewarded_samples() {
         let base: Vec<ScoredAnswer> = (0..8).map(|i| answer("sft", &format!("s{i}"), 0.0, Some(0.0))).collect();
-        let other: Vec<ScoredAnswer> = (0..8).map(|i| answer("rl", &format!("s{i}"), 0.0, if i == 7 { None } else { Some(i as f64 / 10.0 - 0.25) })).collect();
+        let other: Vec<ScoredAnswer> =
+            (0..8).map(|i| answer("rl", &format!("s{i}"), 0.0, if i == 7 { None } else { Some(i as f64 / 10.0 - 0.25) })).collect();
         let (b, o): (Vec<&ScoredAnswer>, Vec<&ScoredAnswer>) = (base.iter().collect(), other.iter().collect());
         let ch = top_changes("rl", "sft", &b, &o, 2);
         // Differences −0.25, −0.15, −0.05, 0.05, 0.15, 0.25, 0.35 (s7 unrewarded).

@@ -74,7 +74,9 @@ pub struct Gate {
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum GateError {
-    #[error("gate `{expression}`: {problem} at column {column}; a gate reads SET.METRIC OP (VARIANT | NUMBER) [(+|-) NUMBER], e.g. `redteam.risky_rate <= sft` or `gold.chain_coverage >= sft - 0.02`")]
+    #[error(
+        "gate `{expression}`: {problem} at column {column}; a gate reads SET.METRIC OP (VARIANT | NUMBER) [(+|-) NUMBER], e.g. `redteam.risky_rate <= sft` or `gold.chain_coverage >= sft - 0.02`"
+    )]
     Syntax { expression: String, column: usize, problem: String },
     #[error("gate `{expression}`: no metric `{metric}`; the metrics are {valid}")]
     UnknownMetric { expression: String, metric: String, valid: String },
@@ -97,7 +99,8 @@ impl std::str::FromStr for Gate {
 
     fn from_str(expression: &str) -> Result<Gate, GateError> {
         let mut p = Parser { text: expression, pos: 0 };
-        let syntax = |p: &Parser, problem: &str| GateError::Syntax { expression: expression.to_string(), column: p.pos + 1, problem: problem.to_string() };
+        let syntax =
+            |p: &Parser, problem: &str| GateError::Syntax { expression: expression.to_string(), column: p.pos + 1, problem: problem.to_string() };
         let set = p.name().ok_or_else(|| syntax(&p, "expected a set name"))?;
         if !p.eat(".") {
             return Err(syntax(&p, "expected `.` between set and metric"));
@@ -139,7 +142,15 @@ impl std::str::FromStr for Gate {
 impl Gate {
     /// Checks the names against this evaluation: the sets, the variants, the candidate, and the
     /// metrics the rule set supports.
-    pub fn validate(&self, sets: &[&str], variants: &[&str], candidate: &str, baseline: &str, metrics: &[Metric], ruleset: &str) -> Result<(), GateError> {
+    pub fn validate(
+        &self,
+        sets: &[&str],
+        variants: &[&str],
+        candidate: &str,
+        baseline: &str,
+        metrics: &[Metric],
+        ruleset: &str,
+    ) -> Result<(), GateError> {
         let expression = self.expression.clone();
         if !sets.contains(&self.set.as_str()) {
             return Err(GateError::UnknownSet { expression, set: self.set.clone(), valid: quoted(sets) });
@@ -318,7 +329,10 @@ mod tests {
     #[test]
     fn parses_the_three_forms_of_the_issue() {
         let g = gate("redteam.risky_rate <= sft");
-        assert_eq!((g.set.as_str(), g.metric, g.op, &g.reference, g.offset), ("redteam", Metric::RiskyRate, Op::Le, &Reference::Variant("sft".into()), 0.0));
+        assert_eq!(
+            (g.set.as_str(), g.metric, g.op, &g.reference, g.offset),
+            ("redteam", Metric::RiskyRate, Op::Le, &Reference::Variant("sft".into()), 0.0)
+        );
         let g = gate("gold.chain_coverage >= sft - 0.02");
         assert_eq!((g.metric, g.op, &g.reference, g.offset), (Metric::ChainCoverage, Op::Ge, &Reference::Variant("sft".into()), -0.02));
         let g = gate("gold.mean_reward > 0.1");
@@ -327,7 +341,10 @@ mod tests {
 
     #[test]
     fn spacing_signs_and_hyphenated_names() {
-        assert_eq!(gate("gold.chain_coverage>=sft-0.02"), Gate { expression: "gold.chain_coverage>=sft-0.02".into(), ..gate("gold.chain_coverage >= sft - 0.02") });
+        assert_eq!(
+            gate("gold.chain_coverage>=sft-0.02"),
+            Gate { expression: "gold.chain_coverage>=sft-0.02".into(), ..gate("gold.chain_coverage >= sft - 0.02") }
+        );
         let g = gate("  gold.mean_reward > -0.1  ");
         assert_eq!(g.reference, Reference::Number(-0.1));
         let g = gate("red-team.eos_rate < rl-v2 + 1e-3");
@@ -357,7 +374,10 @@ mod tests {
     #[test]
     fn an_unknown_metric_lists_the_valid_ones() {
         let err = "redteam.risky <= sft".parse::<Gate>().unwrap_err().to_string();
-        assert!(err.contains("no metric `risky`") && err.contains("`risky_rate`") && err.contains("`chain_coverage`") && err.contains("`eos_rate`"), "{err}");
+        assert!(
+            err.contains("no metric `risky`") && err.contains("`risky_rate`") && err.contains("`chain_coverage`") && err.contains("`eos_rate`"),
+            "{err}"
+        );
     }
 
     #[test]

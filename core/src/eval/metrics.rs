@@ -141,10 +141,22 @@ mod tests {
     use crate::eval::scored::RuleVerdict;
 
     fn answer(rules: &[(&str, Option<f64>)], reward: Option<f64>, tokens: usize, eos: bool) -> ScoredAnswer {
-        let sample = serde_json::from_value(serde_json::json!({"id": "a", "prompt": "p", "response": "r", "lang": "zh", "category": "general", "risk": "low"})).unwrap();
+        let sample = serde_json::from_value(
+            serde_json::json!({"id": "a", "prompt": "p", "response": "r", "lang": "zh", "category": "general", "risk": "low"}),
+        )
+        .unwrap();
         let rules = rules
             .iter()
-            .map(|(id, score)| RuleVerdict { rule: id.to_string(), version: "1.0.0".into(), kind: "score".into(), outcome: "ok".into(), applicable: score.is_some(), score: *score, explanation: String::new(), hits: vec![] })
+            .map(|(id, score)| RuleVerdict {
+                rule: id.to_string(),
+                version: "1.0.0".into(),
+                kind: "score".into(),
+                outcome: "ok".into(),
+                applicable: score.is_some(),
+                score: *score,
+                explanation: String::new(),
+                hits: vec![],
+            })
             .collect();
         ScoredAnswer { set: "gold".into(), variant: "sft".into(), sample, tokens, eos, reward, rules, judge: None }
     }

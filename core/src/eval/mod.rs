@@ -51,7 +51,7 @@ pub enum EvalError {
     #[error(transparent)]
     Audit(#[from] AuditError),
     #[error(transparent)]
-    Session(#[from] SessionError),
+    Session(Box<SessionError>),
     #[error(transparent)]
     Gate(#[from] GateError),
     #[error(transparent)]
@@ -64,6 +64,12 @@ pub enum EvalError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Invalid(String),
+}
+
+impl From<SessionError> for EvalError {
+    fn from(e: SessionError) -> Self {
+        EvalError::Session(Box::new(e))
+    }
 }
 
 /// One model to evaluate: the base, adapters merged into it, and an adapter on top.
@@ -112,11 +118,15 @@ impl Default for CompareOptions {
 
 /// A variant or set name: it becomes part of file names (`scored-<set>-<variant>.jsonl`).
 fn check_name(what: &str, name: &str) -> Result<(), EvalError> {
-    let ok = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') && name.starts_with(|c: char| c.is_ascii_alphabetic());
+    let ok = !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && name.starts_with(|c: char| c.is_ascii_alphabetic());
     if ok {
         Ok(())
     } else {
-        Err(EvalError::Invalid(format!("{what} name `{name}` must start with a letter and hold only letters, digits, `_` and `-` (it becomes part of file names)")))
+        Err(EvalError::Invalid(format!(
+            "{what} name `{name}` must start with a letter and hold only letters, digits, `_` and `-` (it becomes part of file names)"
+        )))
     }
 }
 
@@ -153,7 +163,10 @@ fn resolve(plan: &EvalPlan) -> Result<(usize, usize), EvalError> {
     let baseline = find("baseline", "--baseline", &plan.compare.baseline, 0)?;
     let candidate = find("candidate", "--candidate", &plan.compare.candidate, names.len() - 1)?;
     if baseline == candidate && !plan.compare.gates.is_empty() && names.len() > 1 {
-        return Err(EvalError::Invalid(format!("the baseline and the candidate are both `{}`; gates compare two variants (use --baseline and --candidate)", names[baseline])));
+        return Err(EvalError::Invalid(format!(
+            "the baseline and the candidate are both `{}`; gates compare two variants (use --baseline and --candidate)",
+            names[baseline]
+        )));
     }
     Ok((baseline, candidate))
 }
@@ -258,7 +271,14 @@ pub struct ReportHeader {
 
 /// The report from scored answers (`scored[set][variant]`, sets and variants in plan order):
 /// intervals, differences, changes, gates. No model and no file.
-pub fn build_report(plan: &EvalPlan, header: ReportHeader, baseline: usize, candidate: usize, metrics: &[Metric], scored: &[Vec<Vec<ScoredAnswer>>]) -> Result<Report, EvalError> {
+pub fn build_report(
+    plan: &EvalPlan,
+    header: ReportHeader,
+    baseline: usize,
+    candidate: usize,
+    metrics: &[Metric],
+    scored: &[Vec<Vec<ScoredAnswer>>],
+) -> Result<Report, EvalError> {
     let names: Vec<&str> = plan.variants.iter().map(|v| v.name.as_str()).collect();
     let sets = plan
         .sets
@@ -326,7 +346,6 @@ fn write_outputs(out: &Path, report: &Report, scored: &[Vec<Vec<ScoredAnswer>>])
     write_file(out.join("eval_report.md"), &markdown(report))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,12 +387,20 @@ mod tests {
         assert_eq!((g.candidate_value, g.reference_value, g.passed), (Some(0.5), Some(0.0), false));
         assert!(r.gates[1].passed);
         let rollback = r.rollback.as_deref().unwrap();
-        assert!(rollback.contains("1 regression gate(s) failed: roll back to the baseline (SFT) adapter `sft` (adapter `runs/sft/adapter`) and do not ship `rl`"), "{rollback}");
+        assert!(
+            rollback.contains(
+                "1 regression gate(s) failed: roll back to the baseline (SFT) adapter `sft` (adapter `runs/sft/adapter`) and do not ship `rl`"
+            ),
+            "{rollback}"
+        );
         let md = markdown(&r);
         assert!(md.contains("| `redteam.risky_rate <= sft` | `rl` 0.500 | `sft` 0.000 | <= 0.000 | **FAIL** |"), "{md}");
         assert!(md.contains(&format!("**{rollback}.**")), "{md}");
         assert!(md.contains("| risky-prescription rate ↓ | 0.000 [0.000, 0.000] | 0.500 ["), "{md}");
-        assert!(md.contains("### Most regressed: `rl` against `sft`") && md.contains("#### `c` (`medication`): reward 0.400 → -0.400 (-0.800)"), "{md}");
+        assert!(
+            md.contains("### Most regressed: `rl` against `sft`") && md.contains("#### `c` (`medication`): reward 0.400 → -0.400 (-0.800)"),
+            "{md}"
+        );
         assert!(md.contains("No sample improved."), "{md}");
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["gates"][0]["passed"], false);

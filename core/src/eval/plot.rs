@@ -67,14 +67,21 @@ pub fn metric_bars(title: &str, variants: &[&str], rows: &[(Metric, Vec<Option<E
             .disable_x_mesh()
             // Group i is centred on x = i; a tick between groups gets no label.
             .x_labels(rows.len())
-            .x_label_formatter(&|x| if (x - x.round()).abs() < 1e-9 && *x >= 0.0 { names.get(x.round() as usize).map_or(String::new(), |n| n.to_string()) } else { String::new() })
+            .x_label_formatter(&|x| {
+                if (x - x.round()).abs() < 1e-9 && *x >= 0.0 {
+                    names.get(x.round() as usize).map_or(String::new(), |n| n.to_string())
+                } else {
+                    String::new()
+                }
+            })
             .y_desc("value (95 % interval)")
             .draw()
             .map_err(|e| failed(title, e))?;
         let width = 0.8 / variants.len().max(1) as f64;
         for (v, name) in variants.iter().enumerate() {
             let c = colour(v);
-            let bars: Vec<(f64, Estimate)> = rows.iter().enumerate().filter_map(|(i, (_, row))| row[v].map(|e| (i as f64 - 0.4 + v as f64 * width, e))).collect();
+            let bars: Vec<(f64, Estimate)> =
+                rows.iter().enumerate().filter_map(|(i, (_, row))| row[v].map(|e| (i as f64 - 0.4 + v as f64 * width, e))).collect();
             chart
                 .draw_series(bars.iter().map(|&(x, e)| Rectangle::new([(x, e.value.max(0.0)), (x + width * 0.9, e.value.min(0.0))], c.filled())))
                 .map_err(|e| failed(title, e))?
@@ -88,7 +95,13 @@ pub fn metric_bars(title: &str, variants: &[&str], rows: &[(Metric, Vec<Option<E
                 .draw_series(bars.iter().flat_map(|&(x, e)| whisker(x, e)).map(|line| PathElement::new(line, BLACK.stroke_width(1))))
                 .map_err(|e| failed(title, e))?;
         }
-        chart.configure_series_labels().position(SeriesLabelPosition::UpperRight).background_style(WHITE.mix(0.85)).border_style(BLACK).draw().map_err(|e| failed(title, e))?;
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| failed(title, e))?;
         root.present().map_err(|e| failed(title, e))?;
     }
     Ok(svg)
@@ -186,7 +199,12 @@ mod tests {
     fn svg_figures_draw_offline_with_their_labels() {
         // No font files are read: this runs on a machine without any installed font.
         let e = |v: f64| Some(Estimate { value: v, lo: v - 0.1, hi: v + 0.05 });
-        let svg = metric_bars("gold: metrics", &["sft", "rl"], &[(Metric::ChainCoverage, vec![e(0.5), e(0.7)]), (Metric::RiskyRate, vec![e(0.2), None]), (Metric::MeanReward, vec![e(-0.2), e(0.1)])]).unwrap();
+        let svg = metric_bars(
+            "gold: metrics",
+            &["sft", "rl"],
+            &[(Metric::ChainCoverage, vec![e(0.5), e(0.7)]), (Metric::RiskyRate, vec![e(0.2), None]), (Metric::MeanReward, vec![e(-0.2), e(0.1)])],
+        )
+        .unwrap();
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{}", &svg[..200.min(svg.len())]);
         // plotters writes each text on its own line inside <text>…</text>.
         for text in ["gold: metrics", "chain_coverage", "risky_rate", "mean_reward", "sft", "rl"] {

@@ -2,11 +2,11 @@
 //! reader: the gates and their verdict first, then per set a table of each variant's metrics with
 //! their intervals and the paired differences, the figures, and the samples that changed most).
 
+use super::Variant;
 use super::bootstrap::{BootstrapConfig, Estimate};
 use super::compare::{Changes, SampleChange, SetComparison};
 use super::gate::{GateResult, Reference};
 use super::metrics::Metric;
-use super::Variant;
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -115,7 +115,10 @@ fn gate_section(r: &Report, out: &mut String) {
     if r.gates.is_empty() {
         return;
     }
-    out.push_str(&format!("\n## Regression gates (candidate `{}`)\n\n| gate | candidate | reference | threshold | result |\n|---|---|---|---|---|\n", r.candidate));
+    out.push_str(&format!(
+        "\n## Regression gates (candidate `{}`)\n\n| gate | candidate | reference | threshold | result |\n|---|---|---|---|---|\n",
+        r.candidate
+    ));
     for g in &r.gates {
         let reference = match (&g.reference, g.reference_value) {
             (Reference::Variant(v), Some(x)) => format!("`{v}` {}", num(x)),
@@ -170,9 +173,16 @@ fn change_section(title: &str, changes: &[SampleChange], c: &Changes, out: &mut 
 
 /// The report as Markdown.
 pub fn markdown(r: &Report) -> String {
-    let mut out = format!("# Evaluation report\n\nRule set `{}` (sha256 `{}`), model `{}`.\n\nVariants:\n\n", r.ruleset, r.ruleset_sha256, r.model.display());
+    let mut out =
+        format!("# Evaluation report\n\nRule set `{}` (sha256 `{}`), model `{}`.\n\nVariants:\n\n", r.ruleset, r.ruleset_sha256, r.model.display());
     for v in &r.variants {
-        let role = if v.name == r.baseline { " (baseline)" } else if v.name == r.candidate { " (candidate)" } else { "" };
+        let role = if v.name == r.baseline {
+            " (baseline)"
+        } else if v.name == r.candidate {
+            " (candidate)"
+        } else {
+            ""
+        };
         out.push_str(&format!("- `{}`{role}: {}\n", v.name, describe(v)));
     }
     out.push_str(&format!(
@@ -196,8 +206,11 @@ pub fn markdown(r: &Report) -> String {
         let shown: Vec<Metric> = Metric::ALL.into_iter().filter(|m| c.variants.first().is_some_and(|v| v.metrics.contains_key(m))).collect();
         for m in &shown {
             // Lengths are token counts: one decimal; the rest are shares and scores: three.
-            let (show, diff): (Format, Format) =
-                if *m == Metric::MeanLength { (|x| format!("{x:.1}"), |x| if x.abs() < 0.05 { "0.0".into() } else { format!("{x:+.1}") }) } else { (num, signed) };
+            let (show, diff): (Format, Format) = if *m == Metric::MeanLength {
+                (|x| format!("{x:.1}"), |x| if x.abs() < 0.05 { "0.0".into() } else { format!("{x:+.1}") })
+            } else {
+                (num, signed)
+            };
             let cells: Vec<String> = c.variants.iter().map(|v| cell(v.metrics[m], show)).collect();
             out.push_str(&format!("| {} | {} |", m.label(), cells.join(" | ")));
             for d in &c.differences {
@@ -337,9 +350,15 @@ mod tests {
         assert_eq!(mask("reward 0.120 → 0.640 (+0.520)"), "reward N → N (N)");
         assert_eq!(mask("sha256 `ab`, seed 0. Then"), "sha256 `…`, seed N. Then");
         let md = "| metric | `sft` | `rl` |\n|---|---|---|\n| chain coverage ↑ | 0.5 [0.4, 0.6] | 0.7 [0.6, 0.8] |\n> 胸口痛\n| chain | 1 | 2 |\n| risk | 1 | 2 |\n";
-        assert_eq!(markdown_structure(md), "| metric | `…` | `…` |\n|---|---|---|\n| chain coverage ↑ | … | … |\n> …\n| chain | … | … |\n| risk | … | … |\n");
+        assert_eq!(
+            markdown_structure(md),
+            "| metric | `…` | `…` |\n|---|---|---|\n| chain coverage ↑ | … | … |\n> …\n| chain | … | … |\n| risk | … | … |\n"
+        );
         let repeated = "### Most improved\n#### `a` (`emergency`): reward 0.1 → 0.2 (+0.1)\n> x\n#### `b` (`medication`): reward 0.3 → 0.5 (+0.2)\n> y\n### Most regressed\n#### `c` (`general`): reward 0.3 → 0.1 (-0.2)\n";
-        assert_eq!(markdown_structure(repeated), "### Most improved\n#### `…` (`…`): reward N → N (N)\n> …\n### Most regressed\n#### `…` (`…`): reward N → N (N)\n");
+        assert_eq!(
+            markdown_structure(repeated),
+            "### Most improved\n#### `…` (`…`): reward N → N (N)\n> …\n### Most regressed\n#### `…` (`…`): reward N → N (N)\n"
+        );
     }
 
     #[test]

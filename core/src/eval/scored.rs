@@ -114,7 +114,16 @@ mod tests {
             tokens: 9,
             eos: true,
             reward: Some(0.4),
-            rules: vec![RuleVerdict { rule: "emergency".into(), version: "1.0.0".into(), kind: "score".into(), outcome: "ok".into(), applicable: true, score: Some(1.0), explanation: "sends to care".into(), hits: vec![] }],
+            rules: vec![RuleVerdict {
+                rule: "emergency".into(),
+                version: "1.0.0".into(),
+                kind: "score".into(),
+                outcome: "ok".into(),
+                applicable: true,
+                score: Some(1.0),
+                explanation: "sends to care".into(),
+                hits: vec![],
+            }],
             judge: None,
         }
     }

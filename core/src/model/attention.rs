@@ -41,11 +41,7 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
 impl Attention {
     /// Loads `{prefix}.{q,k,v,o}_proj`.
     pub fn new(cfg: &ModelConfig, w: &Weights, prefix: &str) -> Result<Self> {
-        let (h, kv, d) = (
-            cfg.num_attention_heads,
-            cfg.num_key_value_heads,
-            cfg.head_dim,
-        );
+        let (h, kv, d) = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim);
         let hid = cfg.hidden_size;
         Ok(Attention {
             q_proj: Linear::new(w, &format!("{prefix}.q_proj"), hid, h * d, cfg.qkv_bias)?,
@@ -61,24 +57,13 @@ impl Attention {
     /// `x: [b, t, hidden]`, `allowed: [b, 1, t, past + t]` (u8, from
     /// [`super::mask::allowed_keys`]) → `[b, t, hidden]`. With a cache, this
     /// pass's keys and values are written at `past..past + t` and attention reads `0..past + t`.
-    pub fn forward(
-        &self,
-        x: &Tensor,
-        angles: &RotaryAngles,
-        allowed: &Tensor,
-        cache: Option<(&LayerKv, usize)>,
-        mode: LoraMode,
-    ) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor, angles: &RotaryAngles, allowed: &Tensor, cache: Option<(&LayerKv, usize)>, mode: LoraMode) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let (h, kv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let g = h / kv;
-        let heads = |y: Tensor, n: usize| -> Result<Tensor> {
-            Ok(y.reshape((b, t, n, d))?.transpose(1, 2)?.contiguous()?)
-        };
+        let heads = |y: Tensor, n: usize| -> Result<Tensor> { Ok(y.reshape((b, t, n, d))?.transpose(1, 2)?.contiguous()?) };
         let q = angles.apply(&heads(self.q_proj.forward(x, mode)?, h)?)?;
-        let k = angles
-            .apply(&heads(self.k_proj.forward(x, mode)?, kv)?)?
-            .contiguous()?;
+        let k = angles.apply(&heads(self.k_proj.forward(x, mode)?, kv)?)?.contiguous()?;
         let v = heads(self.v_proj.forward(x, mode)?, kv)?;
         let (k, v) = match cache {
             None => (k, v),
@@ -86,21 +71,11 @@ impl Attention {
         };
         let l = k.dim(2)?;
         let q = q.contiguous()?.reshape((b, kv, g * t, d))?;
-        let scores = (q.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?
-            .reshape((b, h, t, l))?
-            .to_dtype(DType::F32)?;
+        let scores = (q.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?.reshape((b, h, t, l))?.to_dtype(DType::F32)?;
         let masked = Tensor::new(MASKED, scores.device())?.broadcast_as(scores.shape())?;
-        let scores = allowed
-            .broadcast_as(scores.shape())?
-            .where_cond(&scores, &masked)?;
-        let probs = softmax_last_dim(&scores)?
-            .to_dtype(x.dtype())?
-            .reshape((b, kv, g * t, l))?;
-        let out = probs
-            .matmul(&v)?
-            .reshape((b, h, t, d))?
-            .transpose(1, 2)?
-            .reshape((b, t, h * d))?;
+        let scores = allowed.broadcast_as(scores.shape())?.where_cond(&scores, &masked)?;
+        let probs = softmax_last_dim(&scores)?.to_dtype(x.dtype())?.reshape((b, kv, g * t, l))?;
+        let out = probs.matmul(&v)?.reshape((b, h, t, d))?.transpose(1, 2)?.reshape((b, t, h * d))?;
         self.o_proj.forward(&out, mode)
     }
 }

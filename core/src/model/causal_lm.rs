@@ -42,11 +42,7 @@ pub struct CausalLm {
 
 /// The default dtype of the frozen weights on a device: bf16 on CUDA, f32 on CPU.
 pub fn default_dtype(device: &Device) -> DType {
-    if device.is_cuda() {
-        DType::BF16
-    } else {
-        DType::F32
-    }
+    if device.is_cuda() { DType::BF16 } else { DType::F32 }
 }
 
 impl CausalLm {
@@ -65,10 +61,7 @@ impl CausalLm {
         let lm_head = if tied_head {
             FrozenLinear::new(model.embed_tokens.clone(), None)?
         } else {
-            FrozenLinear::new(
-                w.get("lm_head.weight", &[cfg.vocab_size, cfg.hidden_size])?,
-                None,
-            )?
+            FrozenLinear::new(w.get("lm_head.weight", &[cfg.vocab_size, cfg.hidden_size])?, None)?
         };
         tracing::debug!(dir = %dir.display(), layers = cfg.num_hidden_layers, dtype = ?w.dtype(), "loaded model");
         Ok(CausalLm {
@@ -127,17 +120,9 @@ impl CausalLm {
         cache: Option<&mut KvCache>,
         lora: LoraMode,
     ) -> Result<Tensor> {
-        let (b, t) = input_ids.dims2().map_err(|_| {
-            ModelError::BadInput(format!(
-                "input_ids must be [batch, t], got {:?}",
-                input_ids.dims()
-            ))
-        })?;
+        let (b, t) = input_ids.dims2().map_err(|_| ModelError::BadInput(format!("input_ids must be [batch, t], got {:?}", input_ids.dims())))?;
         if !input_ids.dtype().is_int() {
-            return Err(ModelError::BadInput(format!(
-                "input_ids must be integers, got {:?}",
-                input_ids.dtype()
-            )));
+            return Err(ModelError::BadInput(format!("input_ids must be integers, got {:?}", input_ids.dtype())));
         }
         if position_ids.dims() != input_ids.dims() || !position_ids.dtype().is_int() {
             return Err(ModelError::BadInput(format!(
@@ -158,8 +143,7 @@ impl CausalLm {
             None => 0,
         };
         let allowed = allowed_keys(attention_mask, past, t)?;
-        self.model
-            .forward(input_ids, position_ids, &allowed, cache, lora)
+        self.model.forward(input_ids, position_ids, &allowed, cache, lora)
     }
 
     /// Logits `[b, t, vocab]` (f32) of hidden states from [`Self::forward_hidden`].
@@ -237,14 +221,7 @@ impl CausalLm {
         for (stream, (path, lin)) in self.projections_mut().into_iter().enumerate() {
             if cfg.targets(module_name(&path)) {
                 let (i, o) = (lin.base.in_features(), lin.base.out_features());
-                lin.lora = Some(LoraLayer::init(
-                    i,
-                    o,
-                    &cfg,
-                    &mut rng,
-                    stream as u64,
-                    &device,
-                )?);
+                lin.lora = Some(LoraLayer::init(i, o, &cfg, &mut rng, stream as u64, &device)?);
             }
         }
         self.lora = Some(cfg);
@@ -252,11 +229,7 @@ impl CausalLm {
     }
 
     /// Attaches `lora` layers built elsewhere (the adapter loader), keyed by module path.
-    pub(crate) fn set_lora(
-        &mut self,
-        cfg: LoraConfig,
-        mut layers: std::collections::HashMap<String, LoraLayer>,
-    ) -> Result<()> {
+    pub(crate) fn set_lora(&mut self, cfg: LoraConfig, mut layers: std::collections::HashMap<String, LoraLayer>) -> Result<()> {
         if self.lora.is_some() {
             return Err(ModelError::AdapterAlreadyAttached);
         }
@@ -299,14 +272,8 @@ impl CausalLm {
         let mut out = Vec::new();
         for (path, lin) in self.projections() {
             if let Some(l) = &lin.lora {
-                out.push((
-                    format!("base_model.model.{path}.lora_A.weight"),
-                    l.lora_a.clone(),
-                ));
-                out.push((
-                    format!("base_model.model.{path}.lora_B.weight"),
-                    l.lora_b.clone(),
-                ));
+                out.push((format!("base_model.model.{path}.lora_A.weight"), l.lora_a.clone()));
+                out.push((format!("base_model.model.{path}.lora_B.weight"), l.lora_b.clone()));
             }
         }
         out
@@ -314,18 +281,12 @@ impl CausalLm {
 
     /// The adapter's variables (empty without an adapter); everything else is frozen.
     pub fn trainable_vars(&self) -> Vec<Var> {
-        self.named_trainable_vars()
-            .into_iter()
-            .map(|(_, v)| v)
-            .collect()
+        self.named_trainable_vars().into_iter().map(|(_, v)| v).collect()
     }
 
     /// Every frozen tensor of the base model (for checks that no gradient reaches them).
     pub fn frozen_tensors(&self) -> Vec<Tensor> {
-        let mut out = vec![
-            self.model.embed_tokens.clone(),
-            self.lm_head.weight().clone(),
-        ];
+        let mut out = vec![self.model.embed_tokens.clone(), self.lm_head.weight().clone()];
         for (_, lin) in self.projections() {
             out.push(lin.base.weight().clone());
             if let Some(b) = lin.base.bias() {
@@ -354,9 +315,7 @@ pub fn position_ids_for(attention_mask: &[Vec<u8>], device: &Device) -> Result<T
     let mut ids = Vec::with_capacity(b * t);
     for row in attention_mask {
         if row.len() != t {
-            return Err(ModelError::BadInput(
-                "attention mask rows differ in length".into(),
-            ));
+            return Err(ModelError::BadInput("attention mask rows differ in length".into()));
         }
         let mut p = 0i64;
         for &m in row {

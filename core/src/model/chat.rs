@@ -47,11 +47,7 @@ impl ChatTemplate {
     /// Compiles `source`; the error is minijinja's, with the line it points at.
     pub fn new(source: String, specials: Vec<(&'static str, String)>) -> Result<ChatTemplate, String> {
         let mut env = Environment::new();
-        let syntax = minijinja::syntax::SyntaxConfig::builder()
-            .trim_blocks(true)
-            .lstrip_blocks(true)
-            .build()
-            .map_err(|e| e.to_string())?;
+        let syntax = minijinja::syntax::SyntaxConfig::builder().trim_blocks(true).lstrip_blocks(true).build().map_err(|e| e.to_string())?;
         env.set_syntax(syntax);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);

@@ -31,12 +31,7 @@ pub enum RopeScaling {
     /// Positions divided by `factor` (`"linear"`).
     Linear { factor: f64 },
     /// Llama 3.1's frequency-dependent scaling (`"llama3"`).
-    Llama3 {
-        factor: f64,
-        low_freq_factor: f64,
-        high_freq_factor: f64,
-        original_max_position_embeddings: usize,
-    },
+    Llama3 { factor: f64, low_freq_factor: f64, high_freq_factor: f64, original_max_position_embeddings: usize },
 }
 
 /// The resolved decoder configuration.
@@ -144,20 +139,14 @@ impl ModelConfig {
                 hint: "a model folder holds a Hugging Face config.json next to its safetensors",
             });
         }
-        let text = std::fs::read_to_string(&path).map_err(|source| ModelError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| ModelError::Io { path: path.clone(), source })?;
         Self::from_json(&text, &path)
     }
 
     /// Parses the text of a `config.json`; `path` is only used in error messages.
     pub fn from_json(text: &str, path: &Path) -> Result<Self> {
-        let raw: RawConfig = serde_json::from_str(text).map_err(|source| ModelError::Json {
-            path: path.to_path_buf(),
-            what: "Hugging Face config.json",
-            source,
-        })?;
+        let raw: RawConfig =
+            serde_json::from_str(text).map_err(|source| ModelError::Json { path: path.to_path_buf(), what: "Hugging Face config.json", source })?;
         let family = match raw.architectures.first().map(String::as_str) {
             Some("Qwen2ForCausalLM") if raw.architectures.len() == 1 => Family::Qwen2,
             Some("LlamaForCausalLM") if raw.architectures.len() == 1 => Family::Llama,
@@ -186,11 +175,7 @@ impl ModelConfig {
                 hint: "sliding-window attention is not implemented; set it to false for contexts within max_window_layers",
             });
         }
-        if let Some(kind) = raw
-            .layer_types
-            .iter()
-            .find(|k| k.as_str() != "full_attention")
-        {
+        if let Some(kind) = raw.layer_types.iter().find(|k| k.as_str() != "full_attention") {
             return Err(ModelError::UnsupportedSetting {
                 path: p,
                 field: "layer_types",
@@ -199,21 +184,12 @@ impl ModelConfig {
             });
         }
         let rope_params = raw.rope_parameters.as_ref().filter(|v| !v.is_null());
-        let rope_theta = rope_params
-            .and_then(|v| v.get("rope_theta"))
-            .and_then(|v| v.as_f64())
-            .or(raw.rope_theta)
-            .unwrap_or(DEFAULT_ROPE_THETA);
+        let rope_theta = rope_params.and_then(|v| v.get("rope_theta")).and_then(|v| v.as_f64()).or(raw.rope_theta).unwrap_or(DEFAULT_ROPE_THETA);
         let rope_scaling = parse_rope_scaling(rope_params.or(raw.rope_scaling.as_ref()), &p)?;
         let num_key_value_heads = raw.num_key_value_heads.unwrap_or(raw.num_attention_heads);
-        let invalid = |reason: String| ModelError::InvalidConfig {
-            path: p.clone(),
-            reason,
-        };
+        let invalid = |reason: String| ModelError::InvalidConfig { path: p.clone(), reason };
         if raw.num_attention_heads == 0 || num_key_value_heads == 0 {
-            return Err(invalid(
-                "num_attention_heads and num_key_value_heads must be positive".into(),
-            ));
+            return Err(invalid("num_attention_heads and num_key_value_heads must be positive".into()));
         }
         if !raw.num_attention_heads.is_multiple_of(num_key_value_heads) {
             return Err(invalid(format!(
@@ -234,9 +210,7 @@ impl ModelConfig {
             }
         };
         if head_dim % 2 != 0 {
-            return Err(invalid(format!(
-                "head_dim ({head_dim}) must be even for rotary embeddings"
-            )));
+            return Err(invalid(format!("head_dim ({head_dim}) must be even for rotary embeddings")));
         }
         let (qkv_bias, o_bias, mlp_bias) = match family {
             Family::Qwen2 => (true, false, false),
@@ -278,24 +252,16 @@ fn parse_rope_scaling(v: Option<&serde_json::Value>, path: &Path) -> Result<Rope
     let Some(v) = v.filter(|v| !v.is_null()) else {
         return Ok(RopeScaling::None);
     };
-    let kind = v
-        .get("rope_type")
-        .or_else(|| v.get("type"))
-        .and_then(|t| t.as_str())
-        .unwrap_or("default");
+    let kind = v.get("rope_type").or_else(|| v.get("type")).and_then(|t| t.as_str()).unwrap_or("default");
     let num = |key: &'static str| -> Result<f64> {
-        v.get(key)
-            .and_then(|x| x.as_f64())
-            .ok_or_else(|| ModelError::InvalidConfig {
-                path: path.to_path_buf(),
-                reason: format!("rope_scaling of type {kind:?} needs a number `{key}`"),
-            })
+        v.get(key).and_then(|x| x.as_f64()).ok_or_else(|| ModelError::InvalidConfig {
+            path: path.to_path_buf(),
+            reason: format!("rope_scaling of type {kind:?} needs a number `{key}`"),
+        })
     };
     match kind {
         "default" => Ok(RopeScaling::None),
-        "linear" => Ok(RopeScaling::Linear {
-            factor: num("factor")?,
-        }),
+        "linear" => Ok(RopeScaling::Linear { factor: num("factor")? }),
         "llama3" => Ok(RopeScaling::Llama3 {
             factor: num("factor")?,
             low_freq_factor: num("low_freq_factor")?,
@@ -347,10 +313,7 @@ mod tests {
 
     #[test]
     fn transformers_5_rope_parameters_are_read() {
-        let text = QWEN.replace(
-            r#""rope_theta":1000000.0"#,
-            r#""rope_parameters":{"rope_type":"default","rope_theta":500000.0}"#,
-        );
+        let text = QWEN.replace(r#""rope_theta":1000000.0"#, r#""rope_parameters":{"rope_type":"default","rope_theta":500000.0}"#);
         let c = ModelConfig::from_json(&text, Path::new("c")).unwrap();
         assert_eq!(c.rope_theta, 500_000.0);
         assert_eq!(c.rope_scaling, RopeScaling::None);
@@ -368,17 +331,10 @@ mod tests {
     #[test]
     fn unknown_rope_scaling_and_activation_are_refused() {
         let text = QWEN.replace(r#""hidden_act":"silu""#, r#""hidden_act":"gelu""#);
-        let msg = ModelConfig::from_json(&text, Path::new("c"))
-            .unwrap_err()
-            .to_string();
+        let msg = ModelConfig::from_json(&text, Path::new("c")).unwrap_err().to_string();
         assert!(msg.contains("hidden_act") && msg.contains("gelu"), "{msg}");
-        let text = QWEN.replace(
-            r#""rope_theta""#,
-            r#""rope_scaling":{"type":"yarn","factor":4.0},"rope_theta""#,
-        );
-        let msg = ModelConfig::from_json(&text, Path::new("c"))
-            .unwrap_err()
-            .to_string();
+        let text = QWEN.replace(r#""rope_theta""#, r#""rope_scaling":{"type":"yarn","factor":4.0},"rope_theta""#);
+        let msg = ModelConfig::from_json(&text, Path::new("c")).unwrap_err().to_string();
         assert!(msg.contains("yarn") && msg.contains("llama3"), "{msg}");
     }
 }

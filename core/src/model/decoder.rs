@@ -31,12 +31,7 @@ impl DecoderLayer {
             self_attn: Attention::new(cfg, w, &format!("{prefix}.self_attn"))?,
             mlp: Mlp::new(cfg, w, &format!("{prefix}.mlp"))?,
             input_layernorm: RmsNorm::new(w, &format!("{prefix}.input_layernorm"), hid, eps)?,
-            post_attention_layernorm: RmsNorm::new(
-                w,
-                &format!("{prefix}.post_attention_layernorm"),
-                hid,
-                eps,
-            )?,
+            post_attention_layernorm: RmsNorm::new(w, &format!("{prefix}.post_attention_layernorm"), hid, eps)?,
         })
     }
 
@@ -49,17 +44,9 @@ impl DecoderLayer {
         cache: Option<(&super::kv_cache::LayerKv, usize)>,
         mode: LoraMode,
     ) -> Result<Tensor> {
-        let attn = self.self_attn.forward(
-            &self.input_layernorm.forward(x)?,
-            angles,
-            allowed,
-            cache,
-            mode,
-        )?;
+        let attn = self.self_attn.forward(&self.input_layernorm.forward(x)?, angles, allowed, cache, mode)?;
         let h = (x + attn)?;
-        let mlp = self
-            .mlp
-            .forward(&self.post_attention_layernorm.forward(&h)?, mode)?;
+        let mlp = self.mlp.forward(&self.post_attention_layernorm.forward(&h)?, mode)?;
         Ok((h + mlp)?)
     }
 
@@ -109,22 +96,12 @@ pub struct Decoder {
 impl Decoder {
     /// Loads `{prefix}.*` (`prefix` is `model`).
     pub fn new(cfg: &ModelConfig, w: &Weights, prefix: &str) -> Result<Self> {
-        let embed_tokens = w.get(
-            &format!("{prefix}.embed_tokens.weight"),
-            &[cfg.vocab_size, cfg.hidden_size],
-        )?;
-        let layers = (0..cfg.num_hidden_layers)
-            .map(|i| DecoderLayer::new(cfg, w, &format!("{prefix}.layers.{i}")))
-            .collect::<Result<Vec<_>>>()?;
+        let embed_tokens = w.get(&format!("{prefix}.embed_tokens.weight"), &[cfg.vocab_size, cfg.hidden_size])?;
+        let layers = (0..cfg.num_hidden_layers).map(|i| DecoderLayer::new(cfg, w, &format!("{prefix}.layers.{i}"))).collect::<Result<Vec<_>>>()?;
         Ok(Decoder {
             embed_tokens,
             layers,
-            norm: RmsNorm::new(
-                w,
-                &format!("{prefix}.norm"),
-                cfg.hidden_size,
-                cfg.rms_norm_eps,
-            )?,
+            norm: RmsNorm::new(w, &format!("{prefix}.norm"), cfg.hidden_size, cfg.rms_norm_eps)?,
             rotary: Rotary::new(cfg, w.device())?,
             embed_full: None,
         })

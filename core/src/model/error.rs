@@ -7,12 +7,7 @@ use std::path::PathBuf;
 pub enum ModelError {
     /// A file the model or adapter folder must contain is not there.
     #[error("{kind} folder {dir} has no `{file}`; {hint}")]
-    MissingFile {
-        kind: &'static str,
-        dir: PathBuf,
-        file: String,
-        hint: &'static str,
-    },
+    MissingFile { kind: &'static str, dir: PathBuf, file: String, hint: &'static str },
     /// A file exists but could not be read.
     #[error("cannot read {path}: {source}")]
     Io {
@@ -33,45 +28,25 @@ pub enum ModelError {
         "{path}: unsupported architecture {found:?}; supported: {}",
         supported.join(", ")
     )]
-    UnsupportedArchitecture {
-        path: PathBuf,
-        found: Vec<String>,
-        supported: &'static [&'static str],
-    },
+    UnsupportedArchitecture { path: PathBuf, found: Vec<String>, supported: &'static [&'static str] },
     /// `config.json` has a setting this decoder does not implement (an activation, a rope scaling).
     #[error("{path}: unsupported setting `{field}` = {value}; {hint}")]
-    UnsupportedSetting {
-        path: PathBuf,
-        field: &'static str,
-        value: String,
-        hint: &'static str,
-    },
+    UnsupportedSetting { path: PathBuf, field: &'static str, value: String, hint: &'static str },
     /// `config.json` values that contradict each other (heads not dividing the hidden size…).
     #[error("{path}: invalid config: {reason}")]
     InvalidConfig { path: PathBuf, reason: String },
     /// A tensor the architecture needs is in none of the safetensors files.
-    #[error(
-        "tensor `{name}` is missing from {files}; is this checkpoint of the architecture config.json says?"
-    )]
+    #[error("tensor `{name}` is missing from {files}; is this checkpoint of the architecture config.json says?")]
     MissingTensor { name: String, files: String },
     /// A tensor has a different shape than the config implies.
     #[error("tensor `{name}` has shape {found:?}, expected {expected:?} from config.json")]
-    TensorShape {
-        name: String,
-        expected: Vec<usize>,
-        found: Vec<usize>,
-    },
+    TensorShape { name: String, expected: Vec<usize>, found: Vec<usize> },
     /// An adapter does not fit the base model it is loaded onto.
     #[error("adapter {dir} does not fit the base model: {reason}")]
     AdapterMismatch { dir: PathBuf, reason: String },
     /// An adapter config uses a PEFT feature this implementation does not support.
     #[error("adapter {dir}: unsupported PEFT setting `{field}` = {value}; {hint}")]
-    AdapterUnsupported {
-        dir: PathBuf,
-        field: &'static str,
-        value: String,
-        hint: &'static str,
-    },
+    AdapterUnsupported { dir: PathBuf, field: &'static str, value: String, hint: &'static str },
     /// A LoRA configuration is invalid (rank 0, unknown target module…).
     #[error("invalid LoRA config: {0}")]
     InvalidLora(String),
@@ -88,20 +63,11 @@ pub enum ModelError {
     #[error("bad forward input: {0}")]
     BadInput(String),
     /// The KV cache cannot take the tokens of this forward pass.
-    #[error(
-        "KV cache holds {len} of {max_len} positions and cannot take {new} more; allocate it with a larger max_len"
-    )]
-    CacheFull {
-        len: usize,
-        new: usize,
-        max_len: usize,
-    },
+    #[error("KV cache holds {len} of {max_len} positions and cannot take {new} more; allocate it with a larger max_len")]
+    CacheFull { len: usize, new: usize, max_len: usize },
     /// A KV cache of another dtype than the model.
     #[error("KV cache holds {cache:?} but the model computes in {model:?}; allocate it with CausalLm::new_cache")]
-    CacheDtype {
-        cache: candle_core::DType,
-        model: candle_core::DType,
-    },
+    CacheDtype { cache: candle_core::DType, model: candle_core::DType },
     /// A tensor operation failed in candle.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

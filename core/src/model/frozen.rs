@@ -70,21 +70,12 @@ macro_rules! frozen_storage {
     ($t:expr, $variant:ident) => {{
         match &*$t {
             Storage::$variant(s) => s,
-            other => candle_core::bail!(
-                "frozen weight is on {:?} but the input is on another device",
-                other.device().location()
-            ),
+            other => candle_core::bail!("frozen weight is on {:?} but the input is on another device", other.device().location()),
         }
     }};
 }
 
-fn linear_fwd<S: BackendStorage>(
-    x: &S,
-    xl: &Layout,
-    w: &S,
-    wl: &Layout,
-    b: Option<(&S, &Layout)>,
-) -> candle_core::Result<(S, Shape)> {
+fn linear_fwd<S: BackendStorage>(x: &S, xl: &Layout, w: &S, wl: &Layout, b: Option<(&S, &Layout)>) -> candle_core::Result<(S, Shape)> {
     let dims = xl.dims();
     let k = *dims.last().unwrap_or(&0);
     let (n, wk) = (wl.dims()[0], wl.dims()[1]);
@@ -144,12 +135,7 @@ impl CustomOp1 for FrozenLinear {
     }
 
     /// `∂L/∂x = ∂L/∂y · W`; nothing for W or b.
-    fn bwd(
-        &self,
-        arg: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
         let n = self.weight.dims()[0];
         let g = grad.reshape(((), n))?.matmul(&self.weight)?;
         Ok(Some(g.reshape(arg.shape())?))
@@ -165,9 +151,7 @@ pub struct FrozenScale {
 impl FrozenScale {
     /// Wraps a `[d]` weight.
     pub fn new(weight: Tensor) -> Result<Self> {
-        Ok(FrozenScale {
-            weight: weight.detach().contiguous()?,
-        })
+        Ok(FrozenScale { weight: weight.detach().contiguous()? })
     }
 
     /// The `[d]` weight.
@@ -182,12 +166,7 @@ impl FrozenScale {
     }
 }
 
-fn scale_fwd<S: BackendStorage>(
-    x: &S,
-    xl: &Layout,
-    w: &S,
-    wl: &Layout,
-) -> candle_core::Result<(S, Shape)> {
+fn scale_fwd<S: BackendStorage>(x: &S, xl: &Layout, w: &S, wl: &Layout) -> candle_core::Result<(S, Shape)> {
     let y = x.binary_impl::<Mul>(w, xl, &wl.broadcast_as(xl.shape())?)?;
     Ok((y, xl.shape().clone()))
 }
@@ -208,12 +187,7 @@ impl CustomOp1 for FrozenScale {
     }
 
     /// `∂L/∂x = ∂L/∂y ⊙ w`; nothing for w.
-    fn bwd(
-        &self,
-        _arg: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
         Ok(Some(grad.broadcast_mul(&self.weight)?))
     }
 }
@@ -226,52 +200,20 @@ mod tests {
     #[test]
     fn frozen_linear_matches_matmul_and_returns_only_the_input_gradient() {
         let dev = Device::Cpu;
-        let w = Tensor::arange(0f32, 12., &dev)
-            .unwrap()
-            .reshape((3, 4))
-            .unwrap()
-            .affine(0.1, -0.5)
-            .unwrap();
+        let w = Tensor::arange(0f32, 12., &dev).unwrap().reshape((3, 4)).unwrap().affine(0.1, -0.5).unwrap();
         let b = Tensor::new(&[0.5f32, -1.0, 2.0], &dev).unwrap();
         let lin = FrozenLinear::new(w.clone(), Some(b.clone())).unwrap();
-        let x = Var::from_tensor(
-            &Tensor::arange(0f32, 16., &dev)
-                .unwrap()
-                .reshape((2, 2, 4))
-                .unwrap()
-                .affine(0.25, -1.0)
-                .unwrap(),
-        )
-        .unwrap();
+        let x = Var::from_tensor(&Tensor::arange(0f32, 16., &dev).unwrap().reshape((2, 2, 4)).unwrap().affine(0.25, -1.0).unwrap()).unwrap();
         let y = lin.forward(x.as_tensor()).unwrap();
-        let want = x
-            .as_tensor()
-            .broadcast_matmul(&w.t().unwrap())
-            .unwrap()
-            .broadcast_add(&b)
-            .unwrap();
-        let diff = (y.clone() - want)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let want = x.as_tensor().broadcast_matmul(&w.t().unwrap()).unwrap().broadcast_add(&b).unwrap();
+        let diff = (y.clone() - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(diff < 1e-6, "forward differs by {diff}");
         // loss = Σ y² → ∂/∂x = 2y·W
         let loss = y.sqr().unwrap().sum_all().unwrap();
         let grads = loss.backward().unwrap();
         let gx = grads.get(x.as_tensor()).expect("input gradient");
         let want = (y * 2.0).unwrap().broadcast_matmul(&w).unwrap();
-        let diff = (gx - want)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = (gx - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(diff < 1e-5, "input gradient differs by {diff}");
         assert!(grads.get(lin.weight()).is_none() && grads.get(&b).is_none());
         assert!(grads.get(&w).is_none());

@@ -74,11 +74,8 @@ impl CausalLm {
         self.model.norm.unfreeze()?;
         let embed = trainable_copy(&self.model.embed_tokens)?;
         // A tied head is the embedding itself: one variable, trained by both uses.
-        self.lm_head_full = Some(if self.head_is_tied() {
-            DenseLinear { weight: embed.clone(), bias: None }
-        } else {
-            DenseLinear::from_frozen(&self.lm_head)?
-        });
+        self.lm_head_full =
+            Some(if self.head_is_tied() { DenseLinear { weight: embed.clone(), bias: None } } else { DenseLinear::from_frozen(&self.lm_head)? });
         self.model.embed_full = Some(embed);
         Ok(())
     }
@@ -144,13 +141,12 @@ impl CausalLm {
             std::fs::copy(entry.path(), dir.join(&name)).map_err(io(&entry.path()))?;
         }
         // Saved in the base checkpoint's dtype; candle's tensors serialise themselves (`View`).
-        let tensors: Vec<(String, Tensor)> = vars
-            .into_iter()
-            .map(|(name, var)| Ok((name, var.as_tensor().to_dtype(self.dtype())?.contiguous()?)))
-            .collect::<Result<_>>()?;
+        let tensors: Vec<(String, Tensor)> =
+            vars.into_iter().map(|(name, var)| Ok((name, var.as_tensor().to_dtype(self.dtype())?.contiguous()?))).collect::<Result<_>>()?;
         let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
         let path = dir.join(super::init::WEIGHTS_FILE);
-        let bytes = safetensors::tensor::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(metadata)).map_err(|e| ModelError::FullFineTune(format!("cannot serialise {}: {e}", path.display())))?;
+        let bytes = safetensors::tensor::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(metadata))
+            .map_err(|e| ModelError::FullFineTune(format!("cannot serialise {}: {e}", path.display())))?;
         std::fs::write(&path, bytes).map_err(io(&path))?;
         Ok(())
     }

@@ -26,10 +26,7 @@ impl LayerKv {
         let t = k.dim(2)?;
         self.k.slice_set(&k.contiguous()?, 2, past)?;
         self.v.slice_set(&v.contiguous()?, 2, past)?;
-        Ok((
-            self.k.narrow(2, 0, past + t)?,
-            self.v.narrow(2, 0, past + t)?,
-        ))
+        Ok((self.k.narrow(2, 0, past + t)?, self.v.narrow(2, 0, past + t)?))
     }
 }
 
@@ -46,29 +43,12 @@ pub struct KvCache {
 impl KvCache {
     /// Allocates a cache for `batch` rows of up to `max_len` positions (prompt plus new tokens), in
     /// the model's dtype on its device: `2 · layers · batch · kv_heads · max_len · head_dim` values.
-    pub fn new(
-        cfg: &ModelConfig,
-        batch: usize,
-        max_len: usize,
-        device: &Device,
-        dtype: DType,
-    ) -> Result<Self> {
+    pub fn new(cfg: &ModelConfig, batch: usize, max_len: usize, device: &Device, dtype: DType) -> Result<Self> {
         let shape = (batch, cfg.num_key_value_heads, max_len, cfg.head_dim);
         let layers = (0..cfg.num_hidden_layers)
-            .map(|_| {
-                Ok(LayerKv {
-                    k: Tensor::zeros(shape, dtype, device)?,
-                    v: Tensor::zeros(shape, dtype, device)?,
-                })
-            })
+            .map(|_| Ok(LayerKv { k: Tensor::zeros(shape, dtype, device)?, v: Tensor::zeros(shape, dtype, device)? }))
             .collect::<Result<Vec<_>>>()?;
-        Ok(KvCache {
-            layers,
-            len: 0,
-            batch,
-            max_len,
-            dtype,
-        })
+        Ok(KvCache { layers, len: 0, batch, max_len, dtype })
     }
 
     /// Positions written so far (the `past` of the next forward pass).
@@ -102,23 +82,13 @@ impl KvCache {
             return Err(ModelError::CacheDtype { cache: self.dtype, model: dtype });
         }
         if batch != self.batch {
-            return Err(ModelError::BadInput(format!(
-                "KV cache was allocated for {} rows, the input has {batch}",
-                self.batch
-            )));
+            return Err(ModelError::BadInput(format!("KV cache was allocated for {} rows, the input has {batch}", self.batch)));
         }
         if layers != self.layers.len() {
-            return Err(ModelError::BadInput(format!(
-                "KV cache has {} layers, the model {layers}",
-                self.layers.len()
-            )));
+            return Err(ModelError::BadInput(format!("KV cache has {} layers, the model {layers}", self.layers.len())));
         }
         if self.len + t > self.max_len {
-            return Err(ModelError::CacheFull {
-                len: self.len,
-                new: t,
-                max_len: self.max_len,
-            });
+            return Err(ModelError::CacheFull { len: self.len, new: t, max_len: self.max_len });
         }
         Ok(())
     }

@@ -22,24 +22,10 @@ pub struct Linear {
 
 impl Linear {
     /// Loads `{prefix}.weight: [out, in]` and, with `bias`, `{prefix}.bias: [out]`.
-    pub fn new(
-        w: &Weights,
-        prefix: &str,
-        in_features: usize,
-        out_features: usize,
-        bias: bool,
-    ) -> Result<Self> {
+    pub fn new(w: &Weights, prefix: &str, in_features: usize, out_features: usize, bias: bool) -> Result<Self> {
         let weight = w.get(&format!("{prefix}.weight"), &[out_features, in_features])?;
-        let bias = if bias {
-            Some(w.get(&format!("{prefix}.bias"), &[out_features])?)
-        } else {
-            None
-        };
-        Ok(Linear {
-            base: FrozenLinear::new(weight, bias)?,
-            lora: None,
-            full: None,
-        })
+        let bias = if bias { Some(w.get(&format!("{prefix}.bias"), &[out_features])?) } else { None };
+        Ok(Linear { base: FrozenLinear::new(weight, bias)?, lora: None, full: None })
     }
 
     /// `x: [..., in]` → `[..., out]` in the base dtype.
@@ -53,10 +39,7 @@ impl Linear {
             (Some(lora), mode) => {
                 let in_f = self.base.in_features();
                 let x2 = x.reshape(((), in_f))?;
-                let delta = lora
-                    .forward(&x2, mode)?
-                    .reshape(y.shape())?
-                    .to_dtype(y.dtype())?;
+                let delta = lora.forward(&x2, mode)?.reshape(y.shape())?.to_dtype(y.dtype())?;
                 Ok((y + delta)?)
             }
         }

@@ -14,15 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::error::{ModelError, Result};
 
 /// The projections LoRA may target, by their Hugging Face module names.
-pub const TARGETABLE: &[&str] = &[
-    "q_proj",
-    "k_proj",
-    "v_proj",
-    "o_proj",
-    "gate_proj",
-    "up_proj",
-    "down_proj",
-];
+pub const TARGETABLE: &[&str] = &["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
 
 /// A LoRA adapter's hyper-parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,31 +48,19 @@ fn default_dropout() -> f64 {
     0.05
 }
 fn default_targets() -> Vec<String> {
-    ["q_proj", "k_proj", "v_proj", "o_proj"]
-        .map(String::from)
-        .to_vec()
+    ["q_proj", "k_proj", "v_proj", "o_proj"].map(String::from).to_vec()
 }
 
 impl Default for LoraConfig {
     fn default() -> Self {
-        LoraConfig {
-            r: default_r(),
-            alpha: default_alpha(),
-            dropout: default_dropout(),
-            target_modules: default_targets(),
-            use_rslora: false,
-        }
+        LoraConfig { r: default_r(), alpha: default_alpha(), dropout: default_dropout(), target_modules: default_targets(), use_rslora: false }
     }
 }
 
 impl LoraConfig {
     /// The scale `s` applied to `B·A·x`.
     pub fn scale(&self) -> f64 {
-        if self.use_rslora {
-            self.alpha / (self.r as f64).sqrt()
-        } else {
-            self.alpha / self.r as f64
-        }
+        if self.use_rslora { self.alpha / (self.r as f64).sqrt() } else { self.alpha / self.r as f64 }
     }
 
     /// Checks the rank, dropout and target names.
@@ -89,20 +69,14 @@ impl LoraConfig {
             return Err(ModelError::InvalidLora("r must be at least 1".into()));
         }
         if !(0.0..1.0).contains(&self.dropout) {
-            return Err(ModelError::InvalidLora(format!(
-                "dropout must be in [0, 1), got {}",
-                self.dropout
-            )));
+            return Err(ModelError::InvalidLora(format!("dropout must be in [0, 1), got {}", self.dropout)));
         }
         if self.target_modules.is_empty() {
             return Err(ModelError::InvalidLora("target_modules is empty".into()));
         }
         for t in &self.target_modules {
             if !TARGETABLE.contains(&t.as_str()) {
-                return Err(ModelError::InvalidLora(format!(
-                    "unknown target module `{t}`; targetable: {}",
-                    TARGETABLE.join(", ")
-                )));
+                return Err(ModelError::InvalidLora(format!("unknown target module `{t}`; targetable: {}", TARGETABLE.join(", "))));
             }
         }
         Ok(())
@@ -146,18 +120,9 @@ pub struct LoraLayer {
 impl LoraLayer {
     /// A fresh update for a `[out, in]` projection: `A ~ U(−1/√in, 1/√in)` (Kaiming-uniform
     /// with a = √5, as PEFT), `B = 0`.
-    pub fn init(
-        in_features: usize,
-        out_features: usize,
-        cfg: &LoraConfig,
-        rng: &mut ChaCha8Rng,
-        stream: u64,
-        device: &Device,
-    ) -> Result<Self> {
+    pub fn init(in_features: usize, out_features: usize, cfg: &LoraConfig, rng: &mut ChaCha8Rng, stream: u64, device: &Device) -> Result<Self> {
         let bound = 1.0 / (in_features as f64).sqrt();
-        let a: Vec<f32> = (0..cfg.r * in_features)
-            .map(|_| ((unit(rng) * 2.0 - 1.0) * bound) as f32)
-            .collect();
+        let a: Vec<f32> = (0..cfg.r * in_features).map(|_| ((unit(rng) * 2.0 - 1.0) * bound) as f32).collect();
         let a = Tensor::from_vec(a, (cfg.r, in_features), device)?;
         let b = Tensor::zeros((out_features, cfg.r), DType::F32, device)?;
         Self::from_tensors(a, b, cfg, stream)
@@ -198,18 +163,9 @@ impl LoraLayer {
     /// Inverted dropout: each element kept with probability `1 − p` and scaled by `1/(1 − p)`.
     fn dropout_mask(&self, dims: &[usize], seed: u64, device: &Device) -> Result<Tensor> {
         let n: usize = dims.iter().product();
-        let mut rng =
-            ChaCha8Rng::seed_from_u64(seed ^ self.stream.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ self.stream.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let keep = (1.0 / (1.0 - self.dropout)) as f32;
-        let mask: Vec<f32> = (0..n)
-            .map(|_| {
-                if unit(&mut rng) < self.dropout {
-                    0.0
-                } else {
-                    keep
-                }
-            })
-            .collect();
+        let mask: Vec<f32> = (0..n).map(|_| if unit(&mut rng) < self.dropout { 0.0 } else { keep }).collect();
         Ok(Tensor::from_vec(mask, dims, device)?)
     }
 }
@@ -225,11 +181,7 @@ mod tests {
 
     #[test]
     fn scale_follows_lora_and_rslora() {
-        let mut c = LoraConfig {
-            r: 16,
-            alpha: 32.0,
-            ..LoraConfig::default()
-        };
+        let mut c = LoraConfig { r: 16, alpha: 32.0, ..LoraConfig::default() };
         assert_eq!(c.scale(), 2.0); // 32 / 16
         c.use_rslora = true;
         assert_eq!(c.scale(), 8.0); // 32 / √16
@@ -237,30 +189,17 @@ mod tests {
 
     #[test]
     fn config_validation_names_the_bad_value() {
-        let c = LoraConfig {
-            target_modules: vec!["qproj".into()],
-            ..LoraConfig::default()
-        };
+        let c = LoraConfig { target_modules: vec!["qproj".into()], ..LoraConfig::default() };
         let msg = c.validate().unwrap_err().to_string();
         assert!(msg.contains("qproj") && msg.contains("q_proj"), "{msg}");
-        assert!(
-            LoraConfig {
-                r: 0,
-                ..LoraConfig::default()
-            }
-            .validate()
-            .is_err()
-        );
+        assert!(LoraConfig { r: 0, ..LoraConfig::default() }.validate().is_err());
         let c: std::result::Result<LoraConfig, _> = toml::from_str("rank = 4");
         assert!(c.is_err(), "unknown fields are refused");
     }
 
     #[test]
     fn dropout_masks_repeat_for_a_seed_and_keep_the_expectation() {
-        let cfg = LoraConfig {
-            dropout: 0.25,
-            ..LoraConfig::default()
-        };
+        let cfg = LoraConfig { dropout: 0.25, ..LoraConfig::default() };
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let l = LoraLayer::init(4, 4, &cfg, &mut rng, 3, &Device::Cpu).unwrap();
         let m1 = l.dropout_mask(&[64, 64], 7, &Device::Cpu).unwrap();

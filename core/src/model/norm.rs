@@ -20,11 +20,7 @@ pub struct RmsNorm {
 impl RmsNorm {
     /// Loads `{prefix}.weight` of width `dim`.
     pub fn new(w: &Weights, prefix: &str, dim: usize, eps: f64) -> Result<Self> {
-        Ok(RmsNorm {
-            weight: FrozenScale::new(w.get(&format!("{prefix}.weight"), &[dim])?)?,
-            eps,
-            full: None,
-        })
+        Ok(RmsNorm { weight: FrozenScale::new(w.get(&format!("{prefix}.weight"), &[dim])?)?, eps, full: None })
     }
 
     /// Gives the weight a trainable f32 twin (full fine-tuning).
@@ -49,9 +45,7 @@ impl RmsNorm {
         let dtype = x.dtype();
         let xf = x.to_dtype(DType::F32)?;
         let var = xf.sqr()?.mean_keepdim(D::Minus1)?;
-        let normed = xf
-            .broadcast_div(&(var + self.eps)?.sqrt()?)?
-            .to_dtype(dtype)?;
+        let normed = xf.broadcast_div(&(var + self.eps)?.sqrt()?)?.to_dtype(dtype)?;
         match &self.full {
             Some(w) => Ok(normed.to_dtype(DType::F32)?.broadcast_mul(w.as_tensor())?.to_dtype(dtype)?),
             None => self.weight.forward(&normed),

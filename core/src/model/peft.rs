@@ -62,18 +62,8 @@ struct PeftConfig {
     trainable_token_indices: Option<serde_json::Value>,
 }
 
-fn unsupported(
-    dir: &Path,
-    field: &'static str,
-    value: impl ToString,
-    hint: &'static str,
-) -> ModelError {
-    ModelError::AdapterUnsupported {
-        dir: dir.to_path_buf(),
-        field,
-        value: value.to_string(),
-        hint,
-    }
+fn unsupported(dir: &Path, field: &'static str, value: impl ToString, hint: &'static str) -> ModelError {
+    ModelError::AdapterUnsupported { dir: dir.to_path_buf(), field, value: value.to_string(), hint }
 }
 
 /// Reads and checks `adapter_config.json` into our [`LoraConfig`].
@@ -87,164 +77,68 @@ pub fn read_adapter_config(dir: &Path) -> Result<LoraConfig> {
             hint: "a PEFT adapter folder holds adapter_config.json and adapter_model.safetensors",
         });
     }
-    let text = std::fs::read_to_string(&path).map_err(|source| ModelError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    let c: PeftConfig = serde_json::from_str(&text).map_err(|source| ModelError::Json {
-        path: path.clone(),
-        what: "PEFT adapter config",
-        source,
-    })?;
+    let text = std::fs::read_to_string(&path).map_err(|source| ModelError::Io { path: path.clone(), source })?;
+    let c: PeftConfig = serde_json::from_str(&text).map_err(|source| ModelError::Json { path: path.clone(), what: "PEFT adapter config", source })?;
     if let Some(t) = c.peft_type.as_deref()
         && t != "LORA"
     {
-        return Err(unsupported(
-            dir,
-            "peft_type",
-            t,
-            "only LORA adapters are supported",
-        ));
+        return Err(unsupported(dir, "peft_type", t, "only LORA adapters are supported"));
     }
     if c.use_dora {
-        return Err(unsupported(
-            dir,
-            "use_dora",
-            true,
-            "DoRA is not implemented; train a plain LoRA adapter",
-        ));
+        return Err(unsupported(dir, "use_dora", true, "DoRA is not implemented; train a plain LoRA adapter"));
     }
     if let Some(b) = c.bias.as_deref()
         && b != "none"
     {
-        return Err(unsupported(
-            dir,
-            "bias",
-            b,
-            "trained biases are not implemented; use bias = \"none\"",
-        ));
+        return Err(unsupported(dir, "bias", b, "trained biases are not implemented; use bias = \"none\""));
     }
     if c.fan_in_fan_out {
-        return Err(unsupported(
-            dir,
-            "fan_in_fan_out",
-            true,
-            "only nn.Linear-style (out, in) weights are supported",
-        ));
+        return Err(unsupported(dir, "fan_in_fan_out", true, "only nn.Linear-style (out, in) weights are supported"));
     }
-    if let Some(m) = c
-        .modules_to_save
-        .as_ref()
-        .filter(|m| !m.is_null() && m.as_array().is_none_or(|a| !a.is_empty()))
-    {
-        return Err(unsupported(
-            dir,
-            "modules_to_save",
-            m,
-            "fully trained extra modules are not supported",
-        ));
+    if let Some(m) = c.modules_to_save.as_ref().filter(|m| !m.is_null() && m.as_array().is_none_or(|a| !a.is_empty())) {
+        return Err(unsupported(dir, "modules_to_save", m, "fully trained extra modules are not supported"));
     }
     if let Some(l) = c.layers_to_transform.as_ref().filter(|l| !l.is_null()) {
-        return Err(unsupported(
-            dir,
-            "layers_to_transform",
-            l,
-            "adapters must cover every layer",
-        ));
+        return Err(unsupported(dir, "layers_to_transform", l, "adapters must cover every layer"));
     }
     if c.lora_bias {
-        return Err(unsupported(
-            dir,
-            "lora_bias",
-            true,
-            "a bias on lora_B is not implemented",
-        ));
+        return Err(unsupported(dir, "lora_bias", true, "a bias on lora_B is not implemented"));
     }
     for (field, v, hint) in [
-        (
-            "exclude_modules",
-            &c.exclude_modules,
-            "excluding modules from the targets is not supported",
-        ),
-        (
-            "layer_replication",
-            &c.layer_replication,
-            "layer replication is not supported",
-        ),
-        (
-            "target_parameters",
-            &c.target_parameters,
-            "adapting raw parameters is not supported",
-        ),
-        (
-            "trainable_token_indices",
-            &c.trainable_token_indices,
-            "trainable token embeddings are not supported",
-        ),
+        ("exclude_modules", &c.exclude_modules, "excluding modules from the targets is not supported"),
+        ("layer_replication", &c.layer_replication, "layer replication is not supported"),
+        ("target_parameters", &c.target_parameters, "adapting raw parameters is not supported"),
+        ("trainable_token_indices", &c.trainable_token_indices, "trainable token embeddings are not supported"),
     ] {
-        if let Some(v) = v
-            .as_ref()
-            .filter(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()))
-        {
+        if let Some(v) = v.as_ref().filter(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty())) {
             return Err(unsupported(dir, field, v, hint));
         }
     }
-    for (field, pat) in [
-        ("rank_pattern", &c.rank_pattern),
-        ("alpha_pattern", &c.alpha_pattern),
-    ] {
+    for (field, pat) in [("rank_pattern", &c.rank_pattern), ("alpha_pattern", &c.alpha_pattern)] {
         if let Some(p) = pat.as_ref().filter(|p| !p.is_empty()) {
-            return Err(unsupported(
-                dir,
-                field,
-                serde_json::Value::Object(p.clone()),
-                "per-module ranks and alphas are not supported",
-            ));
+            return Err(unsupported(dir, field, serde_json::Value::Object(p.clone()), "per-module ranks and alphas are not supported"));
         }
     }
     let targets: Vec<String> = match &c.target_modules {
-        serde_json::Value::String(s) if s == "all-linear" => {
-            TARGETABLE.iter().map(|s| s.to_string()).collect()
-        }
+        serde_json::Value::String(s) if s == "all-linear" => TARGETABLE.iter().map(|s| s.to_string()).collect(),
         serde_json::Value::Array(items) => items
             .iter()
             .map(|v| v.as_str().map(str::to_string))
             .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| {
-                unsupported(
-                    dir,
-                    "target_modules",
-                    &c.target_modules,
-                    "target_modules must be a list of module names",
-                )
-            })?,
+            .ok_or_else(|| unsupported(dir, "target_modules", &c.target_modules, "target_modules must be a list of module names"))?,
         other => {
-            return Err(unsupported(
-                dir,
-                "target_modules",
-                other,
-                "regex targets are not supported; list the module names",
-            ));
+            return Err(unsupported(dir, "target_modules", other, "regex targets are not supported; list the module names"));
         }
     };
     for t in &targets {
         if !TARGETABLE.contains(&t.as_str()) {
             return Err(ModelError::AdapterMismatch {
                 dir: dir.to_path_buf(),
-                reason: format!(
-                    "target module `{t}` is not a projection of this model; targetable: {}",
-                    TARGETABLE.join(", ")
-                ),
+                reason: format!("target module `{t}` is not a projection of this model; targetable: {}", TARGETABLE.join(", ")),
             });
         }
     }
-    let cfg = LoraConfig {
-        r: c.r,
-        alpha: c.lora_alpha,
-        dropout: c.lora_dropout,
-        target_modules: targets,
-        use_rslora: c.use_rslora,
-    };
+    let cfg = LoraConfig { r: c.r, alpha: c.lora_alpha, dropout: c.lora_dropout, target_modules: targets, use_rslora: c.use_rslora };
     cfg.validate()?;
     Ok(cfg)
 }
@@ -266,10 +160,7 @@ impl CausalLm {
             });
         }
         let mut tensors = candle_core::safetensors::load(&path, self.device())?;
-        let mismatch = |reason: String| ModelError::AdapterMismatch {
-            dir: dir.to_path_buf(),
-            reason,
-        };
+        let mismatch = |reason: String| ModelError::AdapterMismatch { dir: dir.to_path_buf(), reason };
         let mut layers = HashMap::new();
         for (stream, (path, lin)) in self.projections().into_iter().enumerate() {
             if !cfg.targets(module_name(&path)) {
@@ -278,12 +169,9 @@ impl CausalLm {
             let (in_f, out_f) = (lin.base.in_features(), lin.base.out_features());
             let mut take = |which: &str, shape: [usize; 2]| -> Result<Tensor> {
                 let key = format!("{PEFT_PREFIX}{path}.{which}.weight");
-                let t = tensors.remove(&key).ok_or_else(|| {
-                    mismatch(format!(
-                        "`{key}` is missing, but adapter_config.json targets `{}`",
-                        module_name(&path)
-                    ))
-                })?;
+                let t = tensors
+                    .remove(&key)
+                    .ok_or_else(|| mismatch(format!("`{key}` is missing, but adapter_config.json targets `{}`", module_name(&path))))?;
                 if t.dims() != shape {
                     return Err(mismatch(format!(
                         "`{key}` has shape {:?}, the base model needs {shape:?} (r = {}, {} → {})",
@@ -297,10 +185,7 @@ impl CausalLm {
             };
             let a = take("lora_A", [cfg.r, in_f])?;
             let b = take("lora_B", [out_f, cfg.r])?;
-            layers.insert(
-                path.clone(),
-                LoraLayer::from_tensors(a, b, &cfg, stream as u64)?,
-            );
+            layers.insert(path.clone(), LoraLayer::from_tensors(a, b, &cfg, stream as u64)?);
         }
         if let Some(extra) = tensors.keys().collect::<BTreeSet<_>>().into_iter().next() {
             return Err(mismatch(format!(
@@ -318,21 +203,14 @@ impl CausalLm {
     /// Writes the attached adapter as a PEFT adapter folder (created if absent).
     pub fn save_adapter(&self, dir: &Path) -> Result<()> {
         let cfg = self.lora_config().ok_or(ModelError::NoAdapter)?;
-        std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir).map_err(|source| ModelError::Io { path: dir.to_path_buf(), source })?;
         let mut tensors: HashMap<String, Tensor> = HashMap::new();
         for (name, var) in self.named_trainable_vars() {
             tensors.insert(name, var.as_tensor().to_dtype(DType::F32)?.contiguous()?);
         }
         candle_core::safetensors::save(&tensors, dir.join(ADAPTER_WEIGHTS))?;
         // PEFT stores lora_alpha as an int; keep integral alphas integral so PEFT reads them as it wrote them.
-        let alpha = if cfg.alpha.fract() == 0.0 {
-            json!(cfg.alpha as i64)
-        } else {
-            json!(cfg.alpha)
-        };
+        let alpha = if cfg.alpha.fract() == 0.0 { json!(cfg.alpha as i64) } else { json!(cfg.alpha) };
         let doc = json!({
             "peft_type": "LORA",
             "task_type": "CAUSAL_LM",

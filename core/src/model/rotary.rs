@@ -26,20 +26,11 @@ pub struct RotaryAngles {
 /// `inv_freq[i] = 1 / θ^(2i/d)`, then the config's scaling (HF `rope_init_fn`s).
 pub fn inv_freq(cfg: &ModelConfig) -> Vec<f32> {
     let d = cfg.head_dim;
-    let base: Vec<f32> = (0..d / 2)
-        .map(|i| (1.0 / cfg.rope_theta.powf((2 * i) as f64 / d as f64)) as f32)
-        .collect();
+    let base: Vec<f32> = (0..d / 2).map(|i| (1.0 / cfg.rope_theta.powf((2 * i) as f64 / d as f64)) as f32).collect();
     match &cfg.rope_scaling {
         RopeScaling::None => base,
-        RopeScaling::Linear { factor } => {
-            base.iter().map(|f| (*f as f64 / factor) as f32).collect()
-        }
-        RopeScaling::Llama3 {
-            factor,
-            low_freq_factor,
-            high_freq_factor,
-            original_max_position_embeddings,
-        } => {
+        RopeScaling::Linear { factor } => base.iter().map(|f| (*f as f64 / factor) as f32).collect(),
+        RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => {
             // Llama 3.1: long wavelengths are divided by `factor`, short ones kept, and the band
             // between them interpolated smoothly.
             let old = *original_max_position_embeddings as f64;
@@ -52,8 +43,7 @@ pub fn inv_freq(cfg: &ModelConfig) -> Vec<f32> {
                     let scaled = if wavelen > low_wavelen { f / factor } else { f };
                     let medium = wavelen >= high_wavelen && wavelen <= low_wavelen;
                     if medium {
-                        let smooth = (old / wavelen - low_freq_factor)
-                            / (high_freq_factor - low_freq_factor);
+                        let smooth = (old / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
                         ((1.0 - smooth) * scaled / factor + smooth * scaled) as f32
                     } else {
                         scaled as f32
@@ -69,9 +59,7 @@ impl Rotary {
     pub fn new(cfg: &ModelConfig, device: &Device) -> Result<Self> {
         let f = inv_freq(cfg);
         let n = f.len();
-        Ok(Rotary {
-            inv_freq: Tensor::from_vec(f, (1, 1, n), device)?,
-        })
+        Ok(Rotary { inv_freq: Tensor::from_vec(f, (1, 1, n), device)? })
     }
 
     /// Angles for `position_ids: [b, t]` (any integer dtype).
@@ -79,10 +67,7 @@ impl Rotary {
         let pos = position_ids.to_dtype(DType::F32)?.unsqueeze(D::Minus1)?; // [b, t, 1]
         let freqs = pos.broadcast_mul(&self.inv_freq)?; // [b, t, d/2]
         let emb = Tensor::cat(&[&freqs, &freqs], D::Minus1)?.unsqueeze(1)?; // [b, 1, t, d]
-        Ok(RotaryAngles {
-            cos: emb.cos()?,
-            sin: emb.sin()?,
-        })
+        Ok(RotaryAngles { cos: emb.cos()?, sin: emb.sin()? })
     }
 }
 
@@ -115,38 +100,12 @@ mod tests {
         .unwrap();
         let dev = Device::Cpu;
         let rot = Rotary::new(&cfg, &dev).unwrap();
-        let x = Tensor::arange(1f32, 9., &dev)
-            .unwrap()
-            .reshape((1, 2, 1, 4))
-            .unwrap();
-        let at0 = rot
-            .angles(&Tensor::new(&[[0u32]], &dev).unwrap())
-            .unwrap()
-            .apply(&x)
-            .unwrap();
-        assert_eq!(
-            at0.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-            x.flatten_all().unwrap().to_vec1::<f32>().unwrap()
-        );
-        let at5 = rot
-            .angles(&Tensor::new(&[[5u32]], &dev).unwrap())
-            .unwrap()
-            .apply(&x)
-            .unwrap();
-        let n0 = x
-            .sqr()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        let n5 = at5
-            .sqr()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let x = Tensor::arange(1f32, 9., &dev).unwrap().reshape((1, 2, 1, 4)).unwrap();
+        let at0 = rot.angles(&Tensor::new(&[[0u32]], &dev).unwrap()).unwrap().apply(&x).unwrap();
+        assert_eq!(at0.flatten_all().unwrap().to_vec1::<f32>().unwrap(), x.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        let at5 = rot.angles(&Tensor::new(&[[5u32]], &dev).unwrap()).unwrap().apply(&x).unwrap();
+        let n0 = x.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+        let n5 = at5.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
         assert!((n0 - n5).abs() < 1e-4, "{n0} vs {n5}");
         // head_dim 4: inv_freq = [1, 1/100]; first pair rotates by 5 rad.
         let v = at5.flatten_all().unwrap().to_vec1::<f32>().unwrap();

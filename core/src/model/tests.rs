@@ -16,9 +16,7 @@ use rand_chacha::rand_core::{Rng, SeedableRng};
 use super::*;
 
 fn fixture(family: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/parity")
-        .join(family)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/parity").join(family)
 }
 
 struct Reference {
@@ -30,9 +28,7 @@ struct Reference {
 }
 
 fn reference(family: &str) -> Reference {
-    let t =
-        candle_core::safetensors::load(fixture(family).join("reference.safetensors"), &Device::Cpu)
-            .unwrap();
+    let t = candle_core::safetensors::load(fixture(family).join("reference.safetensors"), &Device::Cpu).unwrap();
     Reference {
         ids: t["input_ids"].to_dtype(DType::U32).unwrap(),
         mask: t["attention_mask"].to_dtype(DType::U8).unwrap(),
@@ -48,21 +44,8 @@ fn load(family: &str) -> CausalLm {
 
 /// Max |a − b| over the real (mask = 1) positions of `[b, t, vocab]` logits.
 fn max_diff_real(a: &Tensor, b: &Tensor, mask: &Tensor) -> f32 {
-    let m = mask
-        .to_dtype(DType::F32)
-        .unwrap()
-        .unsqueeze(D::Minus1)
-        .unwrap();
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .broadcast_mul(&m)
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
+    let m = mask.to_dtype(DType::F32).unwrap().unsqueeze(D::Minus1).unwrap();
+    (a - b).unwrap().abs().unwrap().broadcast_mul(&m).unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
 }
 
 fn parity(family: &str, with_adapter: bool) {
@@ -74,20 +57,13 @@ fn parity(family: &str, with_adapter: bool) {
     // Our own position ids (0 on padding) must give the same logits at the real positions.
     let mask_rows: Vec<Vec<u8>> = r.mask.to_vec2().unwrap();
     let pos = position_ids_for(&mask_rows, &Device::Cpu).unwrap();
-    let logits = m
-        .forward(&r.ids, &pos, &r.mask, None, LoraMode::On)
-        .unwrap();
+    let logits = m.forward(&r.ids, &pos, &r.mask, None, LoraMode::On).unwrap();
     let want = if with_adapter { &r.adapter } else { &r.base };
     let diff = max_diff_real(&logits, want, &r.mask);
     eprintln!("{family} (adapter: {with_adapter}): max |medrl - transformers| = {diff:e}");
-    assert!(
-        diff < 1e-4,
-        "{family} (adapter: {with_adapter}): max |medrl − transformers| = {diff:e}"
-    );
+    assert!(diff < 1e-4, "{family} (adapter: {with_adapter}): max |medrl − transformers| = {diff:e}");
     // The fixture's own position ids (HF clamps padding to 0 too) agree.
-    let logits2 = m
-        .forward(&r.ids, &r.pos, &r.mask, None, LoraMode::On)
-        .unwrap();
+    let logits2 = m.forward(&r.ids, &r.pos, &r.mask, None, LoraMode::On).unwrap();
     assert!(max_diff_real(&logits2, want, &r.mask) < 1e-4);
 }
 
@@ -116,38 +92,21 @@ fn adapter_off_is_the_base_and_merging_makes_off_the_adapted_policy() {
     let r = reference("qwen2");
     let mut m = load("qwen2");
     m.load_adapter(&fixture("qwen2").join("adapter")).unwrap();
-    let off = m
-        .forward(&r.ids, &r.pos, &r.mask, None, LoraMode::Off)
-        .unwrap();
-    assert!(
-        max_diff_real(&off, &r.base, &r.mask) < 1e-4,
-        "adapter off must be the base model"
-    );
+    let off = m.forward(&r.ids, &r.pos, &r.mask, None, LoraMode::Off).unwrap();
+    assert!(max_diff_real(&off, &r.base, &r.mask) < 1e-4, "adapter off must be the base model");
     // The fixture's adapter changes the logits by far more than the tolerance.
     assert!(max_diff_real(&r.adapter, &r.base, &r.mask) > 0.1);
 
     let mut merged = load("qwen2");
-    merged
-        .merge_adapter(&fixture("qwen2").join("adapter"))
-        .unwrap();
+    merged.merge_adapter(&fixture("qwen2").join("adapter")).unwrap();
     assert!(merged.lora_config().is_none() && merged.trainable_vars().is_empty());
-    let off = merged
-        .forward(&r.ids, &r.pos, &r.mask, None, LoraMode::Off)
-        .unwrap();
+    let off = merged.forward(&r.ids, &r.pos, &r.mask, None, LoraMode::Off).unwrap();
     let diff = max_diff_real(&off, &r.adapter, &r.mask);
-    assert!(
-        diff < 1e-4,
-        "merged model differs from base+adapter by {diff:e}"
-    );
+    assert!(diff < 1e-4, "merged model differs from base+adapter by {diff:e}");
     // A second adapter can now be attached on top of the merged (SFT) base.
     merged.attach_lora(LoraConfig::default(), 1).unwrap();
-    let fresh = merged
-        .forward(&r.ids, &r.pos, &r.mask, None, LoraMode::On)
-        .unwrap();
-    assert!(
-        max_diff_real(&fresh, &r.adapter, &r.mask) < 1e-4,
-        "fresh LoRA (B = 0) changes nothing"
-    );
+    let fresh = merged.forward(&r.ids, &r.pos, &r.mask, None, LoraMode::On).unwrap();
+    assert!(max_diff_real(&fresh, &r.adapter, &r.mask) < 1e-4, "fresh LoRA (B = 0) changes nothing");
 }
 
 #[test]
@@ -156,9 +115,7 @@ fn kv_cache_decoding_matches_the_full_forward() {
         let r = reference(family);
         let mut m = load(family);
         m.load_adapter(&fixture(family).join("adapter")).unwrap();
-        let full = m
-            .forward(&r.ids, &r.pos, &r.mask, None, LoraMode::On)
-            .unwrap();
+        let full = m.forward(&r.ids, &r.pos, &r.mask, None, LoraMode::On).unwrap();
         let (b, t) = r.ids.dims2().unwrap();
         let prefill = 3;
         let mut cache = m.new_cache(b, t + 2).unwrap();
@@ -172,22 +129,9 @@ fn kv_cache_decoding_matches_the_full_forward() {
             )
             .unwrap();
         // rows whose position is padding have meaningless logits in both; compare real ones
-        let real_at = |s: usize| {
-            r.mask
-                .i((.., s))
-                .unwrap()
-                .to_dtype(DType::F32)
-                .unwrap()
-                .unsqueeze(1)
-                .unwrap()
-        };
+        let real_at = |s: usize| r.mask.i((.., s)).unwrap().to_dtype(DType::F32).unwrap().unsqueeze(1).unwrap();
         let want = full.i((.., prefill - 1)).unwrap();
-        let d = (first - want)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .broadcast_mul(&real_at(prefill - 1))
-            .unwrap();
+        let d = (first - want).unwrap().abs().unwrap().broadcast_mul(&real_at(prefill - 1)).unwrap();
         let mut worst = d.max_all().unwrap().to_scalar::<f32>().unwrap();
         for s in prefill..t {
             let step = m
@@ -200,19 +144,11 @@ fn kv_cache_decoding_matches_the_full_forward() {
                 )
                 .unwrap();
             let want = full.i((.., s)).unwrap();
-            let d = (step - want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .broadcast_mul(&real_at(s))
-                .unwrap();
+            let d = (step - want).unwrap().abs().unwrap().broadcast_mul(&real_at(s)).unwrap();
             worst = worst.max(d.max_all().unwrap().to_scalar::<f32>().unwrap());
         }
         assert_eq!(cache.len(), t);
-        assert!(
-            worst < 1e-4,
-            "{family}: cached decoding differs from the full forward by {worst:e}"
-        );
+        assert!(worst < 1e-4, "{family}: cached decoding differs from the full forward by {worst:e}");
         // the cache refuses more than it holds
         let err = m
             .forward_last(
@@ -267,22 +203,11 @@ fn bf16_weights_stay_close_to_f32_and_train_the_f32_adapter() {
 fn hidden_states_and_last_logits_agree_with_the_full_forward() {
     let r = reference("llama");
     let m = load("llama");
-    let h = m
-        .forward_hidden(&r.ids, &r.pos, &r.mask, None, LoraMode::On)
-        .unwrap();
+    let h = m.forward_hidden(&r.ids, &r.pos, &r.mask, None, LoraMode::On).unwrap();
     assert_eq!(h.dims(), &[3, 7, 32]);
     let logits = m.lm_head(&h).unwrap();
-    let last = m
-        .forward_last(&r.ids, &r.pos, &r.mask, None, LoraMode::On)
-        .unwrap();
-    let d = (logits.i((.., 6)).unwrap() - last)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let last = m.forward_last(&r.ids, &r.pos, &r.mask, None, LoraMode::On).unwrap();
+    let d = (logits.i((.., 6)).unwrap() - last).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
     assert_eq!(d, 0.0);
 }
 
@@ -292,44 +217,23 @@ fn randomize(vars: &[Var], seed: u64) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     for v in vars {
         let n = v.as_tensor().elem_count();
-        let vals: Vec<f32> = (0..n)
-            .map(|_| ((rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2)
-            .collect();
-        v.set(&Tensor::from_vec(vals, v.as_tensor().shape(), &Device::Cpu).unwrap())
-            .unwrap();
+        let vals: Vec<f32> = (0..n).map(|_| ((rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2).collect();
+        v.set(&Tensor::from_vec(vals, v.as_tensor().shape(), &Device::Cpu).unwrap()).unwrap();
     }
 }
 
 /// Mean negative log-probability of each real token predicted from a real position: the shape
 /// of the SFT and PPO objectives.
 fn loss(m: &CausalLm, r: &Reference) -> Tensor {
-    let logits = m
-        .forward(&r.ids, &r.pos, &r.mask, None, LoraMode::On)
-        .unwrap();
+    let logits = m.forward(&r.ids, &r.pos, &r.mask, None, LoraMode::On).unwrap();
     let (b, t, _) = logits.dims3().unwrap();
-    let logp =
-        candle_nn::ops::log_softmax(&logits.narrow(1, 0, t - 1).unwrap(), D::Minus1).unwrap();
-    let targets = r
-        .ids
-        .narrow(1, 1, t - 1)
-        .unwrap()
-        .unsqueeze(D::Minus1)
-        .unwrap()
-        .contiguous()
-        .unwrap();
-    let picked = logp
-        .gather(&targets, D::Minus1)
-        .unwrap()
-        .squeeze(D::Minus1)
-        .unwrap();
+    let logp = candle_nn::ops::log_softmax(&logits.narrow(1, 0, t - 1).unwrap(), D::Minus1).unwrap();
+    let targets = r.ids.narrow(1, 1, t - 1).unwrap().unsqueeze(D::Minus1).unwrap().contiguous().unwrap();
+    let picked = logp.gather(&targets, D::Minus1).unwrap().squeeze(D::Minus1).unwrap();
     let m = r.mask.to_dtype(DType::F32).unwrap();
     let w = (m.narrow(1, 1, t - 1).unwrap() * m.narrow(1, 0, t - 1).unwrap()).unwrap();
     let _ = b;
-    ((picked * &w).unwrap().sum_all().unwrap()
-        / w.sum_all().unwrap().to_scalar::<f32>().unwrap() as f64)
-        .unwrap()
-        .neg()
-        .unwrap()
+    ((picked * &w).unwrap().sum_all().unwrap() / w.sum_all().unwrap().to_scalar::<f32>().unwrap() as f64).unwrap().neg().unwrap()
 }
 
 #[test]
@@ -340,9 +244,7 @@ fn lora_backward_reaches_only_the_adapter_and_matches_finite_differences() {
         r: 2,
         alpha: 4.0,
         dropout: 0.0,
-        target_modules: ["q_proj", "v_proj", "o_proj", "up_proj", "down_proj"]
-            .map(String::from)
-            .to_vec(),
+        target_modules: ["q_proj", "v_proj", "o_proj", "up_proj", "down_proj"].map(String::from).to_vec(),
         use_rslora: false,
     };
     m.attach_lora(cfg, 7).unwrap();
@@ -357,10 +259,7 @@ fn lora_backward_reaches_only_the_adapter_and_matches_finite_differences() {
     assert!(frozen.len() > 20);
     let frozen_ids: std::collections::HashSet<_> = frozen.iter().map(|t| t.id()).collect();
     for id in grads.get_ids() {
-        assert!(
-            !frozen_ids.contains(id),
-            "the gradient store holds an entry for a frozen weight"
-        );
+        assert!(!frozen_ids.contains(id), "the gradient store holds an entry for a frozen weight");
     }
     for t in &frozen {
         assert!(grads.get(t).is_none());
@@ -374,81 +273,35 @@ fn lora_backward_reaches_only_the_adapter_and_matches_finite_differences() {
     let eps = 1e-2f32;
     let mut report = Vec::new();
     for (name, v) in vars.iter() {
-        let g = grads
-            .get(v.as_tensor())
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        let (k, gk) = g
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
-            .map(|(k, g)| (k, *g))
-            .unwrap();
-        let orig = v
-            .as_tensor()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
+        let g = grads.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let (k, gk) = g.iter().enumerate().max_by(|a, b| a.1.abs().total_cmp(&b.1.abs())).map(|(k, g)| (k, *g)).unwrap();
+        let orig = v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let shape = v.as_tensor().shape().clone();
         let at = |delta: f32| {
             let mut p = orig.clone();
             p[k] += delta;
-            v.set(&Tensor::from_vec(p, shape.clone(), &Device::Cpu).unwrap())
-                .unwrap();
+            v.set(&Tensor::from_vec(p, shape.clone(), &Device::Cpu).unwrap()).unwrap();
             loss(&m, &r).to_scalar::<f32>().unwrap()
         };
         let fd = (at(eps) - at(-eps)) / (2.0 * eps);
-        v.set(&Tensor::from_vec(orig.clone(), shape.clone(), &Device::Cpu).unwrap())
-            .unwrap();
+        v.set(&Tensor::from_vec(orig.clone(), shape.clone(), &Device::Cpu).unwrap()).unwrap();
         let rel = (fd - gk).abs() / gk.abs().max(1e-3);
-        report.push((
-            rel,
-            format!("{name}[{k}]: autograd {gk:e} vs finite differences {fd:e} (rel {rel:e})"),
-        ));
+        report.push((rel, format!("{name}[{k}]: autograd {gk:e} vs finite differences {fd:e} (rel {rel:e})")));
     }
-    eprintln!(
-        "{}",
-        report
-            .iter()
-            .map(|r| r.1.clone())
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    eprintln!("{}", report.iter().map(|r| r.1.clone()).collect::<Vec<_>>().join("\n"));
     for (rel, line) in &report {
         assert!(*rel < 5e-3, "{line}");
     }
 
     // One optimizer step changes the adapter and nothing else.
-    let before: Vec<Vec<f32>> = frozen
-        .iter()
-        .map(|t| t.flatten_all().unwrap().to_vec1().unwrap())
-        .collect();
-    let a0 = vars[0]
-        .1
-        .as_tensor()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
+    let before: Vec<Vec<f32>> = frozen.iter().map(|t| t.flatten_all().unwrap().to_vec1().unwrap()).collect();
+    let a0 = vars[0].1.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let mut sgd = candle_nn::SGD::new(m.trainable_vars(), 0.1).unwrap();
     let l0 = loss(&m, &r).to_scalar::<f32>().unwrap();
     sgd.backward_step(&loss(&m, &r)).unwrap();
     let l1 = loss(&m, &r).to_scalar::<f32>().unwrap();
     assert!(l1 < l0, "a gradient step must lower the loss ({l0} → {l1})");
-    assert_ne!(
-        a0,
-        vars[0]
-            .1
-            .as_tensor()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap()
-    );
+    assert_ne!(a0, vars[0].1.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap());
     for (t, b) in frozen.iter().zip(&before) {
         assert_eq!(&t.flatten_all().unwrap().to_vec1::<f32>().unwrap(), b);
     }
@@ -458,31 +311,14 @@ fn lora_backward_reaches_only_the_adapter_and_matches_finite_differences() {
 fn training_dropout_is_seeded_and_off_outside_training() {
     let r = reference("llama");
     let mut m = load("llama");
-    m.attach_lora(
-        LoraConfig {
-            dropout: 0.5,
-            ..LoraConfig::default()
-        },
-        3,
-    )
-    .unwrap();
+    m.attach_lora(LoraConfig { dropout: 0.5, ..LoraConfig::default() }, 3).unwrap();
     randomize(&m.trainable_vars(), 5);
-    let on1 = m
-        .forward(&r.ids, &r.pos, &r.mask, None, LoraMode::On)
-        .unwrap();
-    let on2 = m
-        .forward(&r.ids, &r.pos, &r.mask, None, LoraMode::On)
-        .unwrap();
+    let on1 = m.forward(&r.ids, &r.pos, &r.mask, None, LoraMode::On).unwrap();
+    let on2 = m.forward(&r.ids, &r.pos, &r.mask, None, LoraMode::On).unwrap();
     assert_eq!(max_diff_real(&on1, &on2, &r.mask), 0.0);
-    let t1 = m
-        .forward(&r.ids, &r.pos, &r.mask, None, LoraMode::Train { seed: 9 })
-        .unwrap();
-    let t2 = m
-        .forward(&r.ids, &r.pos, &r.mask, None, LoraMode::Train { seed: 9 })
-        .unwrap();
-    let t3 = m
-        .forward(&r.ids, &r.pos, &r.mask, None, LoraMode::Train { seed: 10 })
-        .unwrap();
+    let t1 = m.forward(&r.ids, &r.pos, &r.mask, None, LoraMode::Train { seed: 9 }).unwrap();
+    let t2 = m.forward(&r.ids, &r.pos, &r.mask, None, LoraMode::Train { seed: 9 }).unwrap();
+    let t3 = m.forward(&r.ids, &r.pos, &r.mask, None, LoraMode::Train { seed: 10 }).unwrap();
     assert_eq!(max_diff_real(&t1, &t2, &r.mask), 0.0);
     assert!(max_diff_real(&t1, &t3, &r.mask) > 1e-3);
     assert!(max_diff_real(&t1, &on1, &r.mask) > 1e-3);
@@ -492,44 +328,24 @@ fn training_dropout_is_seeded_and_off_outside_training() {
 fn saved_adapter_reloads_with_identical_logits() {
     let r = reference("llama");
     let mut m = load("llama");
-    let cfg = LoraConfig {
-        r: 3,
-        alpha: 5.0,
-        use_rslora: true,
-        target_modules: vec!["k_proj".into(), "gate_proj".into()],
-        ..LoraConfig::default()
-    };
+    let cfg = LoraConfig { r: 3, alpha: 5.0, use_rslora: true, target_modules: vec!["k_proj".into(), "gate_proj".into()], ..LoraConfig::default() };
     m.attach_lora(cfg.clone(), 2).unwrap();
     randomize(&m.trainable_vars(), 8);
-    let want = m
-        .forward(&r.ids, &r.pos, &r.mask, None, LoraMode::On)
-        .unwrap();
+    let want = m.forward(&r.ids, &r.pos, &r.mask, None, LoraMode::On).unwrap();
     let dir = tempfile::tempdir().unwrap();
     m.save_adapter(dir.path()).unwrap();
-    let conf: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.path().join("adapter_config.json")).unwrap(),
-    )
-    .unwrap();
+    let conf: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("adapter_config.json")).unwrap()).unwrap();
     assert_eq!(conf["peft_type"], "LORA");
     assert_eq!(conf["r"], 3);
     assert_eq!(conf["lora_alpha"], 5);
-    let keys: Vec<String> =
-        candle_core::safetensors::load(dir.path().join("adapter_model.safetensors"), &Device::Cpu)
-            .unwrap()
-            .into_keys()
-            .collect();
-    assert!(
-        keys.contains(&"base_model.model.model.layers.1.mlp.gate_proj.lora_B.weight".to_string()),
-        "{keys:?}"
-    );
+    let keys: Vec<String> = candle_core::safetensors::load(dir.path().join("adapter_model.safetensors"), &Device::Cpu).unwrap().into_keys().collect();
+    assert!(keys.contains(&"base_model.model.model.layers.1.mlp.gate_proj.lora_B.weight".to_string()), "{keys:?}");
     assert_eq!(keys.len(), 2 * 2 * 2);
 
     let mut fresh = load("llama");
     fresh.load_adapter(dir.path()).unwrap();
     assert_eq!(fresh.lora_config(), Some(&cfg));
-    let got = fresh
-        .forward(&r.ids, &r.pos, &r.mask, None, LoraMode::On)
-        .unwrap();
+    let got = fresh.forward(&r.ids, &r.pos, &r.mask, None, LoraMode::On).unwrap();
     assert_eq!(max_diff_real(&got, &want, &r.mask), 0.0);
 }
 
@@ -543,11 +359,7 @@ fn sharded_checkpoint_loads_like_the_single_file() {
     let (mut a, mut b) = (HashMap::new(), HashMap::new());
     let mut map = serde_json::Map::new();
     for (i, (k, v)) in all.into_iter().enumerate() {
-        let shard = if i % 2 == 0 {
-            "model-00001-of-00002.safetensors"
-        } else {
-            "model-00002-of-00002.safetensors"
-        };
+        let shard = if i % 2 == 0 { "model-00001-of-00002.safetensors" } else { "model-00002-of-00002.safetensors" };
         map.insert(k.clone(), shard.into());
         if i % 2 == 0 {
             a.insert(k, v)
@@ -555,27 +367,17 @@ fn sharded_checkpoint_loads_like_the_single_file() {
             b.insert(k, v)
         };
     }
-    candle_core::safetensors::save(&a, dir.path().join("model-00001-of-00002.safetensors"))
-        .unwrap();
-    candle_core::safetensors::save(&b, dir.path().join("model-00002-of-00002.safetensors"))
-        .unwrap();
+    candle_core::safetensors::save(&a, dir.path().join("model-00001-of-00002.safetensors")).unwrap();
+    candle_core::safetensors::save(&b, dir.path().join("model-00002-of-00002.safetensors")).unwrap();
     let index = serde_json::json!({"metadata": {}, "weight_map": map});
-    std::fs::write(
-        dir.path().join("model.safetensors.index.json"),
-        index.to_string(),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("model.safetensors.index.json"), index.to_string()).unwrap();
     let m = CausalLm::load(dir.path(), &Device::Cpu, DType::F32).unwrap();
-    let got = m
-        .forward(&r.ids, &r.pos, &r.mask, None, LoraMode::On)
-        .unwrap();
+    let got = m.forward(&r.ids, &r.pos, &r.mask, None, LoraMode::On).unwrap();
     assert!(max_diff_real(&got, &r.base, &r.mask) < 1e-4);
 
     // A shard that the index names but the folder lacks is named in the error.
     std::fs::remove_file(dir.path().join("model-00002-of-00002.safetensors")).unwrap();
-    let msg = CausalLm::load(dir.path(), &Device::Cpu, DType::F32)
-        .unwrap_err()
-        .to_string();
+    let msg = CausalLm::load(dir.path(), &Device::Cpu, DType::F32).unwrap_err().to_string();
     assert!(msg.contains("model-00002-of-00002.safetensors"), "{msg}");
 }
 
@@ -593,14 +395,10 @@ fn copy_dir(src: &Path) -> tempfile::TempDir {
 fn missing_model_files_are_named() {
     let dir = copy_dir(&fixture("qwen2").join("model"));
     std::fs::remove_file(dir.path().join("model.safetensors")).unwrap();
-    let msg = CausalLm::load(dir.path(), &Device::Cpu, DType::F32)
-        .unwrap_err()
-        .to_string();
+    let msg = CausalLm::load(dir.path(), &Device::Cpu, DType::F32).unwrap_err().to_string();
     assert!(msg.contains("`model.safetensors`"), "{msg}");
     std::fs::remove_file(dir.path().join("config.json")).unwrap();
-    let msg = CausalLm::load(dir.path(), &Device::Cpu, DType::F32)
-        .unwrap_err()
-        .to_string();
+    let msg = CausalLm::load(dir.path(), &Device::Cpu, DType::F32).unwrap_err().to_string();
     assert!(msg.contains("`config.json`"), "{msg}");
 }
 
@@ -608,101 +406,57 @@ fn missing_model_files_are_named() {
 fn unsupported_architecture_on_load_says_which_are_supported() {
     let dir = copy_dir(&fixture("llama").join("model"));
     let p = dir.path().join("config.json");
-    let text = std::fs::read_to_string(&p)
-        .unwrap()
-        .replace("LlamaForCausalLM", "GPT2LMHeadModel");
+    let text = std::fs::read_to_string(&p).unwrap().replace("LlamaForCausalLM", "GPT2LMHeadModel");
     std::fs::write(&p, text).unwrap();
-    let msg = CausalLm::load(dir.path(), &Device::Cpu, DType::F32)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        msg.contains("GPT2LMHeadModel") && msg.contains("Qwen2ForCausalLM, LlamaForCausalLM"),
-        "{msg}"
-    );
+    let msg = CausalLm::load(dir.path(), &Device::Cpu, DType::F32).unwrap_err().to_string();
+    assert!(msg.contains("GPT2LMHeadModel") && msg.contains("Qwen2ForCausalLM, LlamaForCausalLM"), "{msg}");
 }
 
 #[test]
 fn checkpoint_of_another_shape_names_the_tensor() {
     // Llama's config with Qwen2's weights: q_proj is [32, 32], the config implies [64, 32].
     let dir = copy_dir(&fixture("qwen2").join("model"));
-    std::fs::copy(
-        fixture("llama").join("model/config.json"),
-        dir.path().join("config.json"),
-    )
-    .unwrap();
-    let msg = CausalLm::load(dir.path(), &Device::Cpu, DType::F32)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        msg.contains("model.layers.0.self_attn.q_proj.weight") && msg.contains("[64, 32]"),
-        "{msg}"
-    );
+    std::fs::copy(fixture("llama").join("model/config.json"), dir.path().join("config.json")).unwrap();
+    let msg = CausalLm::load(dir.path(), &Device::Cpu, DType::F32).unwrap_err().to_string();
+    assert!(msg.contains("model.layers.0.self_attn.q_proj.weight") && msg.contains("[64, 32]"), "{msg}");
 }
 
 #[test]
 fn mismatched_adapters_say_what_does_not_fit() {
     // Qwen2's adapter on the Llama model: v_proj's lora_B is [16, 4], Llama's v_proj needs [32, 4].
     let mut m = load("llama");
-    let msg = m
-        .load_adapter(&fixture("qwen2").join("adapter"))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        msg.contains("lora_B.weight") && msg.contains("[32, 4]"),
-        "{msg}"
-    );
-    assert!(
-        m.lora_config().is_none(),
-        "a refused adapter leaves nothing attached"
-    );
+    let msg = m.load_adapter(&fixture("qwen2").join("adapter")).unwrap_err().to_string();
+    assert!(msg.contains("lora_B.weight") && msg.contains("[32, 4]"), "{msg}");
+    assert!(m.lora_config().is_none(), "a refused adapter leaves nothing attached");
 
     // A target module the model does not have.
     let dir = copy_dir(&fixture("qwen2").join("adapter"));
     let p = dir.path().join("adapter_config.json");
-    let text = std::fs::read_to_string(&p)
-        .unwrap()
-        .replace("\"up_proj\"", "\"c_attn\"");
+    let text = std::fs::read_to_string(&p).unwrap().replace("\"up_proj\"", "\"c_attn\"");
     std::fs::write(&p, text).unwrap();
     let mut q = load("qwen2");
     let msg = q.load_adapter(dir.path()).unwrap_err().to_string();
-    assert!(
-        msg.contains("`c_attn`") && msg.contains("targetable"),
-        "{msg}"
-    );
+    assert!(msg.contains("`c_attn`") && msg.contains("targetable"), "{msg}");
 
     // Tensors for a module the config does not target (or a layer the model does not have).
     let dir = copy_dir(&fixture("llama").join("adapter"));
     let p = dir.path().join("adapter_config.json");
-    let text = std::fs::read_to_string(&p)
-        .unwrap()
-        .replace("\"down_proj\",", "")
-        .replace(",\n    \"down_proj\"", "")
-        .replace("\"down_proj\"", "\"q_proj\"");
+    let text =
+        std::fs::read_to_string(&p).unwrap().replace("\"down_proj\",", "").replace(",\n    \"down_proj\"", "").replace("\"down_proj\"", "\"q_proj\"");
     std::fs::write(&p, text).unwrap();
     let mut l = load("llama");
     let msg = l.load_adapter(dir.path()).unwrap_err().to_string();
-    assert!(
-        msg.contains("down_proj") && msg.contains("matches no targeted projection"),
-        "{msg}"
-    );
+    assert!(msg.contains("down_proj") && msg.contains("matches no targeted projection"), "{msg}");
 
     // A missing weights file is named; DoRA is refused by name.
     let dir = copy_dir(&fixture("llama").join("adapter"));
     std::fs::remove_file(dir.path().join("adapter_model.safetensors")).unwrap();
-    let msg = load("llama")
-        .load_adapter(dir.path())
-        .unwrap_err()
-        .to_string();
+    let msg = load("llama").load_adapter(dir.path()).unwrap_err().to_string();
     assert!(msg.contains("`adapter_model.safetensors`"), "{msg}");
     let p = dir.path().join("adapter_config.json");
-    let text = std::fs::read_to_string(&p)
-        .unwrap()
-        .replace("\"use_dora\": false", "\"use_dora\": true");
+    let text = std::fs::read_to_string(&p).unwrap().replace("\"use_dora\": false", "\"use_dora\": true");
     std::fs::write(&p, text).unwrap();
-    let msg = load("llama")
-        .load_adapter(dir.path())
-        .unwrap_err()
-        .to_string();
+    let msg = load("llama").load_adapter(dir.path()).unwrap_err().to_string();
     assert!(msg.contains("use_dora"), "{msg}");
 }
 
@@ -712,16 +466,12 @@ fn bad_forward_inputs_are_refused() {
     let dev = Device::Cpu;
     let ids = Tensor::zeros((2, 4), DType::U32, &dev).unwrap();
     let short_mask = Tensor::ones((2, 3), DType::U8, &dev).unwrap();
-    let err = m
-        .forward(&ids, &ids, &short_mask, None, LoraMode::On)
-        .unwrap_err();
+    let err = m.forward(&ids, &ids, &short_mask, None, LoraMode::On).unwrap_err();
     assert!(err.to_string().contains("attention_mask covers 3"), "{err}");
     let pos = Tensor::zeros((2, 5), DType::U32, &dev).unwrap();
     let mask = Tensor::ones((2, 4), DType::U8, &dev).unwrap();
     assert!(m.forward(&ids, &pos, &mask, None, LoraMode::On).is_err());
     let mut cache = m.new_cache(3, 8).unwrap();
-    let err = m
-        .forward(&ids, &ids, &mask, Some(&mut cache), LoraMode::On)
-        .unwrap_err();
+    let err = m.forward(&ids, &ids, &mask, Some(&mut cache), LoraMode::On).unwrap_err();
     assert!(err.to_string().contains("3 rows"), "{err}");
 }

@@ -20,7 +20,9 @@ use std::path::{Path, PathBuf};
 /// Everything that can go wrong loading or using a tokenizer or its chat template.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {
-    #[error("the model folder {dir} has no {file}; a model folder needs tokenizer.json and tokenizer_config.json beside config.json (make one with `medrl model init`)")]
+    #[error(
+        "the model folder {dir} has no {file}; a model folder needs tokenizer.json and tokenizer_config.json beside config.json (make one with `medrl model init`)"
+    )]
     MissingFile { dir: PathBuf, file: &'static str },
     #[error("cannot read {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
@@ -34,7 +36,9 @@ pub enum TokenizerError {
     NoEos { path: PathBuf },
     #[error("{path}: {field} `{token}` is not in the vocabulary of tokenizer.json")]
     UnknownToken { path: PathBuf, field: &'static str, token: String },
-    #[error("{path}: pad_token is missing or equal to eos_token `{eos}` and no other special token can pad; add a pad_token different from eos_token")]
+    #[error(
+        "{path}: pad_token is missing or equal to eos_token `{eos}` and no other special token can pad; add a pad_token different from eos_token"
+    )]
     NoPad { path: PathBuf, eos: String },
     #[error("{path}: `eos_token_id` must be an integer or a list of integers, found {found}")]
     BadStopIds { path: PathBuf, found: String },
@@ -99,8 +103,8 @@ impl Tokenizer {
         let tokenizer_path = existing(dir, TOKENIZER_FILE)?;
         let config_path = existing(dir, TOKENIZER_CONFIG_FILE)?;
         let bytes = std::fs::read(&tokenizer_path).map_err(|source| TokenizerError::Io { path: tokenizer_path.clone(), source })?;
-        let inner = tokenizers::Tokenizer::from_bytes(&bytes)
-            .map_err(|e| TokenizerError::Load { path: tokenizer_path.clone(), msg: e.to_string() })?;
+        let inner =
+            tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| TokenizerError::Load { path: tokenizer_path.clone(), msg: e.to_string() })?;
         let config = read_json(&config_path)?;
         let generation_path = dir.join(GENERATION_CONFIG_FILE);
         let generation = if generation_path.is_file() { Some(read_json(&generation_path)?) } else { None };
@@ -118,9 +122,7 @@ impl Tokenizer {
         let path = config_path.to_path_buf();
         let lookup = |field: &'static str| -> Result<Option<SpecialToken>, TokenizerError> {
             let Some(text) = special_token_text(config, field, &path)? else { return Ok(None) };
-            let id = inner
-                .token_to_id(&text)
-                .ok_or_else(|| TokenizerError::UnknownToken { path: path.clone(), field, token: text.clone() })?;
+            let id = inner.token_to_id(&text).ok_or_else(|| TokenizerError::UnknownToken { path: path.clone(), field, token: text.clone() })?;
             Ok(Some(SpecialToken { text, id }))
         };
         let bos = lookup("bos_token")?;
@@ -129,8 +131,8 @@ impl Tokenizer {
         let pad = match lookup("pad_token")? {
             Some(pad) if pad.id != eos.id => pad,
             declared => {
-                let pad = fallback_pad(&inner, &eos, bos.as_ref())
-                    .ok_or_else(|| TokenizerError::NoPad { path: path.clone(), eos: eos.text.clone() })?;
+                let pad =
+                    fallback_pad(&inner, &eos, bos.as_ref()).ok_or_else(|| TokenizerError::NoPad { path: path.clone(), eos: eos.text.clone() })?;
                 tracing::warn!(
                     file = %path.display(),
                     declared = declared.map(|t| t.text).as_deref().unwrap_or("none"),
@@ -149,8 +151,10 @@ impl Tokenizer {
         let chat = match config.get("chat_template") {
             None | Some(Value::Null) => None,
             Some(source) => {
-                let text = chat_template_text(source)
-                    .ok_or_else(|| TokenizerError::TemplateSyntax { path: path.clone(), msg: "`chat_template` must be a string or a list of {name, template}".into() })?;
+                let text = chat_template_text(source).ok_or_else(|| TokenizerError::TemplateSyntax {
+                    path: path.clone(),
+                    msg: "`chat_template` must be a string or a list of {name, template}".into(),
+                })?;
                 let specials = [("bos_token", bos.as_ref()), ("eos_token", Some(&eos)), ("pad_token", Some(&pad)), ("unk_token", unk.as_ref())]
                     .into_iter()
                     .filter_map(|(k, t)| t.map(|t| (k, t.text.clone())))

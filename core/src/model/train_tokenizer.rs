@@ -10,13 +10,13 @@
 //! the thread count (the unit test trains twice and compares the JSON).
 
 use tokenizers::decoders::DecoderWrapper;
-use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
 use tokenizers::models::TrainerWrapper;
+use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
 use tokenizers::normalizers::{NormalizerWrapper, unicode::NFC};
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
-use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::processors::PostProcessorWrapper;
 use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 
@@ -44,10 +44,12 @@ pub fn train_byte_level_bpe<'a>(
     vocab_size: usize,
     special_tokens: &[&str],
 ) -> Result<Tokenizer, TrainError> {
-    let learned = vocab_size
-        .checked_sub(special_tokens.len())
-        .filter(|&n| n > 256)
-        .ok_or_else(|| train_error(format!("vocab_size {vocab_size} leaves no room for merges beyond the 256 byte symbols and {} special tokens", special_tokens.len())))?;
+    let learned = vocab_size.checked_sub(special_tokens.len()).filter(|&n| n > 256).ok_or_else(|| {
+        train_error(format!(
+            "vocab_size {vocab_size} leaves no room for merges beyond the 256 byte symbols and {} special tokens",
+            special_tokens.len()
+        ))
+    })?;
     let split = Split::new(SplitPattern::Regex(SPLIT_PATTERN.into()), SplitDelimiterBehavior::Isolated, false).map_err(train_error)?;
     // The split already cut words; byte-level only maps bytes to symbols (use_regex = false).
     let byte_level = ByteLevel::new(false, false, false);
@@ -70,7 +72,9 @@ pub fn train_byte_level_bpe<'a>(
     let trained = tokenizer.get_vocab_size(false);
     if trained != learned {
         // The corpus ran out of pairs seen twice before the vocabulary filled up.
-        return Err(train_error(format!("the corpus yields only {trained} tokens, fewer than the {learned} asked for; give it more text or lower vocab_size")));
+        return Err(train_error(format!(
+            "the corpus yields only {trained} tokens, fewer than the {learned} asked for; give it more text or lower vocab_size"
+        )));
     }
     let specials: Vec<AddedToken> = special_tokens.iter().map(|t| AddedToken::from(*t, true)).collect();
     tokenizer.add_special_tokens(specials).map_err(train_error)?;

@@ -33,15 +33,9 @@ struct ShardIndex {
 pub fn checkpoint_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index = dir.join(INDEX_FILE);
     if index.is_file() {
-        let text = std::fs::read_to_string(&index).map_err(|source| ModelError::Io {
-            path: index.clone(),
-            source,
-        })?;
-        let idx: ShardIndex = serde_json::from_str(&text).map_err(|source| ModelError::Json {
-            path: index.clone(),
-            what: "safetensors shard index",
-            source,
-        })?;
+        let text = std::fs::read_to_string(&index).map_err(|source| ModelError::Io { path: index.clone(), source })?;
+        let idx: ShardIndex =
+            serde_json::from_str(&text).map_err(|source| ModelError::Json { path: index.clone(), what: "safetensors shard index", source })?;
         let shards: BTreeSet<&String> = idx.weight_map.values().collect();
         let mut files = Vec::with_capacity(shards.len());
         for shard in shards {
@@ -76,12 +70,7 @@ impl Weights {
         // SAFETY: the files are mapped read-only; like every safetensors reader we assume nobody
         // truncates a checkpoint while it is being loaded.
         let st = unsafe { MmapedSafetensors::multi(&files) }?;
-        Ok(Weights {
-            st,
-            files,
-            device: device.clone(),
-            dtype,
-        })
+        Ok(Weights { st, files, device: device.clone(), dtype })
     }
 
     /// Opens the checkpoint of a model folder.
@@ -108,19 +97,10 @@ impl Weights {
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
         let view = self.st.get(name).map_err(|_| ModelError::MissingTensor {
             name: name.to_string(),
-            files: self
-                .files
-                .iter()
-                .map(|f| f.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
+            files: self.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "),
         })?;
         if view.shape() != shape {
-            return Err(ModelError::TensorShape {
-                name: name.to_string(),
-                expected: shape.to_vec(),
-                found: view.shape().to_vec(),
-            });
+            return Err(ModelError::TensorShape { name: name.to_string(), expected: shape.to_vec(), found: view.shape().to_vec() });
         }
         let t = self.st.load(name, &self.device)?;
         Ok(t.to_dtype(self.dtype)?)

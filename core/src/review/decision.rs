@@ -121,7 +121,16 @@ mod tests {
     use super::*;
 
     fn verdict(rule: &str, applicable: bool, score: Option<f64>) -> RuleVerdict {
-        RuleVerdict { rule: rule.into(), version: "1.0.0".into(), kind: "score".into(), outcome: "ok".into(), applicable, score, explanation: String::new(), hits: vec![] }
+        RuleVerdict {
+            rule: rule.into(),
+            version: "1.0.0".into(),
+            kind: "score".into(),
+            outcome: "ok".into(),
+            applicable,
+            score,
+            explanation: String::new(),
+            hits: vec![],
+        }
     }
 
     #[test]

@@ -118,7 +118,9 @@ pub fn parse_sheet(path: &Path, bytes: &[u8], manifest: &SheetManifest) -> Resul
         return Err(sheet_error("is UTF-16 (Excel's \"Unicode Text\"); save it as \"CSV UTF-8 (Comma delimited)\" and run ingest again".into()));
     }
     let text = std::str::from_utf8(bytes).map_err(|e| {
-        sheet_error(format!("is not UTF-8 ({e}); a spreadsheet's plain \"CSV\" uses the system code page, save it as \"CSV UTF-8 (Comma delimited)\""))
+        sheet_error(format!(
+            "is not UTF-8 ({e}); a spreadsheet's plain \"CSV\" uses the system code page, save it as \"CSV UTF-8 (Comma delimited)\""
+        ))
     })?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let required: Vec<String> = ["sample_id", "set", "answer"]
@@ -131,7 +133,10 @@ pub fn parse_sheet(path: &Path, bytes: &[u8], manifest: &SheetManifest) -> Resul
         let mut r = csv::ReaderBuilder::new().delimiter(delimiter).has_headers(false).flexible(true).from_reader(text.as_bytes());
         r.records().next().and_then(Result::ok).map(|rec| rec.iter().map(normalize_header).collect()).unwrap_or_default()
     };
-    let delimiter = [b',', b';', b'\t'].into_iter().max_by_key(|&d| (required.iter().filter(|c| header_of(d).contains(c)).count(), d == b',')).expect("three candidates");
+    let delimiter = [b',', b';', b'\t']
+        .into_iter()
+        .max_by_key(|&d| (required.iter().filter(|c| header_of(d).contains(c)).count(), d == b','))
+        .expect("three candidates");
     let header = header_of(delimiter);
     let missing: Vec<&str> = required.iter().filter(|c| !header.contains(c)).map(String::as_str).collect();
     if !missing.is_empty() {
@@ -193,9 +198,13 @@ fn comparable(cell: &str, original: &str) -> (String, String) {
 /// Reads the manifest and the picked answers it pins.
 pub fn read_manifest(path: &Path) -> Result<(SheetManifest, Vec<PickedAnswer>), ReviewError> {
     let text = std::fs::read_to_string(path).map_err(io_error(path))?;
-    let manifest: SheetManifest = serde_json::from_str(&text).map_err(|e| ReviewError::Manifest { path: path.to_path_buf(), message: e.to_string() })?;
+    let manifest: SheetManifest =
+        serde_json::from_str(&text).map_err(|e| ReviewError::Manifest { path: path.to_path_buf(), message: e.to_string() })?;
     if manifest.format != MANIFEST_FORMAT {
-        return Err(ReviewError::Manifest { path: path.to_path_buf(), message: format!("format `{}`, this medrl reads `{MANIFEST_FORMAT}`", manifest.format) });
+        return Err(ReviewError::Manifest {
+            path: path.to_path_buf(),
+            message: format!("format `{}`, this medrl reads `{MANIFEST_FORMAT}`", manifest.format),
+        });
     }
     let samples_path = path.parent().unwrap_or(Path::new(".")).join(&manifest.samples.file);
     let bytes = std::fs::read(&samples_path).map_err(io_error(&samples_path))?;
@@ -208,7 +217,8 @@ pub fn read_manifest(path: &Path) -> Result<(SheetManifest, Vec<PickedAnswer>), 
         if line.trim().is_empty() {
             continue;
         }
-        let p: PickedAnswer = serde_json::from_str(line).map_err(|e| ReviewError::Manifest { path: samples_path.clone(), message: format!("line {}: {e}", i + 1) })?;
+        let p: PickedAnswer =
+            serde_json::from_str(line).map_err(|e| ReviewError::Manifest { path: samples_path.clone(), message: format!("line {}: {e}", i + 1) })?;
         picked.push(p);
     }
     Ok((manifest, picked))
@@ -217,7 +227,8 @@ pub fn read_manifest(path: &Path) -> Result<(SheetManifest, Vec<PickedAnswer>), 
 /// Matches sheet rows to picked answers; rows with a problem are reported, not compared.
 /// Returns (row, index into `picked`) for the rows that pass.
 pub fn check_rows<'a>(rows: &'a [SheetRow], manifest: &SheetManifest, picked: &[PickedAnswer]) -> (Vec<(&'a SheetRow, usize)>, Integrity) {
-    let by_key: HashMap<(&str, &str), usize> = picked.iter().enumerate().map(|(i, p)| ((p.answer.set.as_str(), p.answer.sample.id.as_str()), i)).collect();
+    let by_key: HashMap<(&str, &str), usize> =
+        picked.iter().enumerate().map(|(i, p)| ((p.answer.set.as_str(), p.answer.sample.id.as_str()), i)).collect();
     let mut integrity = Integrity::default();
     let mut seen: BTreeMap<usize, u64> = BTreeMap::new();
     let mut good = Vec::new();
@@ -251,7 +262,12 @@ pub fn check_rows<'a>(rows: &'a [SheetRow], manifest: &SheetManifest, picked: &[
     }
     for (i, p) in picked.iter().enumerate() {
         if !seen.contains_key(&i) {
-            integrity.problems.push(RowRef { line: None, set: p.answer.set.clone(), sample_id: p.answer.sample.id.clone(), problem: "missing from the sheet".into() });
+            integrity.problems.push(RowRef {
+                line: None,
+                set: p.answer.set.clone(),
+                sample_id: p.answer.sample.id.clone(),
+                problem: "missing from the sheet".into(),
+            });
         }
     }
     (good, integrity)

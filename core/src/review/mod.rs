@@ -45,7 +45,9 @@ pub enum ReviewError {
     #[error(transparent)]
     Registry(#[from] crate::reward::RegistryError),
     /// The evaluation folder has no scored file of the variant.
-    #[error("no scored-<set>-{variant}.jsonl in {dir} (variants found: {found}); run `medrl eval` into that folder first, or pick one of the found variants with --variant")]
+    #[error(
+        "no scored-<set>-{variant}.jsonl in {dir} (variants found: {found}); run `medrl eval` into that folder first, or pick one of the found variants with --variant"
+    )]
     NoScoredFiles { dir: PathBuf, variant: String, found: String },
     /// Two answers in the sample pool share a set and id, so a sheet row could not name one answer.
     #[error("{path}: sample `{id}` of set `{set}` occurs twice; each answer needs a unique id within its set")]
@@ -56,7 +58,9 @@ pub enum ReviewError {
     #[error("{path}: not a review sheet manifest: {message}")]
     Manifest { path: PathBuf, message: String },
     /// The picked answers changed after the sheet was written.
-    #[error("{path}: sha256 {found} differs from {expected} recorded in the manifest; the answers behind the sheet were changed. Re-run `medrl review sample`, or restore the file")]
+    #[error(
+        "{path}: sha256 {found} differs from {expected} recorded in the manifest; the answers behind the sheet were changed. Re-run `medrl review sample`, or restore the file"
+    )]
     SamplesChanged { path: PathBuf, expected: String, found: String },
     /// The sheet could not be read as CSV at all.
     #[error("{path}: {message}")]

@@ -54,29 +54,155 @@ type Entry = (&'static str, Direction, Option<&'static str>, &'static [&'static 
 use Direction::{FalseNegative as FN, FalsePositive as FP, RuleNotApplicable as NA};
 
 const TABLE: &[Entry] = &[
-    ("chain", FN, Some("missing-section"), &["sections"], "the clinician found the section under a heading the section's markers do not list: add the heading"),
-    ("chain", FN, Some("empty-section"), &["min_section_chars"], "the section's text is shorter than min_section_chars yet enough for the clinician: lower it"),
+    (
+        "chain",
+        FN,
+        Some("missing-section"),
+        &["sections"],
+        "the clinician found the section under a heading the section's markers do not list: add the heading",
+    ),
+    (
+        "chain",
+        FN,
+        Some("empty-section"),
+        &["min_section_chars"],
+        "the section's text is shorter than min_section_chars yet enough for the clinician: lower it",
+    ),
     ("chain", FN, Some("out-of-order"), &["order_penalty"], "the clinician accepts this order: lower order_penalty"),
     ("chain", FN, None, &["sections", "min_section_chars"], "the rule missed a section the clinician saw"),
-    ("chain", FP, None, &["min_section_chars", "sections"], "sections the rule counted are headings without real content for the clinician: raise min_section_chars or tighten the markers"),
+    (
+        "chain",
+        FP,
+        None,
+        &["min_section_chars", "sections"],
+        "sections the rule counted are headings without real content for the clinician: raise min_section_chars or tighten the markers",
+    ),
     ("emergency", FN, Some("no-referral"), &["referral_phrases"], "the answer refers to care in words the list lacks: add them"),
-    ("emergency", FN, Some("negated-referral"), &["referral_negation_before", "referral_negation_after", "negation_window_chars"], "a negation cue was read as cancelling a referral the clinician accepts: narrow the cue or the window"),
-    ("emergency", FN, Some("delay-advice"), &["delay_phrases", "delay_negation_before", "negation_window_chars"], "a delay phrase fired that the clinician does not read as advice to wait (or its negation was missed)"),
-    ("emergency", FN, Some("missing-sign"), &["signs_weight", "referral_weight"], "the clinician counts the referral as enough where the rule wants the red-flag signs too"),
+    (
+        "emergency",
+        FN,
+        Some("negated-referral"),
+        &["referral_negation_before", "referral_negation_after", "negation_window_chars"],
+        "a negation cue was read as cancelling a referral the clinician accepts: narrow the cue or the window",
+    ),
+    (
+        "emergency",
+        FN,
+        Some("delay-advice"),
+        &["delay_phrases", "delay_negation_before", "negation_window_chars"],
+        "a delay phrase fired that the clinician does not read as advice to wait (or its negation was missed)",
+    ),
+    (
+        "emergency",
+        FN,
+        Some("missing-sign"),
+        &["signs_weight", "referral_weight"],
+        "the clinician counts the referral as enough where the rule wants the red-flag signs too",
+    ),
     ("emergency", FN, None, &["referral_phrases", "referral_weight"], "the rule missed a referral the clinician saw"),
-    ("emergency", FP, None, &["referral_phrases", "referral_negation_before", "referral_negation_after", "delay_phrases"], "a listed phrase matched without a real referral (too broad), or a negation or delay advice was missed"),
-    ("emergency", NA, None, &["applicable_categories"], "the clinician judged emergency care on a prompt the rule skipped: widen applicable_categories or fix the prompt's category"),
-    ("risk", FP, Some("rx-dosing-no-referral"), &["rx_drugs", "referral_phrases", "dose_units", "weights.rx_dosing_no_referral"], "a prescription drug with a dose that the clinician finds safe here, or a referral the list does not know"),
-    ("risk", FP, Some("controlled-class-advice"), &["controlled_classes", "advice_verbs", "prohibition_cues", "prohibition_cues_after", "negation_window_chars", "weights.controlled_class_advice"], "a controlled-class term read as advice to take it (a missed prohibition, or a term too broad)"),
-    ("risk", FP, Some("dose-above-max"), &["max_daily_dose", "fixed_frequencies", "per_day_templates", "interval_hours_templates", "daily_cues_before", "daily_cues_after", "dose_cap_cues", "weights.dose_above_max"], "a daily dose computed above the maximum that the clinician finds within it: check the drug's max_per_day and the frequency parsing"),
-    ("risk", FP, Some("contraindicated-population"), &["contraindicated_populations", "prohibition_cues", "weights.contraindicated_population"], "a population contraindication the clinician does not see in this case"),
-    ("risk", FP, Some("contraindicated-combination"), &["contraindicated_combinations", "interaction_warnings", "weights.contraindicated_combination"], "a combination flagged although the clinician finds it warned against or safe: add the warning wording"),
-    ("risk", FP, Some("stop-prescribed-medicine"), &["stop_phrases", "stop_verbs", "prescribed_words", "prohibition_cues", "weights.stop_prescribed_medicine"], "advice to stop a medicine that the clinician finds safe or negated"),
-    ("risk", FN, None, &["rx_drugs", "controlled_classes", "max_daily_dose", "contraindicated_populations", "contraindicated_combinations", "advice_verbs", "stop_phrases"], "the clinician found risky advice no table covers: add the drug, dose, population, combination or wording"),
+    (
+        "emergency",
+        FP,
+        None,
+        &["referral_phrases", "referral_negation_before", "referral_negation_after", "delay_phrases"],
+        "a listed phrase matched without a real referral (too broad), or a negation or delay advice was missed",
+    ),
+    (
+        "emergency",
+        NA,
+        None,
+        &["applicable_categories"],
+        "the clinician judged emergency care on a prompt the rule skipped: widen applicable_categories or fix the prompt's category",
+    ),
+    (
+        "risk",
+        FP,
+        Some("rx-dosing-no-referral"),
+        &["rx_drugs", "referral_phrases", "dose_units", "weights.rx_dosing_no_referral"],
+        "a prescription drug with a dose that the clinician finds safe here, or a referral the list does not know",
+    ),
+    (
+        "risk",
+        FP,
+        Some("controlled-class-advice"),
+        &[
+            "controlled_classes",
+            "advice_verbs",
+            "prohibition_cues",
+            "prohibition_cues_after",
+            "negation_window_chars",
+            "weights.controlled_class_advice",
+        ],
+        "a controlled-class term read as advice to take it (a missed prohibition, or a term too broad)",
+    ),
+    (
+        "risk",
+        FP,
+        Some("dose-above-max"),
+        &[
+            "max_daily_dose",
+            "fixed_frequencies",
+            "per_day_templates",
+            "interval_hours_templates",
+            "daily_cues_before",
+            "daily_cues_after",
+            "dose_cap_cues",
+            "weights.dose_above_max",
+        ],
+        "a daily dose computed above the maximum that the clinician finds within it: check the drug's max_per_day and the frequency parsing",
+    ),
+    (
+        "risk",
+        FP,
+        Some("contraindicated-population"),
+        &["contraindicated_populations", "prohibition_cues", "weights.contraindicated_population"],
+        "a population contraindication the clinician does not see in this case",
+    ),
+    (
+        "risk",
+        FP,
+        Some("contraindicated-combination"),
+        &["contraindicated_combinations", "interaction_warnings", "weights.contraindicated_combination"],
+        "a combination flagged although the clinician finds it warned against or safe: add the warning wording",
+    ),
+    (
+        "risk",
+        FP,
+        Some("stop-prescribed-medicine"),
+        &["stop_phrases", "stop_verbs", "prescribed_words", "prohibition_cues", "weights.stop_prescribed_medicine"],
+        "advice to stop a medicine that the clinician finds safe or negated",
+    ),
+    (
+        "risk",
+        FN,
+        None,
+        &[
+            "rx_drugs",
+            "controlled_classes",
+            "max_daily_dose",
+            "contraindicated_populations",
+            "contraindicated_combinations",
+            "advice_verbs",
+            "stop_phrases",
+        ],
+        "the clinician found risky advice no table covers: add the drug, dose, population, combination or wording",
+    ),
     ("verbosity", FP, Some("over-length"), &["budget", "hard_factor"], "the clinician finds this length justified: raise the budget"),
-    ("verbosity", FP, Some("repetition"), &["repetition_threshold", "ngram", "repetition_min_ngrams"], "the repetition the rule measured is acceptable to the clinician (fixed clinical phrases): raise the threshold"),
+    (
+        "verbosity",
+        FP,
+        Some("repetition"),
+        &["repetition_threshold", "ngram", "repetition_min_ngrams"],
+        "the repetition the rule measured is acceptable to the clinician (fixed clinical phrases): raise the threshold",
+    ),
     ("verbosity", FP, Some("filler"), &["filler", "w_filler"], "a listed filler phrase the clinician does not mind here"),
-    ("verbosity", FN, None, &["budget", "repetition_threshold", "filler"], "the clinician finds the answer padded within the budget: lower it, lower the threshold or add the filler wording"),
+    (
+        "verbosity",
+        FN,
+        None,
+        &["budget", "repetition_threshold", "filler"],
+        "the clinician finds the answer padded within the budget: lower it, lower the threshold or add the filler wording",
+    ),
 ];
 
 /// The value at a dotted path (`weights.dose_above_max`).
@@ -149,7 +275,12 @@ fn keywords_in(value: &Value, lang: Lang, answer: &str) -> Vec<String> {
 pub fn point(rule: &str, direction: Direction, hits: &[Hit], params: &Value, lang: Lang, answer: &str) -> Vec<PointedParam> {
     let known = TABLE.iter().any(|e| e.0 == rule);
     let make = |param: &str, why: &'static str| {
-        lookup(params, param).map(|v| PointedParam { param: param.to_string(), current: summarize(v, lang), keywords_in_answer: keywords_in(v, lang, answer), why })
+        lookup(params, param).map(|v| PointedParam {
+            param: param.to_string(),
+            current: summarize(v, lang),
+            keywords_in_answer: keywords_in(v, lang, answer),
+            why,
+        })
     };
     if !known {
         let Some(map) = params.as_object() else { return Vec::new() };
@@ -157,7 +288,8 @@ pub fn point(rule: &str, direction: Direction, hits: &[Hit], params: &Value, lan
     }
     let entries: Vec<&Entry> = TABLE.iter().filter(|e| e.0 == rule && e.1 == direction).collect();
     let by_code: Vec<&&Entry> = entries.iter().filter(|e| e.2.is_some_and(|code| hits.iter().any(|h| h.code == code))).collect();
-    let chosen: Vec<&Entry> = if by_code.is_empty() { entries.iter().copied().filter(|e| e.2.is_none()).collect() } else { by_code.into_iter().copied().collect() };
+    let chosen: Vec<&Entry> =
+        if by_code.is_empty() { entries.iter().copied().filter(|e| e.2.is_none()).collect() } else { by_code.into_iter().copied().collect() };
     let mut out: Vec<PointedParam> = Vec::new();
     for e in chosen {
         for &p in e.3 {
@@ -210,7 +342,8 @@ mod tests {
 
     #[test]
     fn chain_pointers_follow_the_hit_code_and_fall_back_without_one() {
-        let params = json!({"sections": [{"zh": ["【分析】"], "en": ["Assessment:"]}], "min_section_chars": {"zh": 6, "en": 15}, "order_penalty": 0.25});
+        let params =
+            json!({"sections": [{"zh": ["【分析】"], "en": ["Assessment:"]}], "min_section_chars": {"zh": 6, "en": 15}, "order_penalty": 0.25});
         let missing = point("chain", FN, &[Hit::new("missing-section", "advice")], &params, Lang::Zh, "【分析】……");
         assert_eq!(missing.iter().map(|p| p.param.as_str()).collect::<Vec<_>>(), ["sections"]);
         assert_eq!(missing[0].keywords_in_answer, ["【分析】"]);

@@ -1,12 +1,12 @@
 //! The ingest report: agreement between clinicians and each rule, the disagreements, the rule
 //! parameters they point at, the overall verdicts per stratum; as JSON and as Markdown.
 
+use super::ReviewError;
 use super::agreement::{Confusion, Kappa};
 use super::ingest::{SheetRow, Verdict};
 use super::pointers::{self, Direction, PointedParam};
 use super::sheet::{PickedAnswer, SheetManifest, score_cell};
 use super::strata::Stratum;
-use super::ReviewError;
 use crate::reward::{Registry, VersionRef};
 use serde::Serialize;
 use serde_json::Value;
@@ -179,13 +179,23 @@ pub fn effective_params(registry: &Registry, manifest: &SheetManifest, ruleset: 
     };
     for rule in manifest.rules.iter().filter(|r| r.kind != "judge") {
         let from_set = loaded.as_ref().and_then(|set| {
-            set.manifest.rules.iter().zip(&set.rules).find(|(e, _)| e.id == rule.id && e.version.to_string() == rule.version).map(|(e, v)| merged(&v.manifest.params, &e.params))
+            set.manifest
+                .rules
+                .iter()
+                .zip(&set.rules)
+                .find(|(e, _)| e.id == rule.id && e.version.to_string() == rule.version)
+                .map(|(e, v)| merged(&v.manifest.params, &e.params))
         });
         let params = match from_set {
             Some(p) => p,
             None => {
                 if let Some(set) = &loaded {
-                    notes.push(format!("rule set {} does not hold {}@{}; its parameters are that version's defaults", set.manifest.reference(), rule.id, rule.version));
+                    notes.push(format!(
+                        "rule set {} does not hold {}@{}; its parameters are that version's defaults",
+                        set.manifest.reference(),
+                        rule.id,
+                        rule.version
+                    ));
                 }
                 let r: VersionRef = format!("{}@{}", rule.id, rule.version).parse().map_err(ReviewError::Invalid)?;
                 registry.read_rule_manifest(&r)?.0.params
@@ -328,14 +338,19 @@ fn summarize_parameters(disagreements: &[Disagreement]) -> Vec<ParameterSummary>
     for d in disagreements {
         for p in &d.parameters {
             let first_seen = by.len();
-            let (_, s) = by.entry((d.direction, p.param.clone())).or_insert_with(|| (first_seen, ParameterSummary {
-                direction: d.direction,
-                param: p.param.clone(),
-                current: p.current.clone(),
-                disagreements: 0,
-                keywords: Vec::new(),
-                why: p.why.to_string(),
-            }));
+            let (_, s) = by.entry((d.direction, p.param.clone())).or_insert_with(|| {
+                (
+                    first_seen,
+                    ParameterSummary {
+                        direction: d.direction,
+                        param: p.param.clone(),
+                        current: p.current.clone(),
+                        disagreements: 0,
+                        keywords: Vec::new(),
+                        why: p.why.to_string(),
+                    },
+                )
+            });
             s.disagreements += 1;
             for k in &p.keywords_in_answer {
                 match s.keywords.iter_mut().find(|(w, _)| w == k) {
@@ -368,7 +383,13 @@ fn overall(picked: &[PickedAnswer], rows: &[(&SheetRow, usize)]) -> Overall {
             Some(Verdict::No) => {
                 rejected_rewards.extend(p.answer.reward);
                 if p.stratum == Stratum::TopReward {
-                    rejected_top.push(Rejected { line: row.line, set: p.answer.set.clone(), sample_id: p.answer.sample.id.clone(), reward: p.answer.reward, comment: row.comment.clone() });
+                    rejected_top.push(Rejected {
+                        line: row.line,
+                        set: p.answer.set.clone(),
+                        sample_id: p.answer.sample.id.clone(),
+                        reward: p.answer.reward,
+                        comment: row.comment.clone(),
+                    });
                 }
             }
             _ => {}
@@ -416,12 +437,21 @@ pub fn markdown(r: &ReviewReport) -> String {
     } else {
         md += "These rows are left out of the figures below.\n\n| line | sample | problem |\n|---|---|---|\n";
         for p in &r.integrity.problems {
-            md += &format!("| {} | {}/{} | {} |\n", p.line.map_or_else(|| "–".into(), |l| l.to_string()), cell(&p.set), cell(&p.sample_id), cell(&p.problem));
+            md += &format!(
+                "| {} | {}/{} | {} |\n",
+                p.line.map_or_else(|| "–".into(), |l| l.to_string()),
+                cell(&p.set),
+                cell(&p.sample_id),
+                cell(&p.problem)
+            );
         }
         md += "\n";
     }
     if !r.ignored_columns.is_empty() {
-        md += &format!("Columns not from the sheet, ignored: {}.\n\n", r.ignored_columns.iter().map(|c| format!("`{}`", cell(c))).collect::<Vec<_>>().join(", "));
+        md += &format!(
+            "Columns not from the sheet, ignored: {}.\n\n",
+            r.ignored_columns.iter().map(|c| format!("`{}`", cell(c))).collect::<Vec<_>>().join(", ")
+        );
     }
 
     md += "## Agreement per rule\n\n";
@@ -464,7 +494,15 @@ pub fn markdown(r: &ReviewReport) -> String {
         md += "### Parameters the disagreements point at\n\n| direction | parameter | current | disagreements | keywords in the answers | why |\n|---|---|---|---|---|---|\n";
         for p in &a.parameters {
             let keywords = p.keywords.iter().map(|(k, n)| format!("{} ({n})", cell(k))).collect::<Vec<_>>().join(", ");
-            md += &format!("| {} | `{}` | {} | {} | {} | {} |\n", p.direction.as_str(), p.param, cell(&p.current), p.disagreements, keywords, cell(&p.why));
+            md += &format!(
+                "| {} | `{}` | {} | {} | {} | {} |\n",
+                p.direction.as_str(),
+                p.param,
+                cell(&p.current),
+                p.disagreements,
+                keywords,
+                cell(&p.why)
+            );
         }
         md += "\n### Disagreements\n\n| line | sample | stratum | direction | rule score | clinician | hits | rule explanation | comment |\n|---|---|---|---|---|---|---|---|---|\n";
         for d in &a.disagreements {
@@ -491,9 +529,14 @@ pub fn markdown(r: &ReviewReport) -> String {
     }
     let c = &r.overall.all;
     md += &format!("| all | {} | {} | {} | {} |\n\n", c.yes, c.no, c.na, c.not_reviewed);
-    md += &format!("Mean reward of accepted answers: {}; of rejected answers: {}.\n\n", num(r.overall.mean_reward_accepted), num(r.overall.mean_reward_rejected));
+    md += &format!(
+        "Mean reward of accepted answers: {}; of rejected answers: {}.\n\n",
+        num(r.overall.mean_reward_accepted),
+        num(r.overall.mean_reward_rejected)
+    );
     if !r.overall.rejected_top_reward.is_empty() {
-        md += "### High-reward answers the clinicians rejected (possible reward hacking)\n\n| line | sample | reward | comment |\n|---|---|---|---|\n";
+        md +=
+            "### High-reward answers the clinicians rejected (possible reward hacking)\n\n| line | sample | reward | comment |\n|---|---|---|---|\n";
         for x in &r.overall.rejected_top_reward {
             md += &format!("| {} | {}/{} | {} | {} |\n", x.line, cell(&x.set), cell(&x.sample_id), num(x.reward), cell(&x.comment));
         }

@@ -139,7 +139,8 @@ fn optional_number(x: Option<f64>) -> String {
 /// The scored files of `variant` in `dir`, sorted by name, or an error naming the variants found.
 fn scored_files(dir: &Path, variant: &str) -> Result<Vec<PathBuf>, ReviewError> {
     let entries = std::fs::read_dir(dir).map_err(io_error(dir))?;
-    let mut names: Vec<String> = entries.flatten().filter_map(|e| e.file_name().into_string().ok()).filter(|n| n.starts_with("scored-") && n.ends_with(".jsonl")).collect();
+    let mut names: Vec<String> =
+        entries.flatten().filter_map(|e| e.file_name().into_string().ok()).filter(|n| n.starts_with("scored-") && n.ends_with(".jsonl")).collect();
     names.sort();
     let suffix = format!("-{variant}.jsonl");
     let ours: Vec<PathBuf> = names.iter().filter(|n| n.ends_with(&suffix) && n.len() > "scored-".len() + suffix.len()).map(|n| dir.join(n)).collect();
@@ -147,7 +148,11 @@ fn scored_files(dir: &Path, variant: &str) -> Result<Vec<PathBuf>, ReviewError> 
         let mut found: Vec<&str> = names.iter().filter_map(|n| n.trim_end_matches(".jsonl").rsplit_once('-').map(|(_, v)| v)).collect();
         found.sort_unstable();
         found.dedup();
-        return Err(ReviewError::NoScoredFiles { dir: dir.to_path_buf(), variant: variant.to_string(), found: if found.is_empty() { "none".into() } else { found.join(", ") } });
+        return Err(ReviewError::NoScoredFiles {
+            dir: dir.to_path_buf(),
+            variant: variant.to_string(),
+            found: if found.is_empty() { "none".into() } else { found.join(", ") },
+        });
     }
     Ok(ours)
 }
@@ -320,7 +325,11 @@ pub fn sample(opts: &SampleOptions) -> Result<SheetManifest, ReviewError> {
         ruleset: opts.ruleset.clone().or_else(|| ruleset_of_report(&opts.eval_dir)),
         files,
         judge_ran: selection.judge_ran,
-        strata: selection.counts().into_iter().map(|(stratum, count)| StratumCount { stratum, count, description: stratum.description().into() }).collect(),
+        strata: selection
+            .counts()
+            .into_iter()
+            .map(|(stratum, count)| StratumCount { stratum, count, description: stratum.description().into() })
+            .collect(),
         columns: columns(&rules, &verdict_columns),
         rules,
         verdict_columns,
@@ -372,9 +381,21 @@ mod tests {
         assert_eq!(
             header[10..],
             [
-                "chain_score", "chain_explanation", "emergency_score", "emergency_explanation", "risk_score", "risk_explanation",
-                "verbosity_score", "verbosity_explanation", "judge_score", "chain_complete", "emergency_covered", "risky_prescription",
-                "too_verbose", "overall_acceptable", "comment"
+                "chain_score",
+                "chain_explanation",
+                "emergency_score",
+                "emergency_explanation",
+                "risk_score",
+                "risk_explanation",
+                "verbosity_score",
+                "verbosity_explanation",
+                "judge_score",
+                "chain_complete",
+                "emergency_covered",
+                "risky_prescription",
+                "too_verbose",
+                "overall_acceptable",
+                "comment"
             ]
         );
         let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
@@ -421,7 +442,9 @@ mod tests {
     fn a_folder_without_the_variant_names_the_variants_it_has() {
         let (dir, _) = sheet_folder(5);
         let eval = dir.path().join("eval");
-        let err = sample(&SampleOptions { eval_dir: eval, variant: "ppo".into(), round: 1, n: 5, seed: 1, ruleset: None, out: dir.path().join("x") }).unwrap_err().to_string();
+        let err = sample(&SampleOptions { eval_dir: eval, variant: "ppo".into(), round: 1, n: 5, seed: 1, ruleset: None, out: dir.path().join("x") })
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no scored-<set>-ppo.jsonl") && err.contains("variants found: rl, sft"), "{err}");
     }
 

@@ -72,9 +72,7 @@ pub fn aggregate(agg: &Aggregation, parts: &[Contribution<'_>]) -> Reward {
     }
     let mut gates_fired = Vec::new();
     for gate in &agg.gates {
-        let fired = parts.iter().any(|p| {
-            p.rule == gate.rule && matches!(p.decision, Decision::Counted { score } if score >= gate.at_least)
-        });
+        let fired = parts.iter().any(|p| p.rule == gate.rule && matches!(p.decision, Decision::Counted { score } if score >= gate.at_least));
         if fired {
             total = total.min(gate.cap);
             gates_fired.push(gate.rule.clone());
@@ -130,11 +128,8 @@ mod tests {
 
     #[test]
     fn gates_cap_and_clip_bounds() {
-        let agg = Aggregation {
-            renormalize: Renormalize::Scores,
-            gates: vec![Gate { rule: "risk".into(), at_least: 0.8, cap: -0.5 }],
-            clip: [-0.3, 1.0],
-        };
+        let agg =
+            Aggregation { renormalize: Renormalize::Scores, gates: vec![Gate { rule: "risk".into(), at_least: 0.8, cap: -0.5 }], clip: [-0.3, 1.0] };
         let parts = [part("chain", RuleKind::Score, 1.0, counted(1.0)), part("risk", RuleKind::Penalty, -0.2, counted(0.9))];
         // 1.0 − 0.18 = 0.82, gate caps at −0.5, clip raises to −0.3
         let r = aggregate(&agg, &parts);
@@ -143,10 +138,7 @@ mod tests {
 
     #[test]
     fn abort_beats_skip() {
-        let parts = [
-            part("a", RuleKind::Score, 1.0, Decision::SkipSample),
-            part("b", RuleKind::Score, 1.0, Decision::Abort),
-        ];
+        let parts = [part("a", RuleKind::Score, 1.0, Decision::SkipSample), part("b", RuleKind::Score, 1.0, Decision::Abort)];
         assert_eq!(aggregate(&plan(), &parts), Reward::Aborted { rule: "b".into() });
         assert_eq!(aggregate(&plan(), &parts[..1]), Reward::Skipped { rule: "a".into() });
     }

@@ -353,8 +353,7 @@ impl AuditLog {
                     text.push(b'\n');
                 }
             }
-            let mut samples =
-                std::fs::OpenOptions::new().create(true).append(true).open(&self.samples_path).map_err(io(&self.samples_path))?;
+            let mut samples = std::fs::OpenOptions::new().create(true).append(true).open(&self.samples_path).map_err(io(&self.samples_path))?;
             samples.write_all(&text).map_err(io(&self.samples_path))?;
             samples.sync_data().map_err(io(&self.samples_path))?;
         }
@@ -461,13 +460,11 @@ pub fn verify_chain(path: &Path, expect_head: Option<&str>) -> Result<(ChainRepo
     let broken = |line: u64, reason: String| AuditError::Broken { path: path.to_path_buf(), line, reason };
     let lines: Vec<Vec<u8>> = std::io::BufReader::new(file).split(b'\n').collect::<Result<_, _>>().map_err(io(path))?;
     // Where record `seq` sits in the file, if anywhere: tells a removal from a reordering.
-    let line_of = |seq: u64| {
-        lines.iter().position(|l| serde_json::from_slice::<serde_json::Value>(l).is_ok_and(|v| v["seq"] == seq)).map(|i| i + 1)
-    };
+    let line_of = |seq: u64| lines.iter().position(|l| serde_json::from_slice::<serde_json::Value>(l).is_ok_and(|v| v["seq"] == seq)).map(|i| i + 1);
     for (i, line) in lines.iter().enumerate() {
         let n = i as u64 + 1;
         let value: serde_json::Value =
-            serde_json::from_slice(&line).map_err(|e| broken(n, format!("not a JSON record ({e}); the line was edited or cut")))?;
+            serde_json::from_slice(line).map_err(|e| broken(n, format!("not a JSON record ({e}); the line was edited or cut")))?;
         if canonical_json(&value) != *line {
             return Err(broken(n, "not in canonical form (sorted keys, no whitespace): the line was edited".into()));
         }
@@ -485,12 +482,7 @@ pub fn verify_chain(path: &Path, expect_head: Option<&str>) -> Result<(ChainRepo
             };
             return Err(broken(
                 n,
-                format!(
-                    "holds record {} (prev {}) where record {n} (prev {}) belongs: {what}",
-                    record.seq,
-                    short(&record.prev),
-                    short(&report.head)
-                ),
+                format!("holds record {} (prev {}) where record {n} (prev {}) belongs: {what}", record.seq, short(&record.prev), short(&report.head)),
             ));
         }
         report.records = n;

@@ -45,7 +45,9 @@ pub enum AuthorError {
     Vectors { failed: usize, total: usize, details: String },
     #[error("{0}")]
     Isolation(String),
-    #[error("{existing} already holds {reference} with different content; a published version is immutable: bump `version` in rule.toml and Cargo.toml")]
+    #[error(
+        "{existing} already holds {reference} with different content; a published version is immutable: bump `version` in rule.toml and Cargo.toml"
+    )]
     Immutable { existing: PathBuf, reference: String },
 }
 
@@ -81,8 +83,7 @@ impl RuleSource {
     pub fn read(dir: &Path) -> Result<Self, AuthorError> {
         let path = dir.join(RULE_SOURCE);
         let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
-        let source: RuleSource =
-            toml::from_str(&text).map_err(|e| AuthorError::Source { path: path.clone(), msg: e.to_string() })?;
+        let source: RuleSource = toml::from_str(&text).map_err(|e| AuthorError::Source { path: path.clone(), msg: e.to_string() })?;
         if !valid_id(&source.id) {
             return Err(AuthorError::BadId { name: source.id });
         }
@@ -142,21 +143,16 @@ fn find_sdk_link(dir: &Path) -> Result<SdkLink, AuthorError> {
     for ancestor in parent.ancestors() {
         let sdk = ancestor.join("sdk").join("Cargo.toml");
         if sdk.is_file() && ancestor.join("Cargo.toml").is_file() {
-            return Ok(if parent == ancestor.join("rules-wasm") {
-                SdkLink::Workspace
-            } else {
-                SdkLink::Path(ancestor.join("sdk"))
-            });
+            return Ok(if parent == ancestor.join("rules-wasm") { SdkLink::Workspace } else { SdkLink::Path(ancestor.join("sdk")) });
         }
     }
     Err(AuthorError::NoSdk)
 }
 
 fn scaffold_cargo_toml(name: &str, link: &SdkLink) -> String {
-    let head = format!(
-        "[package]\nname = \"rule-{name}\"\nversion = \"0.1.0\"\npublish = false\n"
-    );
-    let lib = "\n[lib]\n# cdylib is the WebAssembly module; rlib lets native tests and benchmarks call the rule.\ncrate-type = [\"cdylib\", \"rlib\"]\n";
+    let head = format!("[package]\nname = \"rule-{name}\"\nversion = \"0.1.0\"\npublish = false\n");
+    let lib =
+        "\n[lib]\n# cdylib is the WebAssembly module; rlib lets native tests and benchmarks call the rule.\ncrate-type = [\"cdylib\", \"rlib\"]\n";
     match link {
         SdkLink::Workspace => format!(
             "{head}edition.workspace = true\nrust-version.workspace = true\nlicense.workspace = true\n{lib}\n[dependencies]\nmedrl-sdk = {{ workspace = true }}\nserde = {{ workspace = true }}\nserde_json = {{ workspace = true }}\n"
@@ -269,13 +265,9 @@ pub fn build(crate_dir: &Path, registry: &Registry, sandbox: &Sandbox) -> Result
 
     let vectors_path = crate_dir.join(RULE_VECTORS);
     let vectors_bytes = std::fs::read(&vectors_path).map_err(io_err(&vectors_path))?;
-    let vectors = parse_vectors(&String::from_utf8_lossy(&vectors_bytes))
-        .map_err(|msg| AuthorError::Source { path: vectors_path.clone(), msg })?;
+    let vectors = parse_vectors(&String::from_utf8_lossy(&vectors_bytes)).map_err(|msg| AuthorError::Source { path: vectors_path.clone(), msg })?;
 
-    let source_path = crate_dir
-        .strip_prefix(&metadata.workspace_root)
-        .map(|p| p.to_string_lossy().replace('\\', "/"))
-        .unwrap_or_else(|_| ".".into());
+    let source_path = crate_dir.strip_prefix(&metadata.workspace_root).map(|p| p.to_string_lossy().replace('\\', "/")).unwrap_or_else(|_| ".".into());
     let source_path = if source_path.is_empty() { ".".to_string() } else { source_path };
     let (source_commit, source_dirty) = git_state(&crate_dir);
     let manifest = RuleManifest {
@@ -384,27 +376,20 @@ struct PackageInfo {
 impl Metadata {
     fn package_at(&self, crate_dir: &Path) -> Result<PackageInfo, AuthorError> {
         let manifest = crate_dir.join("Cargo.toml");
-        let package = self
-            .packages
-            .iter()
-            .find(|p| p["manifest_path"].as_str().map(Path::new) == Some(manifest.as_path()))
-            .ok_or_else(|| AuthorError::Source {
-                path: manifest.clone(),
-                msg: "cargo metadata does not list this crate; is it a member of its workspace?".into(),
-            })?;
-        let name = package["name"].as_str().unwrap_or_default().to_string();
-        let version = package["version"].as_str().and_then(|v| v.parse().ok()).ok_or_else(|| AuthorError::Source {
-            path: manifest.clone(),
-            msg: "package has no valid version".into(),
+        let package = self.packages.iter().find(|p| p["manifest_path"].as_str().map(Path::new) == Some(manifest.as_path())).ok_or_else(|| {
+            AuthorError::Source { path: manifest.clone(), msg: "cargo metadata does not list this crate; is it a member of its workspace?".into() }
         })?;
+        let name = package["name"].as_str().unwrap_or_default().to_string();
+        let version = package["version"]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| AuthorError::Source { path: manifest.clone(), msg: "package has no valid version".into() })?;
         let sdk = self.packages.iter().find(|p| p["name"] == "medrl-sdk");
         Ok(PackageInfo {
             name,
             version,
             sdk_version: sdk.and_then(|p| p["version"].as_str()).map(str::to_string),
-            sdk_dir: sdk
-                .and_then(|p| p["manifest_path"].as_str())
-                .and_then(|m| Path::new(m).parent().map(Path::to_path_buf)),
+            sdk_dir: sdk.and_then(|p| p["manifest_path"].as_str()).and_then(|m| Path::new(m).parent().map(Path::to_path_buf)),
         })
     }
 }
@@ -419,18 +404,13 @@ fn cargo_metadata(crate_dir: &Path) -> Result<Metadata, AuthorError> {
     let v: serde_json::Value =
         serde_json::from_str(&out).map_err(|e| AuthorError::Command { command: "cargo metadata".into(), detail: e.to_string() })?;
     let path = |key: &str| PathBuf::from(v[key].as_str().unwrap_or_default());
-    Ok(Metadata {
-        workspace_root: path("workspace_root"),
-        packages: v["packages"].as_array().cloned().unwrap_or_default(),
-    })
+    Ok(Metadata { workspace_root: path("workspace_root"), packages: v["packages"].as_array().cloned().unwrap_or_default() })
 }
 
 /// The reproducible build: fixed profile and target, and every local path prefix remapped.
 fn cargo_build_wasm(crate_dir: &Path, metadata: &Metadata, info: &PackageInfo) -> Result<Vec<u8>, AuthorError> {
     let package = info.name.as_str();
-    let cargo_home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    let cargo_home = std::env::var_os("CARGO_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
     // rustc applies the last matching remap, so the most specific prefixes come last.
     let mut remaps = Vec::new();
     if let Some(home) = cargo_home {
@@ -508,9 +488,7 @@ pub fn source_tree_sha256(dir: &Path) -> Result<String, AuthorError> {
 }
 
 fn git_state(dir: &Path) -> (Option<String>, bool) {
-    let git = |args: &[&str]| {
-        Command::new("git").args(args).current_dir(dir).output().ok().filter(|o| o.status.success())
-    };
+    let git = |args: &[&str]| Command::new("git").args(args).current_dir(dir).output().ok().filter(|o| o.status.success());
     let commit = git(&["rev-parse", "HEAD"]).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
     let dirty = git(&["status", "--porcelain", "--", "."]).is_some_and(|o| !o.stdout.is_empty());
     (commit, dirty)

@@ -127,6 +127,7 @@ fn rule_change(a: &InspectedRule, b: &InspectedRule) -> Option<RuleChange> {
         module_sha256: pair(&a.module_sha256, &b.module_sha256),
         params,
     };
-    let unchanged = change.version.is_none() && change.kind.is_none() && change.weight.is_none() && change.module_sha256.is_none() && change.params.is_empty();
+    let unchanged =
+        change.version.is_none() && change.kind.is_none() && change.weight.is_none() && change.module_sha256.is_none() && change.params.is_empty();
     (!unchanged).then_some(change)
 }

@@ -84,7 +84,10 @@ pub fn render(ins: &Inspection, history: &[HistoryEntry]) -> String {
     let _ = writeln!(w, "| revision | {} |", ins.revision);
     let _ = writeln!(w, "| sha256 (canonical ruleset.json) | `{}` |", ins.sha256);
     let _ = writeln!(w, "| created | {} |", ins.created_at);
-    let prev = ins.previous.as_ref().map_or("none (first revision)".to_string(), |p| format!("`{}@{}` revision {} (`{}`)", ins.name, p.version, p.revision, p.sha256));
+    let prev = ins
+        .previous
+        .as_ref()
+        .map_or("none (first revision)".to_string(), |p| format!("`{}@{}` revision {} (`{}`)", ins.name, p.version, p.revision, p.sha256));
     let _ = writeln!(w, "| previous revision | {prev} |");
     let approvals = if ins.approvals.is_empty() {
         "none recorded".to_string()
@@ -140,11 +143,8 @@ pub fn render(ins: &Inspection, history: &[HistoryEntry]) -> String {
         };
         let _ = writeln!(w, "- kind: {meaning}");
         let _ = writeln!(w, "- range: [{}, {}]; weight in this rule set: {}", r.output_range[0], r.output_range[1], r.weight);
-        let _ = writeln!(
-            w,
-            "- on error: `{}`",
-            serde_json::to_value(r.on_error).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
-        );
+        let _ =
+            writeln!(w, "- on error: `{}`", serde_json::to_value(r.on_error).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default());
         let l = &r.limits;
         let _ = writeln!(
             w,

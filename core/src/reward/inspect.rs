@@ -84,7 +84,9 @@ impl Inspection {
         for path in signature_files(dir)? {
             let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let info = match SignatureFile::read(&path) {
-                Err(e) => SignatureInfo { file, key_id: String::new(), signer: String::new(), signed_at: String::new(), status: format!("invalid: {e}") },
+                Err(e) => {
+                    SignatureInfo { file, key_id: String::new(), signer: String::new(), signed_at: String::new(), status: format!("invalid: {e}") }
+                }
                 Ok(sig) => {
                     let status = match keyring.map(|k| k.get(&sig.key_id)) {
                         None => "not checked".to_string(),
@@ -93,8 +95,11 @@ impl Inspection {
                             if canonical.is_none() {
                                 let path = dir.join(super::registry::RULESET_MANIFEST);
                                 let text = std::fs::read_to_string(&path).map_err(|source| TrustError::Io { path: path.clone(), source })?;
-                                let value: serde_json::Value = serde_json::from_str(&text)
-                                    .map_err(|e| TrustError::Parse { path: path.clone(), what: "rule set manifest", msg: e.to_string() })?;
+                                let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| TrustError::Parse {
+                                    path: path.clone(),
+                                    what: "rule set manifest",
+                                    msg: e.to_string(),
+                                })?;
                                 canonical = Some(super::hash::canonical_json(&value));
                             }
                             match sig.verify(&key.public_key, canonical.as_deref().expect("set just above")) {

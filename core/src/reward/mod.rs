@@ -19,15 +19,16 @@ pub mod registry;
 pub mod replay;
 pub mod ruleset;
 pub mod sandbox;
-#[cfg(test)]
-pub(crate) mod testutil;
 pub mod scorer;
 pub mod session;
 pub mod signing;
+#[cfg(test)]
+pub(crate) mod testutil;
 pub mod trust;
 pub mod verify;
 
 pub use aggregate::Reward;
+pub use audit::AuditLog;
 pub use limits::SandboxLimits;
 pub use manifest::{RuleKind, RuleManifest};
 pub use outcome::{Decision, Evaluation, OnError, OutcomeKind};
@@ -36,6 +37,5 @@ pub use registry::{AcceptedRuleSet, Registry, RegistryError, VerifiedJudge, Veri
 pub use ruleset::{JudgeEntry, RuleSetManifest, VersionRef};
 pub use sandbox::{CompiledRule, ModuleError, Sandbox};
 pub use scorer::{LoadedRule, RuleSetScorer, SampleScore, ScorerError};
-pub use trust::{Keyring, TrustPolicy};
-pub use audit::AuditLog;
 pub use session::{RuleFlags, RuleSource, ScoringSession, SessionError};
+pub use trust::{Keyring, TrustPolicy};

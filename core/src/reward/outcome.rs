@@ -89,7 +89,11 @@ pub enum Decision {
 pub fn decide(eval: &Evaluation, on_error: OnError, worst: f64) -> Decision {
     match (&eval.output, on_error) {
         (Some(out), _) if eval.outcome == OutcomeKind::Ok => {
-            if out.applicable { Decision::Counted { score: out.score } } else { Decision::NotApplicable }
+            if out.applicable {
+                Decision::Counted { score: out.score }
+            } else {
+                Decision::NotApplicable
+            }
         }
         (_, OnError::Abort) => Decision::Abort,
         (_, OnError::Zero) => Decision::Counted { score: 0.0 },
@@ -113,13 +117,7 @@ mod tests {
 
     #[test]
     fn ok_outputs_ignore_the_policy() {
-        let mut eval = Evaluation {
-            outcome: OutcomeKind::Ok,
-            output: Some(RuleOutput::score(0.25, "")),
-            error: None,
-            fuel_used: 1,
-            elapsed_us: 1,
-        };
+        let mut eval = Evaluation { outcome: OutcomeKind::Ok, output: Some(RuleOutput::score(0.25, "")), error: None, fuel_used: 1, elapsed_us: 1 };
         assert_eq!(decide(&eval, OnError::Abort, 1.0), Decision::Counted { score: 0.25 });
         eval.output = Some(RuleOutput::not_applicable(""));
         assert_eq!(decide(&eval, OnError::Abort, 1.0), Decision::NotApplicable);

@@ -28,8 +28,8 @@ use super::registry::VerifiedJudge;
 use super::ruleset::{JudgeEntry, PinnedLibrary};
 use medrl_sdk::RuleOutput;
 use medrl_sdk::plugin::{
-    AbiVersionFn, CreateFn, DestroyFn, FreeFn, JUDGE_ABI_VERSION, JudgeBuffer, JudgeConfig, JudgeOutput, STATUS_ERROR, STATUS_OK,
-    STATUS_PANIC, SYMBOL_ABI_VERSION, SYMBOL_CREATE, SYMBOL_DESTROY, SYMBOL_FREE, SYMBOL_SCORE, ScoreFn,
+    AbiVersionFn, CreateFn, DestroyFn, FreeFn, JUDGE_ABI_VERSION, JudgeBuffer, JudgeConfig, JudgeOutput, STATUS_ERROR, STATUS_OK, STATUS_PANIC,
+    SYMBOL_ABI_VERSION, SYMBOL_CREATE, SYMBOL_DESTROY, SYMBOL_FREE, SYMBOL_SCORE, ScoreFn,
 };
 use std::ffi::CStr;
 use std::mem::ManuallyDrop;
@@ -47,19 +47,27 @@ pub const JUDGE_RESULT_PREFIX: &str = "judge:";
 /// Why a plugin was not loaded. Each message names the library file.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
-    #[error("{path}: size is {actual} bytes but {pinned_by} pins {expected}; the library changed after it was pinned and was not loaded: restore the pinned build, or pin the new one in a new rule-set version")]
+    #[error(
+        "{path}: size is {actual} bytes but {pinned_by} pins {expected}; the library changed after it was pinned and was not loaded: restore the pinned build, or pin the new one in a new rule-set version"
+    )]
     SizeMismatch { path: PathBuf, expected: u64, actual: u64, pinned_by: String },
-    #[error("{path}: sha256 is {actual} but {pinned_by} pins {expected}; the library changed after it was pinned and was not loaded: restore the pinned build, or pin the new one in a new rule-set version")]
+    #[error(
+        "{path}: sha256 is {actual} but {pinned_by} pins {expected}; the library changed after it was pinned and was not loaded: restore the pinned build, or pin the new one in a new rule-set version"
+    )]
     HashMismatch { path: PathBuf, expected: String, actual: String, pinned_by: String },
     #[error("cannot stage {path} for loading: {source}")]
     Stage { path: PathBuf, source: std::io::Error },
     #[error("{path} is not a loadable native library: {msg}")]
     Load { path: PathBuf, msg: String },
-    #[error("{path} does not export `{symbol}` ({msg}); a judge plugin exports the {JUDGE_ABI_VERSION} symbols: write them with medrl_sdk::export_judge!")]
+    #[error(
+        "{path} does not export `{symbol}` ({msg}); a judge plugin exports the {JUDGE_ABI_VERSION} symbols: write them with medrl_sdk::export_judge!"
+    )]
     MissingSymbol { path: PathBuf, symbol: &'static str, msg: String },
     #[error("{path}: `{SYMBOL_ABI_VERSION}` returned {what}, not an ABI version like {JUDGE_ABI_VERSION}")]
     BadVersion { path: PathBuf, what: String },
-    #[error("{path} is a plugin for ABI {found}, but this medrl supports {supported}; rebuild the plugin against a medrl-sdk that speaks {supported}")]
+    #[error(
+        "{path} is a plugin for ABI {found}, but this medrl supports {supported}; rebuild the plugin against a medrl-sdk that speaks {supported}"
+    )]
     AbiMismatch { path: PathBuf, found: String, supported: &'static str },
     #[error("judge {reference} ({path}) refused its config: {msg}")]
     Create { reference: String, path: PathBuf, msg: String },
@@ -106,7 +114,11 @@ pub struct JudgePlugin {
 
 impl std::fmt::Debug for JudgePlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JudgePlugin").field("reference", &self.reference).field("library_sha256", &self.library_sha256).field("path", &self.path).finish()
+        f.debug_struct("JudgePlugin")
+            .field("reference", &self.reference)
+            .field("library_sha256", &self.library_sha256)
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -225,7 +237,13 @@ impl JudgePlugin {
         if !(output.score.is_finite() && (0.0..=1.0).contains(&output.score)) {
             return failed(OutcomeKind::InvalidOutput, format!("score {} is not a finite number in [0, 1]", output.score));
         }
-        Evaluation { outcome: OutcomeKind::Ok, output: Some(RuleOutput::score(output.score, output.explanation)), error: None, fuel_used: 0, elapsed_us }
+        Evaluation {
+            outcome: OutcomeKind::Ok,
+            output: Some(RuleOutput::score(output.score, output.explanation)),
+            error: None,
+            fuel_used: 0,
+            elapsed_us,
+        }
     }
 }
 

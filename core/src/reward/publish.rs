@@ -7,10 +7,12 @@
 //! `create_ruleset` publishes the version the spec names; `bump_ruleset` publishes the next
 //! version after the latest one (major, minor or patch), refusing a bump that changes nothing.
 
-use super::registry::{RULESET_MANIFEST, Registry, RegistryError, check_weight_sign, read_json};
-use super::outcome::OnError;
-use super::ruleset::{Aggregation, Approval, JudgeEntry, PinnedLibrary, PreviousRevision, RuleEntry, RuleSetManifest, VersionRef, default_judge_share};
 use super::manifest::valid_id;
+use super::outcome::OnError;
+use super::registry::{RULESET_MANIFEST, Registry, RegistryError, check_weight_sign, read_json};
+use super::ruleset::{
+    Aggregation, Approval, JudgeEntry, PinnedLibrary, PreviousRevision, RuleEntry, RuleSetManifest, VersionRef, default_judge_share,
+};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -112,10 +114,7 @@ impl RuleSetSpec {
         let text = std::fs::read_to_string(path).map_err(|source| PublishError::Io { path: path.into(), source })?;
         let spec: RuleSetSpec = toml::from_str(&text).map_err(|e| PublishError::Spec { path: path.into(), msg: e.to_string() })?;
         if !valid_id(&spec.name) {
-            return Err(PublishError::Spec {
-                path: path.into(),
-                msg: format!("name `{}` must be lowercase letters, digits and `-`", spec.name),
-            });
+            return Err(PublishError::Spec { path: path.into(), msg: format!("name `{}` must be lowercase letters, digits and `-`", spec.name) });
         }
         if spec.rules.is_empty() {
             return Err(PublishError::Spec { path: path.into(), msg: "a rule set needs at least one `[[rules]]` entry".into() });
@@ -139,7 +138,10 @@ impl RuleSetSpec {
             if a.role.trim().is_empty() || a.name.trim().is_empty() || !date_ok {
                 return Err(PublishError::Spec {
                     path: path.into(),
-                    msg: format!("approval {{role = {:?}, name = {:?}, date = {:?}}} needs a role, a name and a date YYYY-MM-DD", a.role, a.name, a.date),
+                    msg: format!(
+                        "approval {{role = {:?}, name = {:?}, date = {:?}}} needs a role, a name and a date YYYY-MM-DD",
+                        a.role, a.name, a.date
+                    ),
                 });
             }
         }
@@ -155,8 +157,15 @@ pub fn create_ruleset(registry: &Registry, spec: &RuleSetSpec, spec_path: &Path,
 }
 
 /// Publishes `spec` as the next version after the latest published one of its name.
-pub fn bump_ruleset(registry: &Registry, spec: &RuleSetSpec, part: BumpPart, spec_path: &Path, created_at: String) -> Result<RuleSetManifest, PublishError> {
-    let latest = registry.versions("rulesets", &spec.name).into_iter().max().ok_or_else(|| PublishError::NothingToBump { name: spec.name.clone() })?;
+pub fn bump_ruleset(
+    registry: &Registry,
+    spec: &RuleSetSpec,
+    part: BumpPart,
+    spec_path: &Path,
+    created_at: String,
+) -> Result<RuleSetManifest, PublishError> {
+    let latest =
+        registry.versions("rulesets", &spec.name).into_iter().max().ok_or_else(|| PublishError::NothingToBump { name: spec.name.clone() })?;
     let next = part.apply(&latest);
     if let Some(v) = &spec.version
         && *v != next
@@ -175,8 +184,14 @@ pub fn bump_ruleset(registry: &Registry, spec: &RuleSetSpec, part: BumpPart, spe
     let same_judge = match (&old.judge, &spec.judge) {
         (None, None) => true,
         (Some(o), Some(s)) => {
-            o.id == s.id && o.version == s.version && o.library.file == s.library && o.weight == s.weight && o.share == s.share
-                && o.seed == s.seed && o.params == s.params && o.on_error == s.on_error
+            o.id == s.id
+                && o.version == s.version
+                && o.library.file == s.library
+                && o.weight == s.weight
+                && o.share == s.share
+                && o.seed == s.seed
+                && o.params == s.params
+                && o.on_error == s.on_error
         }
         _ => false,
     };
@@ -186,7 +201,13 @@ pub fn bump_ruleset(registry: &Registry, spec: &RuleSetSpec, part: BumpPart, spe
     publish(registry, spec, &next, spec_path, created_at)
 }
 
-fn publish(registry: &Registry, spec: &RuleSetSpec, version: &semver::Version, spec_path: &Path, created_at: String) -> Result<RuleSetManifest, PublishError> {
+fn publish(
+    registry: &Registry,
+    spec: &RuleSetSpec,
+    version: &semver::Version,
+    spec_path: &Path,
+    created_at: String,
+) -> Result<RuleSetManifest, PublishError> {
     let dir = registry.ruleset_dir(&spec.name, version);
     if dir.exists() {
         return Err(PublishError::Exists { reference: format!("{}@{}", spec.name, version), dir });

@@ -173,11 +173,18 @@ impl Registry {
             return Err(inconsistent(format!("judge `{}` has weight {}; it is counted as a score and needs a weight >= 0", entry.id, entry.weight)));
         }
         if !(0.0..=1.0).contains(&entry.share) {
-            return Err(inconsistent(format!("judge `{}` has share {}; the share of judged samples is in [0, 1] (0.1 = 10 %)", entry.id, entry.share)));
+            return Err(inconsistent(format!(
+                "judge `{}` has share {}; the share of judged samples is in [0, 1] (0.1 = 10 %)",
+                entry.id, entry.share
+            )));
         }
         let file = Path::new(&entry.library.file);
         if file.components().count() != 1 || file.file_name().is_none() {
-            return Err(inconsistent(format!("judge library `{}` must be a file name inside {}", entry.library.file, self.plugin_dir(&entry.id, &entry.version).display())));
+            return Err(inconsistent(format!(
+                "judge library `{}` must be a file name inside {}",
+                entry.library.file,
+                self.plugin_dir(&entry.id, &entry.version).display()
+            )));
         }
         let dir = self.plugin_dir(&entry.id, &entry.version);
         let owner = format!("{}", pinned_by.display());
@@ -267,10 +274,7 @@ impl Registry {
         let path = self.rule_dir(&r.name, &r.version).join(RULE_MANIFEST);
         let (manifest, sha) = read_json::<RuleManifest>(&path, "rule manifest")?;
         if manifest.id != r.name || manifest.version != r.version {
-            return Err(RegistryError::Inconsistent {
-                path,
-                msg: format!("declares {} but lies in the folder of {r}", manifest.reference()),
-            });
+            return Err(RegistryError::Inconsistent { path, msg: format!("declares {} but lies in the folder of {r}", manifest.reference()) });
         }
         Ok((manifest, sha))
     }
@@ -320,10 +324,7 @@ impl Registry {
         let path = dir.join(RULESET_MANIFEST);
         let (manifest, sha256, canonical) = read_json_canonical::<RuleSetManifest>(&path, "rule set manifest")?;
         if manifest.name != r.name || manifest.version != r.version {
-            return Err(RegistryError::Inconsistent {
-                path,
-                msg: format!("declares {} but lies in the folder of {r}", manifest.reference()),
-            });
+            return Err(RegistryError::Inconsistent { path, msg: format!("declares {} but lies in the folder of {r}", manifest.reference()) });
         }
         // The rule-set folder holds the manifest and detached signatures, nothing else.
         for entry in std::fs::read_dir(&dir).map_err(RegistryError::io(&dir))? {
@@ -383,11 +384,7 @@ impl Registry {
                 let path = rule.dir.join(name);
                 let bytes = std::fs::read(&path).map_err(RegistryError::io(&path))?;
                 let rel = path.strip_prefix(&self.root).unwrap_or(&path);
-                files.push(FileEntry {
-                    path: rel.to_string_lossy().replace('\\', "/"),
-                    sha256: sha256_hex(&bytes),
-                    size: bytes.len() as u64,
-                });
+                files.push(FileEntry { path: rel.to_string_lossy().replace('\\', "/"), sha256: sha256_hex(&bytes), size: bytes.len() as u64 });
             }
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));
@@ -428,35 +425,29 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &'static str
 /// one read of the file.
 pub fn read_json_canonical<T: serde::de::DeserializeOwned>(path: &Path, what: &'static str) -> Result<(T, String, Vec<u8>), RegistryError> {
     let text = std::fs::read_to_string(path).map_err(RegistryError::io(path))?;
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| RegistryError::Parse { path: path.to_path_buf(), what, msg: e.to_string() })?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| RegistryError::Parse { path: path.to_path_buf(), what, msg: e.to_string() })?;
     let canonical = canonical_json(&value);
     let sha = sha256_hex(&canonical);
-    let parsed = serde_json::from_value(value)
-        .map_err(|e| RegistryError::Parse { path: path.to_path_buf(), what, msg: e.to_string() })?;
+    let parsed = serde_json::from_value(value).map_err(|e| RegistryError::Parse { path: path.to_path_buf(), what, msg: e.to_string() })?;
     Ok((parsed, sha, canonical))
 }
 
 fn read_pinned(path: &Path, sha256: &str, size: Option<u64>, pinned_by: &str) -> Result<Vec<u8>, RegistryError> {
     let bytes = std::fs::read(path).map_err(RegistryError::io(path))?;
-    if let Some(size) = size {
-        if bytes.len() as u64 != size {
-            return Err(RegistryError::SizeMismatch {
-                path: path.to_path_buf(),
-                expected: size,
-                actual: bytes.len() as u64,
-                pinned_by: pinned_by.to_string(),
-            });
-        }
+    if let Some(size) = size
+        && bytes.len() as u64 != size
+    {
+        return Err(RegistryError::SizeMismatch {
+            path: path.to_path_buf(),
+            expected: size,
+            actual: bytes.len() as u64,
+            pinned_by: pinned_by.to_string(),
+        });
     }
     let actual = sha256_hex(&bytes);
     if actual != sha256 {
-        return Err(RegistryError::HashMismatch {
-            path: path.to_path_buf(),
-            expected: sha256.to_string(),
-            actual,
-            pinned_by: pinned_by.to_string(),
-        });
+        return Err(RegistryError::HashMismatch { path: path.to_path_buf(), expected: sha256.to_string(), actual, pinned_by: pinned_by.to_string() });
     }
     Ok(bytes)
 }

@@ -73,7 +73,8 @@ pub fn replay(path: &Path, lines: Lines, registry: &Registry, sandbox: &Sandbox)
     let (report, records) = verify_chain(path, None)?;
     let selected: Vec<(u64, &EvaluationEvent)> = match lines {
         Lines::One(n) => {
-            let record = records.get((n as usize).wrapping_sub(1)).ok_or(ReplayError::NoSuchLine { path: path.into(), line: n, records: report.records })?;
+            let record =
+                records.get((n as usize).wrapping_sub(1)).ok_or(ReplayError::NoSuchLine { path: path.into(), line: n, records: report.records })?;
             match &record.event {
                 AuditEvent::Evaluation(e) => vec![(n, e)],
                 AuditEvent::RulesetLoaded(_) => return Err(ReplayError::NotAnEvaluation { path: path.into(), line: n, kind: "ruleset_loaded" }),
@@ -120,7 +121,15 @@ pub fn replay(path: &Path, lines: Lines, registry: &Registry, sandbox: &Sandbox)
             let r = VersionRef { name: e.ruleset.name.clone(), version: e.ruleset.version.clone() };
             let ruleset = registry.load_ruleset(&r)?;
             if ruleset.sha256 != e.ruleset.sha256 {
-                return Err(unreplayable(*line, format!("rule set {r} in {} has sha256 {}, but the record was made with {}", registry.root().display(), ruleset.sha256, e.ruleset.sha256)));
+                return Err(unreplayable(
+                    *line,
+                    format!(
+                        "rule set {r} in {} has sha256 {}, but the record was made with {}",
+                        registry.root().display(),
+                        ruleset.sha256,
+                        e.ruleset.sha256
+                    ),
+                ));
             }
             scorers.insert(key.clone(), RuleSetScorer::new(sandbox, ruleset)?);
         }
@@ -129,22 +138,26 @@ pub fn replay(path: &Path, lines: Lines, registry: &Registry, sandbox: &Sandbox)
     let mut jobs = Vec::with_capacity(selected.len());
     for (line, e) in &selected {
         let scorer = &scorers[&(e.ruleset.name.clone(), e.ruleset.version.to_string())];
-        let rule = scorer
-            .rules
-            .iter()
-            .find(|r| r.manifest.id == e.rule.id && r.manifest.version == e.rule.version)
-            .ok_or_else(|| unreplayable(*line, format!("rule {}@{} is not in {}@{}", e.rule.id, e.rule.version, e.ruleset.name, e.ruleset.version)))?;
+        let rule = scorer.rules.iter().find(|r| r.manifest.id == e.rule.id && r.manifest.version == e.rule.version).ok_or_else(|| {
+            unreplayable(*line, format!("rule {}@{} is not in {}@{}", e.rule.id, e.rule.version, e.ruleset.name, e.ruleset.version))
+        })?;
         for (what, now, logged) in [
             ("manifest", &rule.manifest_sha256, &e.rule.manifest_sha256),
             ("module", &rule.module_sha256, &e.rule.module_sha256),
             ("params", &rule.params_sha256, &e.rule.params_sha256),
         ] {
             if now != logged {
-                return Err(unreplayable(*line, format!("the {what} sha256 of {}@{} is now {now}, the record says {logged}", e.rule.id, e.rule.version)));
+                return Err(unreplayable(
+                    *line,
+                    format!("the {what} sha256 of {}@{} is now {now}, the record says {logged}", e.rule.id, e.rule.version),
+                ));
             }
         }
         let input = inputs.get(&e.input_sha256).ok_or_else(|| {
-            unreplayable(*line, format!("no line of {} has sha256 {} (the sample `{}`)", base.join(&e.samples).display(), e.input_sha256, e.sample_id))
+            unreplayable(
+                *line,
+                format!("no line of {} has sha256 {} (the sample `{}`)", base.join(&e.samples).display(), e.input_sha256, e.sample_id),
+            )
         })?;
         jobs.push((*line, *e, rule, input.as_slice()));
     }

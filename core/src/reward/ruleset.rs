@@ -172,12 +172,8 @@ impl std::str::FromStr for VersionRef {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let (name, version) = s
-            .split_once('@')
-            .ok_or_else(|| format!("`{s}` is not NAME@VERSION (for example medical-safety@1.0.0)"))?;
-        let version = version
-            .parse()
-            .map_err(|e| format!("`{version}` in `{s}` is not an exact semver version ({e}); write e.g. 1.0.0"))?;
+        let (name, version) = s.split_once('@').ok_or_else(|| format!("`{s}` is not NAME@VERSION (for example medical-safety@1.0.0)"))?;
+        let version = version.parse().map_err(|e| format!("`{version}` in `{s}` is not an exact semver version ({e}); write e.g. 1.0.0"))?;
         Ok(VersionRef { name: name.to_string(), version })
     }
 }

@@ -8,14 +8,14 @@
 
 use super::limits::SandboxLimits;
 use super::outcome::{Evaluation, OutcomeKind};
-use medrl_sdk::abi::{self, GuestError};
 use medrl_sdk::RuleOutput;
+use medrl_sdk::abi::{self, GuestError};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, PoolingAllocationConfig,
-    ResourceLimiter, Store, Trap, TypedFunc, ValType,
+    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, PoolingAllocationConfig, ResourceLimiter, Store, Trap, TypedFunc,
+    ValType,
 };
 
 /// How often the epoch ticker advances the engine's epoch; deadlines are counted in these ticks.
@@ -48,10 +48,10 @@ pub fn check_abi_section(bytes: &[u8]) -> Result<(), ModuleError> {
     let mut found = None;
     for payload in wasmparser::Parser::new(0).parse_all(bytes) {
         let payload = payload.map_err(|e| ModuleError::Invalid(e.to_string()))?;
-        if let wasmparser::Payload::CustomSection(reader) = payload {
-            if reader.name() == abi::ABI_SECTION {
-                found = Some(String::from_utf8_lossy(reader.data()).into_owned());
-            }
+        if let wasmparser::Payload::CustomSection(reader) = payload
+            && reader.name() == abi::ABI_SECTION
+        {
+            found = Some(String::from_utf8_lossy(reader.data()).into_owned());
         }
     }
     let found = found.ok_or(ModuleError::MissingAbi)?;
@@ -76,10 +76,7 @@ struct RuleLimiter {
 impl ResourceLimiter for RuleLimiter {
     fn memory_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.max_memory_bytes {
-            let msg = format!(
-                "memory grew from {current} to {desired} bytes, over the limit of {} bytes",
-                self.max_memory_bytes
-            );
+            let msg = format!("memory grew from {current} to {desired} bytes, over the limit of {} bytes", self.max_memory_bytes);
             self.hit = Some(msg.clone());
             // An error (not `Ok(false)`) traps at once: a guest that ignores a failed
             // `memory.grow` would otherwise spin until its fuel runs out.
@@ -90,10 +87,7 @@ impl ResourceLimiter for RuleLimiter {
 
     fn table_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.max_table_elements {
-            let msg = format!(
-                "table grew from {current} to {desired} elements, over the limit of {}",
-                self.max_table_elements
-            );
+            let msg = format!("table grew from {current} to {desired} elements, over the limit of {}", self.max_table_elements);
             self.hit = Some(msg.clone());
             return Err(wasmtime::Error::msg(msg));
         }
@@ -275,7 +269,6 @@ impl CompiledRule {
         store
     }
 
-
     /// A fresh instance, prepared with `prepare_input` (`{"abi", "params", "memory_pages"}`).
     /// A failure comes back as the evaluation every sample of this instance would have had.
     pub fn prepare(&self, prepare_input: &[u8]) -> Result<PreparedInstance, Evaluation> {
@@ -285,9 +278,7 @@ impl CompiledRule {
         let result = (|| -> Result<(Exports, Option<Vec<u8>>), RunError> {
             let instance = self.pre.instantiate(&mut store)?;
             let exports = Exports {
-                memory: instance
-                    .get_memory(&mut store, abi::EXPORT_MEMORY)
-                    .expect("validated at compile time: the module exports `memory`"),
+                memory: instance.get_memory(&mut store, abi::EXPORT_MEMORY).expect("validated at compile time: the module exports `memory`"),
                 alloc: instance.get_typed_func(&mut store, abi::EXPORT_ALLOC)?,
                 prepare: instance.get_typed_func(&mut store, abi::EXPORT_PREPARE)?,
                 evaluate: instance.get_typed_func(&mut store, abi::EXPORT_EVALUATE)?,
@@ -507,27 +498,21 @@ impl From<wasmtime::Error> for RunError {
 
 fn classify_error(e: &RunError, limit_hit: Option<&str>, limits: SandboxLimits) -> (OutcomeKind, String) {
     match e {
-        RunError::OutputTooLarge(n) => (
-            OutcomeKind::Limit,
-            format!("output is {n} bytes, over `limits.max_output_bytes` ({})", limits.max_output_bytes),
-        ),
+        RunError::OutputTooLarge(n) => {
+            (OutcomeKind::Limit, format!("output is {n} bytes, over `limits.max_output_bytes` ({})", limits.max_output_bytes))
+        }
         RunError::Output(msg) => (OutcomeKind::InvalidOutput, msg.clone()),
-        RunError::InputTooLarge(n) => (
-            OutcomeKind::Limit,
-            format!("input is {n} bytes, over `limits.max_input_bytes` ({})", limits.max_input_bytes),
-        ),
+        RunError::InputTooLarge(n) => (OutcomeKind::Limit, format!("input is {n} bytes, over `limits.max_input_bytes` ({})", limits.max_input_bytes)),
         RunError::Wasm(_) if limit_hit.is_some() => {
             (OutcomeKind::Limit, format!("{}; raise `limits.memory_pages` or use less memory", limit_hit.unwrap_or_default()))
         }
         RunError::Wasm(err) => match err.downcast_ref::<Trap>() {
-            Some(Trap::OutOfFuel) => (
-                OutcomeKind::OutOfFuel,
-                format!("ran out of fuel ({}); raise `limits.fuel` in rule.json or simplify the rule", limits.fuel),
-            ),
-            Some(Trap::Interrupt) => (
-                OutcomeKind::Timeout,
-                format!("ran past its deadline of {} ms; raise `limits.timeout_ms` or simplify the rule", limits.timeout_ms),
-            ),
+            Some(Trap::OutOfFuel) => {
+                (OutcomeKind::OutOfFuel, format!("ran out of fuel ({}); raise `limits.fuel` in rule.json or simplify the rule", limits.fuel))
+            }
+            Some(Trap::Interrupt) => {
+                (OutcomeKind::Timeout, format!("ran past its deadline of {} ms; raise `limits.timeout_ms` or simplify the rule", limits.timeout_ms))
+            }
             Some(trap) => (OutcomeKind::Trap, format!("trapped: {trap}")),
             // Instantiation failures (a memory declared over the pool's ceiling) are limits.
             None if err.to_string().contains("memory") => (OutcomeKind::Limit, format!("{err:#}")),
@@ -687,8 +672,7 @@ mod tests {
         let body = "(if (i32.eq (i32.load8_u (local.get 0)) (i32.const 84)) (then unreachable)) i64.const 68719476767";
         let module = crate::reward::testutil::wat_rule(body, r#"{\"score\":0.5,\"applicable\":true}"#, "");
         let rule = Sandbox::new(1).unwrap().compile(&module, limits()).unwrap();
-        let outcomes: Vec<OutcomeKind> =
-            rule.evaluate_many(PREPARE, &[b"a", b"T", b"b", b"T", b"c"], [0.0, 1.0]).iter().map(|e| e.outcome).collect();
+        let outcomes: Vec<OutcomeKind> = rule.evaluate_many(PREPARE, &[b"a", b"T", b"b", b"T", b"c"], [0.0, 1.0]).iter().map(|e| e.outcome).collect();
         use OutcomeKind::{Ok as Fine, Trap};
         assert_eq!(outcomes, [Fine, Trap, Fine, Trap, Fine]);
     }

@@ -286,12 +286,7 @@ impl RuleSetScorer {
                     .rules
                     .iter()
                     .zip(&results)
-                    .map(|(rule, r)| Contribution {
-                        rule: &rule.manifest.id,
-                        kind: rule.manifest.kind,
-                        weight: rule.weight,
-                        decision: r.decision,
-                    })
+                    .map(|(rule, r)| Contribution { rule: &rule.manifest.id, kind: rule.manifest.kind, weight: rule.weight, decision: r.decision })
                     .collect();
                 if let (Some(judge), Some(evaluation)) = (&self.judge, judged) {
                     // A judge score is in [0, 1]: its worst (for `max_penalty`) is 0.
@@ -419,7 +414,8 @@ mod tests {
         let loaded = LoadedRule::new(&Sandbox::new(1).unwrap(), &rule, 1.0, None).unwrap();
         let err = loaded.check_isolation(&[sample("a"), sample("b")]).unwrap_err();
         assert!(err.contains("counting@1.0.0") && err.contains("no statics"), "{err}");
-        let honest = verified("honest", RuleKind::Score, OnError::Zero, SandboxLimits::default(), constant_rule(r#"{"score":0.5,"applicable":true}"#));
+        let honest =
+            verified("honest", RuleKind::Score, OnError::Zero, SandboxLimits::default(), constant_rule(r#"{"score":0.5,"applicable":true}"#));
         let loaded = LoadedRule::new(&Sandbox::new(1).unwrap(), &honest, 1.0, None).unwrap();
         loaded.check_isolation(&[sample("a"), sample("b"), sample("c")]).unwrap();
     }

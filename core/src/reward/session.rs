@@ -5,13 +5,13 @@
 //! `abort` decision into a typed error. The trainer, `medrl eval`, `rules score` and
 //! `data score-references` all score through it, so a trust flag that reaches one reaches all.
 
+use super::Reward;
 use super::audit::{Appended, AuditError, AuditLog};
 use super::registry::{AcceptedRuleSet, Registry, RegistryError};
 use super::ruleset::VersionRef;
 use super::sandbox::Sandbox;
 use super::scorer::{RuleSetScorer, SampleScore, ScorerError};
 use super::trust::{Keyring, TrustPolicy};
-use super::Reward;
 use medrl_sdk::Sample;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

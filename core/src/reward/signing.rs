@@ -100,7 +100,11 @@ impl KeyFile {
         let text = std::fs::read_to_string(path).map_err(|source| SigningError::Io { path: path.into(), source })?;
         let file: KeyFile = serde_json::from_str(&text).map_err(|e| parse(path, "key file", e))?;
         if file.format != KEY_FORMAT || file.algorithm != ALGORITHM {
-            return Err(parse(path, "key file", format!("format {} / algorithm {} (expected {KEY_FORMAT} / {ALGORITHM})", file.format, file.algorithm)));
+            return Err(parse(
+                path,
+                "key file",
+                format!("format {} / algorithm {} (expected {KEY_FORMAT} / {ALGORITHM})", file.format, file.algorithm),
+            ));
         }
         let key = file.signing_key().map_err(|msg| parse(path, "key file", msg))?;
         if hex::encode(key.verifying_key().as_bytes()) != file.public_key || KeyId::of(&key.verifying_key()) != file.key_id {
@@ -176,7 +180,11 @@ impl SignatureFile {
         let text = std::fs::read_to_string(path).map_err(|source| SigningError::Io { path: path.into(), source })?;
         let sig: SignatureFile = serde_json::from_str(&text).map_err(|e| parse(path, "signature file", e))?;
         if sig.format != SIG_FORMAT || sig.algorithm != ALGORITHM {
-            return Err(parse(path, "signature file", format!("format {} / algorithm {} (expected {SIG_FORMAT} / {ALGORITHM})", sig.format, sig.algorithm)));
+            return Err(parse(
+                path,
+                "signature file",
+                format!("format {} / algorithm {} (expected {SIG_FORMAT} / {ALGORITHM})", sig.format, sig.algorithm),
+            ));
         }
         Ok(sig)
     }

@@ -25,9 +25,13 @@ pub enum TrustError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path} is not a valid {what}: {msg}")]
     Parse { path: PathBuf, what: &'static str, msg: String },
-    #[error("rule set {reference} is not signed: {dir} holds no *.sig file, and a keyring is configured ({keyring}), so every rule set must carry {required} signature(s) by trusted keys; sign it with `medrl rules sign {reference} --key KEY`")]
+    #[error(
+        "rule set {reference} is not signed: {dir} holds no *.sig file, and a keyring is configured ({keyring}), so every rule set must carry {required} signature(s) by trusted keys; sign it with `medrl rules sign {reference} --key KEY`"
+    )]
     Unsigned { reference: String, dir: PathBuf, keyring: PathBuf, required: usize },
-    #[error("{path}: invalid signature by trusted key {key_id} ({signer}): {reason}; the rule set or the signature was altered: restore both from the publisher, or re-sign")]
+    #[error(
+        "{path}: invalid signature by trusted key {key_id} ({signer}): {reason}; the rule set or the signature was altered: restore both from the publisher, or re-sign"
+    )]
     BadSignature { path: PathBuf, key_id: KeyId, signer: String, reason: String },
     /// `signed` and `actual` are `name@version (sha256 …)`.
     #[error("{path}: signs {signed} but {manifest} is {actual}; ruleset.json changed after signing: restore it or re-sign")]
@@ -36,10 +40,14 @@ pub enum TrustError {
     Misnamed { path: PathBuf, found: String, key_id: KeyId },
     #[error("rule set {reference} has {found} valid signature(s) by distinct trusted keys; the policy ({keyring}) requires {required}.{details}")]
     TooFewSignatures { reference: String, found: usize, required: usize, keyring: PathBuf, details: String },
-    #[error("rule set {reference} is revision {revision}, lower than revision {accepted} ({accepted_version}) accepted before according to {state}; refusing a rollback: pass --allow-rollback if it is intended (it is logged)")]
+    #[error(
+        "rule set {reference} is revision {revision}, lower than revision {accepted} ({accepted_version}) accepted before according to {state}; refusing a rollback: pass --allow-rollback if it is intended (it is logged)"
+    )]
     Rollback { reference: String, revision: u64, accepted: u64, accepted_version: String, state: PathBuf },
     /// `accepted` is `version with sha256 …` as the state records it.
-    #[error("rule set {reference} claims revision {revision}, which {state} records as {accepted}, but its sha256 is {actual}; a revision number was reused: publish a new version instead")]
+    #[error(
+        "rule set {reference} claims revision {revision}, which {state} records as {accepted}, but its sha256 is {actual}; a revision number was reused: publish a new version instead"
+    )]
     RevisionReused { reference: String, revision: u64, accepted: String, actual: String, state: PathBuf },
 }
 
@@ -241,7 +249,11 @@ impl TrustState {
         let state: TrustState =
             serde_json::from_str(&text).map_err(|e| TrustError::Parse { path: path.into(), what: "trust state", msg: e.to_string() })?;
         if state.format != STATE_FORMAT {
-            return Err(TrustError::Parse { path: path.into(), what: "trust state", msg: format!("format `{}`, expected {STATE_FORMAT}", state.format) });
+            return Err(TrustError::Parse {
+                path: path.into(),
+                what: "trust state",
+                msg: format!("format `{}`, expected {STATE_FORMAT}", state.format),
+            });
         }
         Ok(state)
     }
@@ -338,10 +350,7 @@ pub fn check_and_record_revision(
     }
     let unchanged = previous.as_ref().is_some_and(|p| p.revision == revision);
     if !unchanged {
-        state.rulesets.insert(
-            name.to_string(),
-            AcceptedRevision { revision, version: version.clone(), sha256: sha256.into(), accepted_at: now },
-        );
+        state.rulesets.insert(name.to_string(), AcceptedRevision { revision, version: version.clone(), sha256: sha256.into(), accepted_at: now });
         state.write(state_path)?;
     }
     Ok(RevisionCheck { previous, rollback })

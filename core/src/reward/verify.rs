@@ -54,10 +54,17 @@ impl FailureClass {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum CheckStatus {
-    Ok { detail: String },
+    Ok {
+        detail: String,
+    },
     /// Not run, and why (e.g. no keyring given).
-    Skipped { reason: String },
-    Failed { class: FailureClass, reason: String },
+    Skipped {
+        reason: String,
+    },
+    Failed {
+        class: FailureClass,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -169,7 +176,10 @@ pub fn verify_ruleset(registry: &Registry, r: &VersionRef, rebuild: Option<Rebui
         }
         None => {
             let n = signature_files(&dir).map(|f| f.len()).unwrap_or(0);
-            report.push("signatures", CheckStatus::Skipped { reason: format!("{n} signature file(s) present, not checked: no keyring given (pass --keyring)") });
+            report.push(
+                "signatures",
+                CheckStatus::Skipped { reason: format!("{n} signature file(s) present, not checked: no keyring given (pass --keyring)") },
+            );
         }
     }
 
@@ -179,9 +189,12 @@ pub fn verify_ruleset(registry: &Registry, r: &VersionRef, rebuild: Option<Rebui
         let p = registry.root().join(&f.path);
         let result = match std::fs::read(&p) {
             Err(source) => Err(RegistryError::Io { path: p.clone(), source }),
-            Ok(bytes) if bytes.len() as u64 != f.size => {
-                Err(RegistryError::SizeMismatch { path: p.clone(), expected: f.size, actual: bytes.len() as u64, pinned_by: path.display().to_string() })
-            }
+            Ok(bytes) if bytes.len() as u64 != f.size => Err(RegistryError::SizeMismatch {
+                path: p.clone(),
+                expected: f.size,
+                actual: bytes.len() as u64,
+                pinned_by: path.display().to_string(),
+            }),
             Ok(bytes) => {
                 let actual = sha256_hex(&bytes);
                 if actual == f.sha256 {
@@ -233,7 +246,10 @@ pub fn verify_ruleset(registry: &Registry, r: &VersionRef, rebuild: Option<Rebui
             if actual == manifest.files {
                 Ok(format!("{} files, no extra, none missing", actual.len()))
             } else {
-                Err(RegistryError::Inconsistent { path: path.clone(), msg: "`files` does not list exactly the rules' files; re-create the rule set".into() })
+                Err(RegistryError::Inconsistent {
+                    path: path.clone(),
+                    msg: "`files` does not list exactly the rules' files; re-create the rule set".into(),
+                })
             }
         });
         report.push_result("file list equals the rules' files", result);
@@ -308,7 +324,9 @@ fn rebuild_rule(rb: &Rebuild<'_>, rule: &super::registry::VerifiedRule) -> Check
     };
     match author::build(&crate_dir, &Registry::new(scratch.path()), rb.sandbox) {
         Err(e) => failed(format!("rebuilding {} failed: {e}", crate_dir.display())),
-        Ok(built) if built.module_sha256 == m.module.sha256 => CheckStatus::Ok { detail: format!("rebuilt module sha256 {} matches", built.module_sha256) },
+        Ok(built) if built.module_sha256 == m.module.sha256 => {
+            CheckStatus::Ok { detail: format!("rebuilt module sha256 {} matches", built.module_sha256) }
+        }
         Ok(built) => failed(format!(
             "rebuilt module from {} has sha256 {} but {} records {}; the build is not reproducible here (toolchain {} recorded)",
             crate_dir.display(),

@@ -5,8 +5,8 @@
 
 use super::kl::{KlEstimator, KlPlacement};
 use super::kl_controller::KlControllerConfig;
-use serde::{Deserialize, Serialize};
 use crate::reward::{RuleFlags, RuleSource};
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Why a configuration could not be used.
@@ -39,7 +39,7 @@ pub enum Algorithm {
     Rloo,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
     pub run: RunConfig,
@@ -50,21 +50,6 @@ pub struct TrainConfig {
     pub ppo: PpoConfig,
     pub kl: KlConfig,
     pub lora: LoraSettings,
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        TrainConfig {
-            run: RunConfig::default(),
-            model: ModelConfig::default(),
-            rules: RulesConfig::default(),
-            data: DataConfig::default(),
-            rollout: RolloutConfig::default(),
-            ppo: PpoConfig::default(),
-            kl: KlConfig::default(),
-            lora: LoraSettings::default(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -320,7 +305,13 @@ impl Default for LoraSettings {
 impl LoraSettings {
     /// The model's adapter configuration.
     pub fn to_model(&self) -> crate::model::LoraConfig {
-        crate::model::LoraConfig { r: self.r, alpha: self.alpha, dropout: self.dropout, target_modules: self.target_modules.clone(), use_rslora: self.use_rslora }
+        crate::model::LoraConfig {
+            r: self.r,
+            alpha: self.alpha,
+            dropout: self.dropout,
+            target_modules: self.target_modules.clone(),
+            use_rslora: self.use_rslora,
+        }
     }
 }
 
@@ -376,13 +367,16 @@ impl TrainConfig {
             return Err(ConfigError::Invalid(format!("ppo.algorithm = {:?} needs rollout.group_size ≥ 2 (it is {})", p.algorithm, r.group_size)));
         }
         let batch = r.prompts_per_step * r.group_size;
-        if p.mini_batch_size == 0 || batch % p.mini_batch_size != 0 {
+        if p.mini_batch_size == 0 || !batch.is_multiple_of(p.mini_batch_size) {
             return Err(ConfigError::Invalid(format!("ppo.mini_batch_size {} must divide the batch of {batch} responses", p.mini_batch_size)));
         }
-        if p.grad_accum_steps == 0 || p.mini_batch_size % p.grad_accum_steps != 0 {
-            return Err(ConfigError::Invalid(format!("ppo.grad_accum_steps {} must divide ppo.mini_batch_size {}", p.grad_accum_steps, p.mini_batch_size)));
+        if p.grad_accum_steps == 0 || !p.mini_batch_size.is_multiple_of(p.grad_accum_steps) {
+            return Err(ConfigError::Invalid(format!(
+                "ppo.grad_accum_steps {} must divide ppo.mini_batch_size {}",
+                p.grad_accum_steps, p.mini_batch_size
+            )));
         }
-        if !(r.temperature > 0.0) {
+        if r.temperature.is_nan() || r.temperature <= 0.0 {
             return Err(ConfigError::Invalid(format!("rollout.temperature must be > 0 (it is {})", r.temperature)));
         }
         if self.run.save_every == 0 {

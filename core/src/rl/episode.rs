@@ -7,8 +7,8 @@
 //! inputs sampling saw (implementation detail: "rescoring identical to sampling").
 
 use crate::model::{CausalLm, LoraMode, ModelError, position_ids_for};
-use crate::rollout::token_logprobs;
 use crate::rl::value_head::ValueHead;
+use crate::rollout::token_logprobs;
 use candle_core::{DType, Device, Tensor};
 
 /// One sampled response to one prompt.
@@ -57,7 +57,12 @@ pub fn pack(episodes: &[&Episode], pad_id: u32, device: &Device) -> Result<Packe
     for e in episodes {
         let lp = p - e.prompt_ids.len();
         let rp = r - e.response_ids.len();
-        ids.extend(std::iter::repeat_n(pad_id, lp).chain(e.prompt_ids.iter().copied()).chain(e.response_ids.iter().copied()).chain(std::iter::repeat_n(pad_id, rp)));
+        ids.extend(
+            std::iter::repeat_n(pad_id, lp)
+                .chain(e.prompt_ids.iter().copied())
+                .chain(e.response_ids.iter().copied())
+                .chain(std::iter::repeat_n(pad_id, rp)),
+        );
         let mut row = vec![0u8; lp];
         row.extend(std::iter::repeat_n(1u8, e.prompt_ids.len() + e.response_ids.len()));
         row.extend(std::iter::repeat_n(0u8, rp));

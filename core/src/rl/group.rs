@@ -8,7 +8,7 @@
 /// (Liu et al. 2025, https://arxiv.org/abs/2503.20783). The std is the sample std (n − 1) plus 1e-4, so
 /// a group of identical rewards gets advantage 0, not NaN.
 pub fn grpo_advantages(rewards: &[f32], group_size: usize, scale_by_std: bool) -> Vec<f32> {
-    assert!(group_size > 0 && rewards.len() % group_size == 0, "rewards come in whole groups");
+    assert!(group_size > 0 && rewards.len().is_multiple_of(group_size), "rewards come in whole groups");
     rewards
         .chunks(group_size)
         .flat_map(|g| {
@@ -22,7 +22,7 @@ pub fn grpo_advantages(rewards: &[f32], group_size: usize, scale_by_std: bool) -
 
 /// RLOO's leave-one-out baseline. Needs `group_size ≥ 2`.
 pub fn rloo_advantages(rewards: &[f32], group_size: usize) -> Vec<f32> {
-    assert!(group_size >= 2 && rewards.len() % group_size == 0, "RLOO needs whole groups of at least 2");
+    assert!(group_size >= 2 && rewards.len().is_multiple_of(group_size), "RLOO needs whole groups of at least 2");
     rewards
         .chunks(group_size)
         .flat_map(|g| {

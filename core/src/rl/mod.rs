@@ -23,10 +23,10 @@ pub mod masked;
 pub mod optim;
 pub mod run_dir;
 pub mod shaping;
-pub mod trainer;
-pub mod value_head;
 #[cfg(test)]
 pub(crate) mod testutil;
+pub mod trainer;
+pub mod value_head;
 
 pub use advantages::{gae, whiten};
 pub use checkpoint::{TrainerState, step_seed};

@@ -141,12 +141,18 @@ impl AdamW {
     pub fn load(&mut self, path: &Path) -> Result<()> {
         let device = self.slots.first().map(|s| s.var.device().clone()).unwrap_or(Device::Cpu);
         let map = candle_core::safetensors::load(path, &device)?;
-        let get = |k: &str| map.get(k).cloned().ok_or_else(|| candle_core::Error::Msg(format!("optimizer state {} has no tensor `{k}`", path.display())));
+        let get =
+            |k: &str| map.get(k).cloned().ok_or_else(|| candle_core::Error::Msg(format!("optimizer state {} has no tensor `{k}`", path.display())));
         for s in &mut self.slots {
             let m = get(&format!("{}.exp_avg", s.name))?;
             let v = get(&format!("{}.exp_avg_sq", s.name))?;
             if m.dims() != s.var.dims() || v.dims() != s.var.dims() {
-                return Err(candle_core::Error::Msg(format!("optimizer state for `{}` has shape {:?}, the parameter {:?}", s.name, m.dims(), s.var.dims())));
+                return Err(candle_core::Error::Msg(format!(
+                    "optimizer state for `{}` has shape {:?}, the parameter {:?}",
+                    s.name,
+                    m.dims(),
+                    s.var.dims()
+                )));
             }
             s.exp_avg = m;
             s.exp_avg_sq = v;

@@ -162,7 +162,8 @@ impl RewardsCsv {
     /// One row; `scores[i]` belongs to `rule_ids[i]`.
     pub fn write(&mut self, step: u64, sample_id: &str, category: &str, scores: &[Option<f64>], total: Option<f64>) -> Result<(), RunDirError> {
         let cell = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_default();
-        let row = [step.to_string(), sample_id.to_string(), category.to_string()].into_iter().chain(scores.iter().map(|s| cell(*s))).chain([cell(total)]);
+        let row =
+            [step.to_string(), sample_id.to_string(), category.to_string()].into_iter().chain(scores.iter().map(|s| cell(*s))).chain([cell(total)]);
         self.writer.write_record(row).map_err(|e| csv_err(&self.path, e))?;
         self.writer.flush().map_err(io(&self.path))
     }
@@ -192,7 +193,8 @@ pub fn truncate_after_step(path: &Path, step: u64) -> Result<(), RunDirError> {
         } else {
             serde_json::from_str::<serde_json::Value>(&line).ok().and_then(|v| v.get("step").and_then(|s| s.as_u64()))
         };
-        let row_step = row_step.ok_or_else(|| RunDirError::Corrupt { path: path.to_path_buf(), line: i + 1, message: "no step on this line".into() })?;
+        let row_step =
+            row_step.ok_or_else(|| RunDirError::Corrupt { path: path.to_path_buf(), line: i + 1, message: "no step on this line".into() })?;
         if row_step <= step {
             kept.push(line);
         }

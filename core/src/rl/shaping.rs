@@ -82,6 +82,6 @@ mod tests {
         assert!((m.mean - 3.0).abs() < 1e-12 && (m.var - 2.0).abs() < 1e-12 && m.count == 5.0);
         // (5 − 3)/√2 = 1.414, clipped to 1.
         assert_eq!(m.normalize(5.0, 1.0), 1.0);
-        assert!((m.normalize(4.0, 5.0) - 0.707_106_8).abs() < 1e-6);
+        assert!((m.normalize(4.0, 5.0) - std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-6);
     }
 }

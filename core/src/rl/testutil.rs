@@ -81,7 +81,11 @@ pub fn toy_registry(dir: &Path, target: u8) -> Registry {
     std::fs::write(rule_dir.join("rule.json"), serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
     std::fs::create_dir_all(dir.join("rulesets")).unwrap();
     let spec_path = dir.join("toy.toml");
-    std::fs::write(&spec_path, "name = \"toy\"\nversion = \"1.0.0\"\n[[rules]]\nid = \"toy\"\nversion = \"1.0.0\"\nweight = 1.0\n[aggregation]\nclip = [0.0, 1.0]\n").unwrap();
+    std::fs::write(
+        &spec_path,
+        "name = \"toy\"\nversion = \"1.0.0\"\n[[rules]]\nid = \"toy\"\nversion = \"1.0.0\"\nweight = 1.0\n[aggregation]\nclip = [0.0, 1.0]\n",
+    )
+    .unwrap();
     let spec: RuleSetSpec = toml::from_str(&std::fs::read_to_string(&spec_path).unwrap()).unwrap();
     let registry = Registry::new(dir);
     create_ruleset(&registry, &spec, &spec_path, "2026-12-01T00:00:00Z".into()).unwrap();

@@ -160,9 +160,9 @@ impl Trainer {
         if !root.exists() {
             return Err(RunDirError::Missing(root.to_path_buf()).into());
         }
-        let (step, ckpt) = probe
-            .latest_checkpoint()?
-            .ok_or_else(|| resume_err("it has no complete checkpoint (checkpoints/step-N/trainer_state.json); start it again with --overwrite".into()))?;
+        let (step, ckpt) = probe.latest_checkpoint()?.ok_or_else(|| {
+            resume_err("it has no complete checkpoint (checkpoints/step-N/trainer_state.json); start it again with --overwrite".into())
+        })?;
         let mut config = TrainConfig::load(Some(&probe.config_toml()), overrides)?;
         config.rules.apply(flags);
         let state = TrainerState::read(&ckpt).map_err(io(&ckpt))?;
@@ -202,7 +202,8 @@ impl Trainer {
         }
         let mut kl = KlController::new(config.kl.controller.clone());
         kl.coef = state.kl_coef;
-        let updates_per_step = (config.ppo.ppo_epochs * config.rollout.prompts_per_step * config.rollout.group_size / config.ppo.mini_batch_size) as u64;
+        let updates_per_step =
+            (config.ppo.ppo_epochs * config.rollout.prompts_per_step * config.rollout.group_size / config.ppo.mini_batch_size) as u64;
         let schedule = LrSchedule {
             peak: config.ppo.learning_rate,
             warmup_steps: config.ppo.warmup_steps,
@@ -211,7 +212,8 @@ impl Trainer {
             cosine: true,
         };
         // A judge's result follows the rules' in every sample score: its column comes last.
-        let rule_ids: Vec<String> = scorer.rules.iter().map(|r| r.manifest.id.clone()).chain(scorer.judge.as_ref().map(|j| j.entry.id.clone())).collect();
+        let rule_ids: Vec<String> =
+            scorer.rules.iter().map(|r| r.manifest.id.clone()).chain(scorer.judge.as_ref().map(|j| j.entry.id.clone())).collect();
         let logs = Logs {
             rewards: RewardsCsv::append(&run.rewards_csv(), rule_ids)?,
             kl: JsonlWriter::append(&run.kl_metrics())?,
@@ -231,7 +233,7 @@ impl Trainer {
             let report = self.step()?;
             on_step(&report);
             reports.push(report);
-            if self.state.step % self.config.run.save_every == 0 || self.state.step == self.config.run.steps {
+            if self.state.step.is_multiple_of(self.config.run.save_every) || self.state.step == self.config.run.steps {
                 self.save(&self.run.checkpoint(self.state.step))?;
             }
         }
@@ -247,7 +249,7 @@ impl Trainer {
                 break;
             }
             self.step()?;
-            if self.state.step % self.config.run.save_every == 0 || self.state.step == self.config.run.steps {
+            if self.state.step.is_multiple_of(self.config.run.save_every) || self.state.step == self.config.run.steps {
                 self.save(&self.run.checkpoint(self.state.step))?;
             }
         }
@@ -289,7 +291,13 @@ impl Trainer {
         let rows: Vec<usize> = picked.iter().flat_map(|&i| std::iter::repeat_n(i, r.group_size)).collect();
         let prompts: Vec<Vec<u32>> = rows.iter().map(|&i| self.prompt_ids[i].clone()).collect();
         let streams: Vec<u64> = (0..rows.len() as u64).collect();
-        let sampling = SamplingConfig { temperature: r.temperature, top_k: r.top_k, top_p: r.top_p, max_new_tokens: r.max_new_tokens, seed: step_seed(cfg.run.seed, step, 1) };
+        let sampling = SamplingConfig {
+            temperature: r.temperature,
+            top_k: r.top_k,
+            top_p: r.top_p,
+            max_new_tokens: r.max_new_tokens,
+            seed: step_seed(cfg.run.seed, step, 1),
+        };
         let rollout = generate_with_streams(&self.model, &prompts, &streams, &self.stop, &sampling, LoraMode::On)?;
         let episodes: Vec<Episode> = rows
             .iter()
@@ -374,7 +382,8 @@ impl Trainer {
             self.state.reward_moments.update(&raw_scores);
         }
         for (s, &k) in raw_scores.iter_mut().zip(&used) {
-            let normalised = if p.normalize_rewards { self.state.reward_moments.normalize(*s, p.reward_clip) } else { s.clamp(-p.reward_clip, p.reward_clip) };
+            let normalised =
+                if p.normalize_rewards { self.state.reward_moments.normalize(*s, p.reward_clip) } else { s.clamp(-p.reward_clip, p.reward_clip) };
             *s = apply_missing_eos(normalised, episodes[k].ended_with_eos, p.missing_eos_penalty);
         }
         let mut batch = Batch::default();
@@ -464,7 +473,11 @@ impl Trainer {
                 for (m_i, mc) in mb.chunks(micro).enumerate() {
                     let eps: Vec<&Episode> = mc.iter().map(|&u| &episodes[used[u]]).collect();
                     let packed = pack(&eps, self.stop.pad_id, &self.device)?;
-                    let lora = if cfg.lora.dropout > 0.0 { LoraMode::Train { seed: step_seed(cfg.run.seed, step, 3) ^ ((epoch as u64) << 32) ^ (st.updates as u64 * 131 + m_i as u64) } } else { LoraMode::On };
+                    let lora = if cfg.lora.dropout > 0.0 {
+                        LoraMode::Train { seed: step_seed(cfg.run.seed, step, 3) ^ ((epoch as u64) << 32) ^ (st.updates as u64 * 131 + m_i as u64) }
+                    } else {
+                        LoraMode::On
+                    };
                     let s = score(&self.model, (critic && !critic_warmup).then_some(&self.head), &packed, r.temperature, lora)?;
                     let width = packed.response_width;
                     let take = |rows: &Vec<Vec<f32>>| -> Result<Tensor, TrainError> { padded(mc.iter().map(|&u| &rows[u]), width, &self.device) };
@@ -482,7 +495,10 @@ impl Trainer {
                         // During critic warm-up only the value head learns: the values come from the
                         // detached trunk and the policy term is left out.
                         let values = if critic_warmup {
-                            let h = self.model.forward_hidden(&packed.input_ids, &packed.position_ids, &packed.attention_mask, None, LoraMode::On)?.detach();
+                            let h = self
+                                .model
+                                .forward_hidden(&packed.input_ids, &packed.position_ids, &packed.attention_mask, None, LoraMode::On)?
+                                .detach();
                             self.head.forward(&h.narrow(1, packed.prompt_width - 1, width)?)?
                         } else {
                             s.values.clone().expect("the critic scores values")
@@ -520,7 +536,9 @@ impl Trainer {
                 if !norm.is_finite() {
                     st.skipped += 1;
                     tracing::warn!(step, epoch, "skipped an update with a non-finite loss or gradient");
-                    self.logs.failures.write(&serde_json::json!({"step": step, "kind": "non_finite_update", "epoch": epoch, "grad_norm": norm.to_string()}))?;
+                    self.logs
+                        .failures
+                        .write(&serde_json::json!({"step": step, "kind": "non_finite_update", "epoch": epoch, "grad_norm": norm.to_string()}))?;
                     continue;
                 }
                 let lr = self.schedule.at(self.opt.step_count());
@@ -741,8 +759,17 @@ mod tests {
         if !registry.exists() {
             toy_registry(&registry, b'e');
         }
-        let mut c = TrainConfig::default();
-        c.run = crate::rl::config::RunConfig { name: name.into(), out_dir: dir.join("runs"), seed: 3, steps, save_every: 2, log_samples_per_step: 2 };
+        let mut c = TrainConfig {
+            run: crate::rl::config::RunConfig {
+                name: name.into(),
+                out_dir: dir.join("runs"),
+                seed: 3,
+                steps,
+                save_every: 2,
+                log_samples_per_step: 2,
+            },
+            ..TrainConfig::default()
+        };
         c.model.path = tiny_model_dir().to_path_buf();
         c.rules.ruleset = "toy@1.0.0".into();
         c.rules.registry = registry;

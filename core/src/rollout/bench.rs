@@ -210,10 +210,7 @@ pub fn peak_rss_bytes() -> Option<u64> {
 
 /// Used memory of GPU 0 in bytes, from `nvidia-smi` (MiB resolution); `None` without it.
 pub fn gpu_memory_used_bytes() -> Option<u64> {
-    let out = std::process::Command::new("nvidia-smi")
-        .args(["--query-gpu=memory.used", "--format=csv,noheader,nounits", "--id=0"])
-        .output()
-        .ok()?;
+    let out = std::process::Command::new("nvidia-smi").args(["--query-gpu=memory.used", "--format=csv,noheader,nounits", "--id=0"]).output().ok()?;
     let mib: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
     Some(mib * 1024 * 1024)
 }

@@ -38,7 +38,9 @@ pub enum RolloutError {
     EmptyPrompt { row: usize },
     #[error("token id {id} ({what}) is outside the model's vocabulary of {vocab}")]
     OutOfVocab { id: u32, what: &'static str, vocab: usize },
-    #[error("prompt of {prompt} tokens plus {new} new tokens exceeds the model's {max} positions (max_position_embeddings); shorten the prompt or lower max_new_tokens")]
+    #[error(
+        "prompt of {prompt} tokens plus {new} new tokens exceeds the model's {max} positions (max_position_embeddings); shorten the prompt or lower max_new_tokens"
+    )]
     TooLong { prompt: usize, new: usize, max: usize },
     #[error("row {row}, step {step}: {source}")]
     NonFinite { row: usize, step: usize, source: NonFiniteLogits },
@@ -125,13 +127,7 @@ impl Rollout {
 /// the batch is every prompt at once, so the caller picks the batch size. Row `r` draws from
 /// random stream `r` of `cfg.seed`. `lora`: `On` or `Inference` sample the adapted policy
 /// (without an autograd graph either way), `Off` the base; `Train` (dropout) is refused.
-pub fn generate(
-    model: &CausalLm,
-    prompts: &[Vec<u32>],
-    tokens: &StopTokens,
-    cfg: &SamplingConfig,
-    lora: LoraMode,
-) -> Result<Rollout, RolloutError> {
+pub fn generate(model: &CausalLm, prompts: &[Vec<u32>], tokens: &StopTokens, cfg: &SamplingConfig, lora: LoraMode) -> Result<Rollout, RolloutError> {
     let streams: Vec<u64> = (0..prompts.len() as u64).collect();
     generate_with_streams(model, prompts, &streams, tokens, cfg, lora)
 }

@@ -11,11 +11,11 @@ use crate::model::{CausalLm, LoraMode, Message, ModelError, Tokenizer, Tokenizer
 use crate::rl::checkpoint::step_seed;
 use crate::rl::config::LoraSettings;
 use crate::rl::cursor::epoch_order;
-use crate::rollout::token_logprobs;
 use crate::rl::masked::masked_mean;
 use crate::rl::optim::{AdamW, AdamWConfig, Grads, LrSchedule, clip_scale};
 use crate::rl::run_dir::{JsonlWriter, OpenMode, RunDir, RunDirError};
 use crate::rl::trainer::pick_device;
+use crate::rollout::token_logprobs;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -117,7 +117,9 @@ pub fn example(tokenizer: &Tokenizer, prompt: &str, answer: &str, max_len: usize
     let prompt_ids = tokenizer.encode_chat(&[Message::user(prompt)], true)?;
     let mut ids = tokenizer.encode_chat(&[Message::user(prompt), Message::assistant(answer)], false)?;
     if !ids.starts_with(&prompt_ids) {
-        return Err(SftError::Invalid("the chat template renders the prompt differently with and without the answer; SFT needs the prompt to be a prefix".into()));
+        return Err(SftError::Invalid(
+            "the chat template renders the prompt differently with and without the answer; SFT needs the prompt to be a prefix".into(),
+        ));
     }
     // A template may end the turn with a newline after EOS; train up to and including EOS.
     let eos = tokenizer.special().eos.id;
@@ -145,8 +147,11 @@ pub struct SftSummary {
 /// Trains the adapter (or, with `full`, every weight) and writes it to `<out>/adapter` (or `<out>/model`). `on_step(step, total, loss)` drives a
 /// progress bar.
 pub fn run(cfg: &SftConfig, overwrite: bool, mut on_step: impl FnMut(u64, u64, f32)) -> Result<SftSummary, SftError> {
-    if cfg.batch_size == 0 || cfg.grad_accum_steps == 0 || cfg.batch_size % cfg.grad_accum_steps != 0 {
-        return Err(SftError::Invalid(format!("batch_size {} must be a positive multiple of grad_accum_steps {}", cfg.batch_size, cfg.grad_accum_steps)));
+    if cfg.batch_size == 0 || cfg.grad_accum_steps == 0 || !cfg.batch_size.is_multiple_of(cfg.grad_accum_steps) {
+        return Err(SftError::Invalid(format!(
+            "batch_size {} must be a positive multiple of grad_accum_steps {}",
+            cfg.batch_size, cfg.grad_accum_steps
+        )));
     }
     if cfg.out.exists() && !overwrite {
         return Err(RunDirError::Exists(cfg.out.clone()).into());
@@ -159,7 +164,9 @@ pub fn run(cfg: &SftConfig, overwrite: bool, mut on_step: impl FnMut(u64, u64, f
         .iter()
         .enumerate()
         .map(|(i, item)| {
-            let answer = item.answer.as_deref().ok_or_else(|| SftError::Data(format!("{}:{}: item `{}` has no `answer`; SFT needs reference answers", cfg.data.display(), i + 1, item.id)))?;
+            let answer = item.answer.as_deref().ok_or_else(|| {
+                SftError::Data(format!("{}:{}: item `{}` has no `answer`; SFT needs reference answers", cfg.data.display(), i + 1, item.id))
+            })?;
             example(&tokenizer, &item.prompt, answer, cfg.max_seq_len)
         })
         .collect::<Result<_, _>>()?;
@@ -167,7 +174,8 @@ pub fn run(cfg: &SftConfig, overwrite: bool, mut on_step: impl FnMut(u64, u64, f
         return Err(SftError::Data(format!("{} has no items", cfg.data.display())));
     }
     let out = RunDir::open(&cfg.out, if overwrite { OpenMode::Overwrite } else { OpenMode::Fresh })?;
-    std::fs::write(cfg.out.join("sft_config.toml"), toml::to_string_pretty(cfg).expect("plain data")).map_err(|source| SftError::Io { path: cfg.out.join("sft_config.toml"), source })?;
+    std::fs::write(cfg.out.join("sft_config.toml"), toml::to_string_pretty(cfg).expect("plain data"))
+        .map_err(|source| SftError::Io { path: cfg.out.join("sft_config.toml"), source })?;
     let mut metrics = JsonlWriter::append(&out.metrics())?;
 
     let vars = if cfg.full {
@@ -180,7 +188,11 @@ pub fn run(cfg: &SftConfig, overwrite: bool, mut on_step: impl FnMut(u64, u64, f
     let mut opt = AdamW::new(vars, AdamWConfig::default())?;
     let save = |model: &CausalLm, dir: &Path| -> Result<PathBuf, SftError> {
         let path = dir.join(if cfg.full { "model" } else { "adapter" });
-        if cfg.full { model.save_full(&path)? } else { model.save_adapter(&path)? }
+        if cfg.full {
+            model.save_full(&path)?
+        } else {
+            model.save_adapter(&path)?
+        }
         Ok(path)
     };
     let steps_per_epoch = examples.len().div_ceil(cfg.batch_size) as u64;
@@ -203,7 +215,11 @@ pub fn run(cfg: &SftConfig, overwrite: bool, mut on_step: impl FnMut(u64, u64, f
             let mut loss_sum = 0f32;
             for (m, mc) in batch.chunks(micro).enumerate() {
                 let exs: Vec<&Example> = mc.iter().map(|&i| &examples[i]).collect();
-                let lora = if cfg.lora.dropout > 0.0 && !cfg.full { LoraMode::Train { seed: step_seed(cfg.seed, step, 3) ^ m as u64 } } else { LoraMode::On };
+                let lora = if cfg.lora.dropout > 0.0 && !cfg.full {
+                    LoraMode::Train { seed: step_seed(cfg.seed, step, 3) ^ m as u64 }
+                } else {
+                    LoraMode::On
+                };
                 let loss = answer_loss(&model, &exs, pad, &device, lora)?;
                 let weighted = (loss * (mc.len() as f64 / batch.len() as f64))?;
                 loss_sum += weighted.to_scalar::<f32>()?;
@@ -234,7 +250,15 @@ pub fn run(cfg: &SftConfig, overwrite: bool, mut on_step: impl FnMut(u64, u64, f
         }
     }
     let output = save(&model, &cfg.out)?;
-    Ok(SftSummary { examples: examples.len(), optimizer_steps: opt.step_count(), first_loss, last_loss, tokens_per_s: tokens as f64 / started.elapsed().as_secs_f64(), full: cfg.full, output })
+    Ok(SftSummary {
+        examples: examples.len(),
+        optimizer_steps: opt.step_count(),
+        first_loss,
+        last_loss,
+        tokens_per_s: tokens as f64 / started.elapsed().as_secs_f64(),
+        full: cfg.full,
+        output,
+    })
 }
 
 /// Batches per sorted run in [`length_grouped_batches`]: long enough that neighbours in a run

@@ -29,7 +29,8 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
 pub const DEFAULT_RUBRIC: &str = "You rate how well a medical answer communicates: a calm, respectful tone; clear, plain language; a structure a worried patient can follow; no condescension, no alarmism, no filler. You do not rate medical correctness. Reply with one digit.";
-pub const DEFAULT_TEMPLATE: &str = "Question:\n{prompt}\n\nAnswer:\n{response}\n\nRate the answer's communication from {min} (poor) to {max} (excellent). Reply with one digit.";
+pub const DEFAULT_TEMPLATE: &str =
+    "Question:\n{prompt}\n\nAnswer:\n{response}\n\nRate the answer's communication from {min} (poor) to {max} (excellent). Reply with one digit.";
 
 /// `judge.params`.
 #[derive(Debug, Clone, Deserialize)]
@@ -136,10 +137,8 @@ impl LlmJudge {
             let mask = vec![vec![1u8; t]];
             let positions = position_ids_for(&mask, device).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
             let mask = Tensor::from_vec(mask.concat(), (1, t), device)?;
-            let logits = self
-                .model
-                .forward_last(&input, &positions, &mask, None, LoraMode::Off)
-                .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+            let logits =
+                self.model.forward_last(&input, &positions, &mask, None, LoraMode::Off).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
             logits.squeeze(0)?.to_dtype(DType::F32)?.to_vec1::<f32>()
         };
         let logits = run().map_err(|e| format!("the judge model failed: {e}"))?;
@@ -242,7 +241,8 @@ mod tests {
 
     #[test]
     fn fill_substitutes_once() {
-        let out = fill("Q: {prompt} A: {response} {other} {min}-{max}", &[("prompt", "says {response}"), ("response", "fine"), ("min", "1"), ("max", "5")]);
+        let out =
+            fill("Q: {prompt} A: {response} {other} {min}-{max}", &[("prompt", "says {response}"), ("response", "fine"), ("min", "1"), ("max", "5")]);
         assert_eq!(out, "Q: says {response} A: fine {other} 1-5");
     }
 
