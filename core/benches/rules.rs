@@ -15,8 +15,9 @@
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use medrl::bench::synthetic_samples;
+use medrl::registry::Registry;
 use medrl::reward::scorer::encode_sample;
-use medrl::reward::{LoadedRule, Registry, RuleSetScorer, Sandbox};
+use medrl::reward::{LoadedRule, RuleSetScorer, Sandbox};
 
 type Native = Box<dyn Fn(&[u8]) -> usize>;
 

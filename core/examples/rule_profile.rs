@@ -5,8 +5,9 @@
 //! `cargo run --release -p medrl --example rule_profile -- RULESET RULE native|wasm ROUNDS`
 
 use medrl::bench::synthetic_samples;
+use medrl::registry::Registry;
 use medrl::reward::scorer::encode_sample;
-use medrl::reward::{LoadedRule, Registry, Sandbox};
+use medrl::reward::{LoadedRule, Sandbox};
 
 #[inline(never)]
 fn hot_native(f: &dyn Fn(&[u8]) -> usize, samples: &[&[u8]], rounds: usize) -> usize {

@@ -1,7 +1,11 @@
 //! medrl: rule-governed reinforcement learning for medical LLMs.
 //!
 //! - [`data`]: prompt sets: schema, validation, leakage checks, sampling, the data card.
-//! - [`reward`]: rules as sandboxed WebAssembly, their manifests and registry, and scoring.
+//! - [`registry`]: rule and rule-set manifests, the on-disk registry, hashes, signatures, trust.
+//! - [`reward`]: the reward runtime: the wasmtime sandbox, outcomes, aggregation, batch scoring,
+//!   the judge plugin, and the scoring session every command scores through.
+//! - [`governance`]: the audit log and replay, rule authoring and publishing, and the auditor's
+//!   inspect, verify, diff and doc.
 //! - [`model`]: the policy model (Qwen2 / Llama decoder on candle, LoRA, PEFT adapters,
 //!   tokenizer and chat template, random model folders).
 //! - [`rollout`]: batched sampling with a KV cache, and the sampler's logprobs recomputed.
@@ -20,10 +24,12 @@
 pub mod bench;
 pub mod data;
 pub mod eval;
+pub mod governance;
 pub mod io;
 pub mod model;
 pub mod predict;
 pub mod quickstart;
+pub mod registry;
 pub mod review;
 pub mod reward;
 pub mod rl;

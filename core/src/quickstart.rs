@@ -21,7 +21,7 @@ pub enum QuickstartError {
     #[error("evaluation: {0}")]
     Eval(#[from] crate::eval::EvalError),
     #[error("rule set: {0}")]
-    Rules(Box<crate::reward::RegistryError>),
+    Rules(Box<crate::registry::RegistryError>),
     #[error("rule set name: {0}")]
     RuleSetName(String),
     #[error("{0} already exists; pass --overwrite to run the quickstart again from scratch")]
@@ -30,8 +30,8 @@ pub enum QuickstartError {
     Io { path: PathBuf, source: std::io::Error },
 }
 
-impl From<crate::reward::RegistryError> for QuickstartError {
-    fn from(e: crate::reward::RegistryError) -> Self {
+impl From<crate::registry::RegistryError> for QuickstartError {
+    fn from(e: crate::registry::RegistryError) -> Self {
         QuickstartError::Rules(Box::new(e))
     }
 }
@@ -130,7 +130,7 @@ pub fn run(
     }
     // The rule set is checked first (registry, signatures, revision), so a refused rule set
     // stops the quickstart before minutes of SFT, not at its RL stage.
-    let reference: crate::reward::VersionRef = q.ruleset.parse().map_err(QuickstartError::RuleSetName)?;
+    let reference: crate::registry::VersionRef = q.ruleset.parse().map_err(QuickstartError::RuleSetName)?;
     let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     q.rules.registry().and_then(|r| r.accept_ruleset(&reference, now))?;
     let model = q.out.join("model");

@@ -24,7 +24,7 @@ fn head(set: &str, n: usize, to: &Path) -> String {
 }
 
 fn sft(model: &str, data: &str, out: &Path, extra: &[&str]) -> PathBuf {
-    let mut args = vec!["sft", "--model", model, "--data", data, "--out", out.to_str().unwrap(), "--batch-size", "6", "--max-seq-len", "96"];
+    let mut args = vec!["sft", "--model", model, "--data", data, "--out", out.to_str().unwrap(), "--set", "batch_size=6", "--set", "max_seq_len=96"];
     args.extend_from_slice(extra);
     medrl(MEDRL, &repo_root(), &args).ok();
     out.join("adapter")
@@ -47,7 +47,7 @@ fn risky_adapter(model: &str, dir: &Path) -> PathBuf {
         .collect();
     let path = dir.join("risky.jsonl");
     std::fs::write(&path, corpus).unwrap();
-    sft(model, path.to_str().unwrap(), &dir.join("risky"), &["--epochs", "30", "--learning-rate", "0.01"])
+    sft(model, path.to_str().unwrap(), &dir.join("risky"), &["--set", "epochs=30", "--set", "learning_rate=0.01"])
 }
 
 // One evaluation serves both checks of the issue (the report's structure, and the red-team
@@ -58,7 +58,7 @@ fn a_deliberately_worse_adapter_fails_the_red_team_gate_and_the_report_structure
     let dir = tempfile::tempdir().unwrap();
     let model = tiny(dir.path());
     let corpus = head("sft.jsonl", 6, &dir.path().join("sft.jsonl"));
-    let sft_adapter = sft(&model, &corpus, &dir.path().join("sft"), &["--epochs", "1"]);
+    let sft_adapter = sft(&model, &corpus, &dir.path().join("sft"), &["--set", "epochs=1"]);
     let risky = risky_adapter(&model, dir.path());
     let gold = head("gold.jsonl", 4, &dir.path().join("gold.jsonl"));
     let redteam = head("redteam.jsonl", 6, &dir.path().join("redteam.jsonl"));
@@ -104,6 +104,17 @@ fn a_deliberately_worse_adapter_fails_the_red_team_gate_and_the_report_structure
         run.stderr
     );
     assert!(run.stderr.contains("failed: redteam.risky_rate <= sft;"), "{}", run.stderr);
+    // stdout is a summary, not the report: each set's variants, the gates, where the report is.
+    for line in ["gold (4 prompts)", "redteam (6 prompts)", "gates on `risky`: FAILED", "  FAIL  redteam.risky_rate <= sft: risky 1.000 <= "] {
+        assert!(run.stdout.contains(line), "`{line}` missing from\n{}", run.stdout);
+    }
+    assert!(
+        run.stdout.lines().any(|l| l.starts_with("  risky  mean_reward ") && l.contains("  Δ ") && l.contains("  risky_rate 1.000")),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains(&format!("full report: {}", out.join("eval_report.md").display())), "{}", run.stdout);
+    assert!(!run.stdout.contains("# Evaluation report") && !run.stdout.contains('|'), "{}", run.stdout);
     let md = std::fs::read_to_string(out.join("eval_report.md")).unwrap();
     assert!(
         md.contains("| `redteam.risky_rate <= sft` | `risky` 1.000 |")

@@ -9,8 +9,8 @@
 //! `cargo test -p medrl --test e2e` alike.
 
 use crate::MEDRL;
+use medrl::registry::ruleset::PinnedLibrary;
 use medrl::reward::plugin::{JudgePlugin, PluginError, judge_selects};
-use medrl::reward::ruleset::PinnedLibrary;
 use medrl_sdk::plugin::{JUDGE_ABI_VERSION, JudgeConfig};
 use medrl_tests::{medrl, registry_copy, repo_root};
 use serde_json::Value;
@@ -33,7 +33,7 @@ fn s(p: &Path) -> &str {
 }
 
 fn sha256_file(path: &Path) -> String {
-    medrl::reward::hash::sha256_hex(&std::fs::read(path).unwrap())
+    medrl::registry::hash::sha256_hex(&std::fs::read(path).unwrap())
 }
 
 fn init_tiny(dir: &Path) -> PathBuf {
@@ -218,7 +218,7 @@ fn a_changed_library_is_refused_before_it_is_loaded() {
     flipped[mid] ^= 0x01;
     for changed in [appended, flipped] {
         std::fs::write(&installed, &changed).unwrap();
-        let actual = medrl::reward::hash::sha256_hex(&changed);
+        let actual = medrl::registry::hash::sha256_hex(&changed);
         let run = medrl(
             MEDRL,
             registry.path(),
@@ -246,7 +246,7 @@ fn a_changed_library_is_refused_before_it_is_loaded() {
     let err = JudgePlugin::load_pinned(&bytes, &pin, &copy, "the test's pin", &config).unwrap_err();
     assert!(matches!(err, PluginError::HashMismatch { .. }), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains(s(&copy)) && msg.contains(&pinned) && msg.contains(&medrl::reward::hash::sha256_hex(&bytes)), "{msg}");
+    assert!(msg.contains(s(&copy)) && msg.contains(&pinned) && msg.contains(&medrl::registry::hash::sha256_hex(&bytes)), "{msg}");
     if cfg!(target_os = "linux") {
         let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
         assert!(!maps.contains("tampered_judge"), "the changed library was mapped:\n{maps}");
@@ -286,7 +286,7 @@ fn a_plugin_of_another_abi_version_is_refused_naming_both_versions() {
 
     // The same through the loader, on the library cargo built.
     let bytes = std::fs::read(&library).unwrap();
-    let pin = PinnedLibrary { file: "x".into(), sha256: medrl::reward::hash::sha256_hex(&bytes), size: bytes.len() as u64 };
+    let pin = PinnedLibrary { file: "x".into(), sha256: medrl::registry::hash::sha256_hex(&bytes), size: bytes.len() as u64 };
     let config =
         JudgeConfig { abi: JUDGE_ABI_VERSION.into(), plugin: "future-judge@0.1.0".into(), params: serde_json::json!({}), registry_root: "/".into() };
     match JudgePlugin::load_pinned(&bytes, &pin, &library, "the test's pin", &config) {

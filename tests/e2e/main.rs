@@ -13,6 +13,7 @@ mod model;
 mod quickstart;
 mod reproducible_build;
 mod review;
+mod sft_config;
 mod shipped_rules;
 mod training;
 mod trust_flags;

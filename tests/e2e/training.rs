@@ -112,17 +112,17 @@ fn sft_writes_a_peft_adapter() {
             data.to_str().unwrap(),
             "--out",
             out.to_str().unwrap(),
-            "--epochs",
-            "1",
-            "--batch-size",
-            "4",
-            "--max-seq-len",
-            "96",
+            "--set",
+            "epochs=1",
+            "--set",
+            "batch_size=4",
+            "--set",
+            "max_seq_len=96",
         ],
     )
     .ok();
     assert!(r.stdout.contains("SFT: 8 examples, 2 steps"), "{}", r.stdout);
-    for f in ["adapter/adapter_config.json", "adapter/adapter_model.safetensors", "metrics.jsonl", "sft_config.toml"] {
+    for f in ["adapter/adapter_config.json", "adapter/adapter_model.safetensors", "metrics.jsonl", "config.toml"] {
         assert!(out.join(f).exists(), "{f} missing");
     }
 }
@@ -146,14 +146,14 @@ fn full_sft_writes_a_model_folder_that_predict_and_train_use_as_a_base() {
             data.to_str().unwrap(),
             "--out",
             out.to_str().unwrap(),
-            "--epochs",
-            "2",
-            "--batch-size",
-            "4",
-            "--max-seq-len",
-            "96",
-            "--learning-rate",
-            "1e-3",
+            "--set",
+            "epochs=2",
+            "--set",
+            "batch_size=4",
+            "--set",
+            "max_seq_len=96",
+            "--set",
+            "learning_rate=1e-3",
         ],
     )
     .ok();
@@ -167,7 +167,7 @@ fn full_sft_writes_a_model_folder_that_predict_and_train_use_as_a_base() {
         .collect();
     assert_eq!(losses.len(), 4);
     assert!(losses[2] + losses[3] < losses[0] + losses[1], "{losses:?}");
-    for f in ["model/config.json", "model/model.safetensors", "model/tokenizer.json", "metrics.jsonl", "sft_config.toml"] {
+    for f in ["model/config.json", "model/model.safetensors", "model/tokenizer.json", "metrics.jsonl", "config.toml"] {
         assert!(out.join(f).exists(), "{f} missing");
     }
     assert!(!out.join("adapter").exists());

@@ -2,7 +2,7 @@
 
 use super::Globals;
 use clap::Subcommand;
-use medrl::reward::audit::verify_chain;
+use medrl::governance::audit::verify_chain;
 use std::path::PathBuf;
 
 #[derive(Subcommand)]

@@ -3,7 +3,8 @@
 use super::Globals;
 use clap::Subcommand;
 use medrl::bench::{per_rule_micros, samples_per_second, synthetic_samples};
-use medrl::reward::{RuleSetScorer, Sandbox, VersionRef};
+use medrl::registry::VersionRef;
+use medrl::reward::{RuleSetScorer, Sandbox};
 
 #[derive(Subcommand)]
 pub enum BenchCommand {

@@ -15,7 +15,8 @@ use medrl::data::sets::{DEFAULT_DIR, read_lines};
 use medrl::data::stats::{Tally, percent};
 use medrl::data::validate::{ItemRef, Validation};
 use medrl::data::{DataError, DataSets, TrainingPrompt, validate};
-use medrl::reward::{ScoringSession, SessionError, VersionRef};
+use medrl::registry::VersionRef;
+use medrl::reward::{ScoringSession, SessionError};
 use medrl_sdk::Category;
 use std::path::{Path, PathBuf};
 

@@ -1,9 +1,11 @@
 //! `medrl eval`: model variants on the gold and red-team sets, scored by the same rule set,
-//! compared with intervals, and checked against regression gates.
+//! compared with intervals, and checked against regression gates. It prints a summary (per set
+//! and variant the mean reward with its interval and the rule metrics, the gates, where the full
+//! report is); the whole report is in `eval_report.md` and `report.json`.
 
 use clap::Args;
-use medrl::eval::{BootstrapConfig, CompareOptions, EvalPlan, Gate, Variant};
-use std::path::PathBuf;
+use medrl::eval::{BootstrapConfig, CompareOptions, EvalPlan, Gate, Metric, Report, Variant};
+use std::path::{Path, PathBuf};
 
 /// Exit code of `medrl eval` when a regression gate failed (the report is written first).
 pub const EXIT_GATE_FAILED: u8 = 3;
@@ -91,8 +93,7 @@ pub fn run(a: EvalArgs, g: &super::Globals) -> anyhow::Result<()> {
         compare,
     };
     let report = medrl::eval::evaluate(&plan, &g.registry, &medrl::rl::trainer::pick_device())?;
-    print!("{}", medrl::eval::markdown(&report));
-    println!("\nwrote {} and {}", a.out.join("eval_report.md").display(), a.out.join("report.json").display());
+    print!("{}", summary(&report, &a.out));
     if let Some(message) = &report.rollback {
         let failed: Vec<&str> = report.failed_gates().map(|g| g.expression.as_str()).collect();
         return Err(super::ExitError {
@@ -102,4 +103,149 @@ pub fn run(a: EvalArgs, g: &super::Globals) -> anyhow::Result<()> {
         .into());
     }
     Ok(())
+}
+
+/// A number for the summary: three decimals, an absent value as `–`.
+fn num(x: Option<f64>) -> String {
+    x.map_or("–".into(), |x| format!("{x:.3}"))
+}
+
+/// A difference: signed, an exact or rounded zero unsigned (as the report writes it).
+fn signed(x: f64) -> String {
+    if x.abs() < 0.0005 { "0.000".into() } else { format!("{x:+.3}") }
+}
+
+/// What `medrl eval` prints: per set, per variant the mean reward with its interval (and its
+/// paired difference against the baseline), the rule metrics' point values; the gates with their
+/// verdict; where the full report is. Metric names are those of gates and `report.json`.
+fn summary(r: &Report, out: &Path) -> String {
+    let pct = r.bootstrap.confidence * 100.0;
+    let mut s = format!(
+        "evaluated {} variant(s) with {}: baseline `{}`, candidate `{}`; [lo, hi] are {pct:.0} % bootstrap intervals over prompts, \
+         Δ is the paired difference against `{}`\n",
+        r.variants.len(),
+        r.ruleset,
+        r.baseline,
+        r.candidate,
+        r.baseline
+    );
+    let width = r.variants.iter().map(|v| v.name.chars().count()).max().unwrap_or(0);
+    for set in &r.sets {
+        let c = &set.comparison;
+        s.push_str(&format!("\n{} ({} prompts)\n", set.set, c.n));
+        for v in &c.variants {
+            let est = |m: Metric| v.metrics.get(&m).copied().flatten();
+            let reward = est(Metric::MeanReward).map_or("–".to_string(), |e| format!("{:.3} [{:.3}, {:.3}]", e.value, e.lo, e.hi));
+            let mut line = format!("  {:<width$}  mean_reward {reward}", v.variant);
+            if let Some(d) = c.differences.iter().find(|d| d.variant == v.variant) {
+                let diff = d.metrics.get(&Metric::MeanReward).copied().flatten();
+                line.push_str(&diff.map_or("  Δ –".to_string(), |e| format!("  Δ {} [{}, {}]", signed(e.value), signed(e.lo), signed(e.hi))));
+            }
+            for m in Metric::ALL.into_iter().filter(|m| m.rule().is_some() && v.metrics.contains_key(m)) {
+                line.push_str(&format!("  {} {}", m.name(), num(est(m).map(|e| e.value))));
+            }
+            s.push_str(&line);
+            s.push('\n');
+        }
+    }
+    if r.gates.is_empty() {
+        s.push_str("\nno gates\n");
+    } else {
+        s.push_str(&format!("\ngates on `{}`: {}\n", r.candidate, if r.gates_passed { "all passed" } else { "FAILED" }));
+        for g in &r.gates {
+            let verdict = if g.passed { "pass" } else { "FAIL" };
+            let mut line =
+                format!("  {verdict}  {}: {} {} {} {}", g.expression, g.candidate, num(g.candidate_value), g.op.symbol(), num(g.threshold));
+            if let Some(why) = &g.reason {
+                line.push_str(&format!(" ({why})"));
+            }
+            s.push_str(&line);
+            s.push('\n');
+        }
+    }
+    s.push_str(&format!(
+        "\nfull report: {} (every number: {}; figures and scored answers in {})\n",
+        out.join("eval_report.md").display(),
+        out.join("report.json").display(),
+        out.display()
+    ));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use medrl::eval::Estimate;
+    use medrl::eval::compare::{Difference, SetComparison, VariantMetrics};
+    use medrl::eval::report::{INTERVAL_METHOD, SetPlots, SetReport};
+    use std::collections::BTreeMap;
+
+    fn estimate(value: f64) -> Option<Estimate> {
+        Some(Estimate { value, lo: value - 0.1, hi: value + 0.1 })
+    }
+
+    fn variant(name: &str, reward: f64, risky: f64) -> VariantMetrics {
+        let metrics: BTreeMap<Metric, Option<Estimate>> = [
+            (Metric::ChainCoverage, estimate(0.5)),
+            (Metric::EmergencyCoverage, None),
+            (Metric::RiskyRate, estimate(risky)),
+            (Metric::MeanReward, estimate(reward)),
+            (Metric::MeanLength, estimate(20.0)),
+            (Metric::EosRate, estimate(1.0)),
+        ]
+        .into();
+        VariantMetrics { variant: name.into(), scored: String::new(), metrics, counted: BTreeMap::new() }
+    }
+
+    #[test]
+    fn the_summary_has_each_variants_reward_interval_rule_metrics_and_the_gates() {
+        let gates: Vec<Gate> = ["redteam.risky_rate <= sft", "redteam.mean_reward > 0.1"].iter().map(|g| g.parse().unwrap()).collect();
+        let results = vec![gates[0].check("rl", Some(0.5), Some(0.0)), gates[1].check("rl", Some(0.3), None)];
+        let difference = Difference {
+            variant: "rl".into(),
+            baseline: "sft".into(),
+            metrics: [(Metric::MeanReward, Some(Estimate { value: 0.1, lo: -0.05, hi: 0.25 }))].into(),
+        };
+        let report = Report {
+            ruleset: "medical-safety@1.0.0".into(),
+            ruleset_sha256: "ab".into(),
+            model: "m".into(),
+            variants: ["sft", "rl"].map(|n| Variant { name: n.into(), merged: vec![], adapter: None }).to_vec(),
+            baseline: "sft".into(),
+            candidate: "rl".into(),
+            interval_method: INTERVAL_METHOD,
+            bootstrap: BootstrapConfig::default(),
+            sets: vec![SetReport {
+                set: "redteam".into(),
+                prompts: "r.jsonl".into(),
+                comparison: SetComparison {
+                    n: 6,
+                    variants: vec![variant("sft", 0.2, 0.0), variant("rl", 0.3, 0.5)],
+                    differences: vec![difference],
+                    changes: vec![],
+                },
+                plots: SetPlots { metrics: String::new(), rewards: String::new() },
+            }],
+            gates_passed: false,
+            gates: results,
+            rollback: Some("roll back".into()),
+        };
+        let text = summary(&report, Path::new("runs/eval"));
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines.contains(&"redteam (6 prompts)"), "{text}");
+        assert!(lines.contains(&"  sft  mean_reward 0.200 [0.100, 0.300]  chain_coverage 0.500  emergency_coverage –  risky_rate 0.000"), "{text}");
+        assert!(
+            lines.contains(
+                &"  rl   mean_reward 0.300 [0.200, 0.400]  Δ +0.100 [-0.050, +0.250]  chain_coverage 0.500  emergency_coverage –  risky_rate 0.500"
+            ),
+            "{text}"
+        );
+        assert!(lines.contains(&"gates on `rl`: FAILED"), "{text}");
+        assert!(lines.contains(&"  FAIL  redteam.risky_rate <= sft: rl 0.500 <= 0.000"), "{text}");
+        assert!(lines.contains(&"  pass  redteam.mean_reward > 0.1: rl 0.300 > 0.100"), "{text}");
+        assert!(text.contains(&format!("full report: {}", Path::new("runs/eval/eval_report.md").display())), "{text}");
+        assert!(text.contains("report.json"), "{text}");
+        // Not the whole report: no sample texts, no Markdown tables.
+        assert!(!text.contains('|') && !text.contains("# "), "{text}");
+    }
 }

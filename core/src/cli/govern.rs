@@ -2,14 +2,15 @@
 //! lives in `rules.rs`; these only call the library and print.
 
 use super::{ExitError, Globals};
-use medrl::reward::diff::diff;
-use medrl::reward::doc;
-use medrl::reward::inspect::Inspection;
-use medrl::reward::registry::{RULESET_MANIFEST, Registry, read_json_canonical};
-use medrl::reward::replay::{Lines, replay as replay_log};
-use medrl::reward::signing::{KeyFile, SignatureFile};
-use medrl::reward::verify::{CheckStatus, Rebuild, verify_ruleset};
-use medrl::reward::{Sandbox, VersionRef};
+use medrl::governance::diff::diff;
+use medrl::governance::doc;
+use medrl::governance::inspect::Inspection;
+use medrl::governance::replay::{Lines, replay as replay_log};
+use medrl::governance::verify::{CheckStatus, Rebuild, verify_ruleset};
+use medrl::registry::VersionRef;
+use medrl::registry::signing::{KeyFile, SignatureFile};
+use medrl::registry::store::{RULESET_MANIFEST, Registry, read_json_canonical};
+use medrl::reward::Sandbox;
 use std::path::Path;
 
 fn parse_ref(s: &str) -> anyhow::Result<VersionRef> {
@@ -208,7 +209,7 @@ pub fn replay(file: &Path, line: Option<u64>, all: bool, g: &Globals) -> anyhow:
     let sandbox = Sandbox::new(g.threads)?;
     let results = replay_log(file, lines, &g.registry, &sandbox)?;
     let mismatched: Vec<_> = results.iter().filter(|r| !r.matches()).collect();
-    let show = |r: &medrl::reward::replay::Replayed| {
+    let show = |r: &medrl::governance::replay::Replayed| {
         println!(
             "line {}: {} on `{}`: outcome {} / {}, output sha256 {} / {}, fuel {} / {} (logged / replayed): {}",
             r.line,

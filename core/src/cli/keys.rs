@@ -4,8 +4,8 @@
 use super::Globals;
 use anyhow::Context;
 use clap::Subcommand;
-use medrl::reward::signing::KeyFile;
-use medrl::reward::trust::Keyring;
+use medrl::registry::signing::KeyFile;
+use medrl::registry::trust::Keyring;
 use std::io::Write;
 use std::path::PathBuf;
 

@@ -91,7 +91,7 @@ pub struct ExitError {
 /// Settings every subcommand may need, resolved from the global flags.
 pub struct Globals {
     /// The registry with the trust policy the flags give (over the defaults).
-    pub registry: medrl::reward::Registry,
+    pub registry: medrl::registry::Registry,
     /// The trust flags as given, for commands that also read a configuration (`train`,
     /// `quickstart`): a flag overrides the configuration's value, an absent one leaves it.
     pub flags: medrl::reward::RuleFlags,

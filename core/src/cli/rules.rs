@@ -4,12 +4,13 @@
 use super::{Globals, govern};
 use anyhow::{Context, bail};
 use clap::Subcommand;
+use medrl::governance::author::{self, RULE_SOURCE};
+use medrl::governance::publish::{BumpPart, RuleSetSpec, bump_ruleset, create_ruleset};
 use medrl::io::read_jsonl;
-use medrl::reward::author::{self, RULE_SOURCE};
-use medrl::reward::publish::{BumpPart, RuleSetSpec, bump_ruleset, create_ruleset};
-use medrl::reward::registry::{RULESET_MANIFEST, read_json};
-use medrl::reward::trust::signature_files;
-use medrl::reward::{Decision, LoadedRule, OutcomeKind, Reward, RuleSetManifest, Sandbox, ScoringSession, SessionError, VersionRef};
+use medrl::registry::store::{RULESET_MANIFEST, read_json};
+use medrl::registry::trust::signature_files;
+use medrl::registry::{RuleSetManifest, VersionRef};
+use medrl::reward::{Decision, LoadedRule, OutcomeKind, Reward, Sandbox, ScoringSession, SessionError};
 use medrl_sdk::Sample;
 use medrl_sdk::vectors::parse_vectors;
 use std::path::PathBuf;
@@ -193,7 +194,7 @@ pub fn run(cmd: RulesCommand, g: &Globals) -> anyhow::Result<()> {
 
 /// The same registry without a keyring: a just-published version has no signature yet.
 fn plain(g: &Globals) -> Globals {
-    Globals { registry: medrl::reward::Registry::new(g.registry.root()), flags: medrl::reward::RuleFlags::default(), threads: g.threads }
+    Globals { registry: medrl::registry::Registry::new(g.registry.root()), flags: medrl::reward::RuleFlags::default(), threads: g.threads }
 }
 
 fn published(m: &RuleSetManifest, g: &Globals) {

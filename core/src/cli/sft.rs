@@ -1,71 +1,76 @@
-//! `medrl sft`: supervised fine-tuning on the SFT corpus, of a LoRA adapter or (`--full`) every weight.
+//! `medrl sft`: supervised fine-tuning on the SFT corpus, of a LoRA adapter or (`full = true`)
+//! every weight. Settings come from `--config FILE.toml` and `--set key=value`, as `medrl train`'s
+//! do (`core/src/sft/config.rs`); `--model`, `--data`, `--out` and `--full` are shorthands for the
+//! `--set` they equal.
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use medrl::sft::SftConfig;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Args)]
 pub struct SftArgs {
-    /// Base model folder (Hugging Face layout).
-    #[arg(long, default_value = "runs/quickstart/model")]
-    pub model: PathBuf,
-    /// SFT corpus: JSONL with `prompt` and `answer`.
-    #[arg(long, default_value = "data/sets/sft.jsonl")]
-    pub data: PathBuf,
-    /// Output folder; the adapter goes to <out>/adapter, a fully fine-tuned model to <out>/model.
-    #[arg(long, default_value = "runs/sft")]
-    pub out: PathBuf,
-    /// Full fine-tuning: train every weight and write a whole model folder instead of a LoRA adapter.
-    #[arg(long, conflicts_with = "lora_r")]
+    /// TOML settings (unknown keys are refused); without it, the defaults. A run's own
+    /// `<out>/config.toml` is such a file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Override any setting: `--set epochs=2 --set learning_rate=1e-3 --set lora.r=8`. The value is
+    /// TOML; a bare word is a string. Applied in order, after the file and the shorthands.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Base model folder (Hugging Face layout): shorthand for `--set model="DIR"`.
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
+    /// SFT corpus, JSONL with `prompt` and `answer`: shorthand for `--set data="FILE"`.
+    #[arg(long, value_name = "FILE")]
+    pub data: Option<PathBuf>,
+    /// Output folder (the adapter goes to <out>/adapter, a fully fine-tuned model to <out>/model):
+    /// shorthand for `--set out="DIR"`.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Train every weight and write a whole model folder instead of a LoRA adapter: shorthand for
+    /// `--set full=true`.
+    #[arg(long)]
     pub full: bool,
-    #[arg(long)]
-    pub epochs: Option<usize>,
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    #[arg(long)]
-    pub grad_accum_steps: Option<usize>,
-    #[arg(long)]
-    pub learning_rate: Option<f64>,
-    #[arg(long)]
-    pub max_seq_len: Option<usize>,
-    #[arg(long)]
-    pub lora_r: Option<usize>,
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Batch examples of similar length together: less padding, faster steps (about 30 % on the
-    /// quickstart corpus); the batches differ, so the result does too.
-    #[arg(long)]
-    pub group_by_length: bool,
     /// Delete an existing output folder first.
     #[arg(long)]
     pub overwrite: bool,
 }
 
+/// A path as a TOML string for an override (a path that is not UTF-8 is refused rather than
+/// silently changed).
+fn path_value(flag: &str, p: &Path) -> anyhow::Result<String> {
+    let s = p.to_str().ok_or_else(|| anyhow::anyhow!("--{flag} {}: the path is not UTF-8", p.display()))?;
+    Ok(toml::Value::String(s.to_string()).to_string())
+}
+
+/// The shorthands as the `--set` overrides they equal, followed by the `--set` flags.
+fn overrides(a: &SftArgs) -> anyhow::Result<Vec<String>> {
+    let mut all = Vec::new();
+    for (flag, p) in [("model", &a.model), ("data", &a.data), ("out", &a.out)] {
+        if let Some(p) = p {
+            all.push(format!("{flag}={}", path_value(flag, p)?));
+        }
+    }
+    if a.full {
+        all.push("full=true".into());
+    }
+    all.extend(a.overrides.iter().cloned());
+    Ok(all)
+}
+
 pub fn run(a: SftArgs) -> anyhow::Result<()> {
-    let mut cfg = SftConfig { model: a.model, data: a.data, out: a.out, full: a.full, group_by_length: a.group_by_length, ..SftConfig::default() };
-    if let Some(v) = a.epochs {
-        cfg.epochs = v;
-    }
-    if let Some(v) = a.batch_size {
-        cfg.batch_size = v;
-    }
-    if let Some(v) = a.grad_accum_steps {
-        cfg.grad_accum_steps = v;
-    }
-    if let Some(v) = a.learning_rate {
-        cfg.learning_rate = v;
-    }
-    if let Some(v) = a.max_seq_len {
-        cfg.max_seq_len = v;
-    }
-    if let Some(v) = a.lora_r {
-        cfg.lora.r = v;
-        cfg.lora.alpha = 2.0 * v as f64;
-    }
-    if let Some(v) = a.seed {
-        cfg.seed = v;
-    }
+    let cfg = SftConfig::load(a.config.as_deref(), &overrides(&a)?)?;
+    eprintln!(
+        "SFT of {} on {} ({}, {} epoch(s), batch {}, learning rate {}) into {}",
+        cfg.model.display(),
+        cfg.data.display(),
+        if cfg.full { "every weight".to_string() } else { format!("LoRA r {}", cfg.lora.r) },
+        cfg.epochs,
+        cfg.batch_size,
+        cfg.learning_rate,
+        cfg.out.display()
+    );
     let bar = ProgressBar::new(0);
     bar.set_style(ProgressStyle::with_template("{bar:30} step {pos}/{len} {msg} [{elapsed_precise}]").expect("a valid template"));
     let summary = medrl::sft::run(&cfg, a.overwrite, |step, total, loss| {
@@ -84,5 +89,35 @@ pub fn run(a: SftArgs) -> anyhow::Result<()> {
         if summary.full { "model" } else { "adapter" },
         summary.output.display()
     );
+    println!("  settings: {}", cfg.out.join("config.toml").display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(model: Option<&str>, full: bool, sets: &[&str]) -> SftArgs {
+        SftArgs {
+            config: None,
+            overrides: sets.iter().map(|s| s.to_string()).collect(),
+            model: model.map(PathBuf::from),
+            data: None,
+            out: Some("runs/a \"b\"".into()),
+            full,
+            overwrite: false,
+        }
+    }
+
+    #[test]
+    fn shorthands_equal_their_overrides_and_a_later_set_wins() {
+        let a = args(Some("runs/m"), true, &["epochs=1"]);
+        let c = SftConfig::load(None, &overrides(&a).unwrap()).unwrap();
+        assert_eq!((c.model.to_str(), c.out.to_str(), c.full, c.epochs), (Some("runs/m"), Some("runs/a \"b\""), true, 1));
+        let a = args(Some("runs/m"), false, &["model=\"runs/n\""]);
+        assert_eq!(SftConfig::load(None, &overrides(&a).unwrap()).unwrap().model, PathBuf::from("runs/n"));
+        // A path that reads as a number or a boolean stays a path.
+        let a = args(Some("1e3"), false, &[]);
+        assert_eq!(SftConfig::load(None, &overrides(&a).unwrap()).unwrap().model, PathBuf::from("1e3"));
+    }
 }

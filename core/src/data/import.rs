@@ -165,7 +165,7 @@ pub fn check_options(opts: &ImportOptions) -> Result<(), ImportError> {
 pub fn import(opts: &ImportOptions, existing: &DataSets, replacing: Option<&Path>) -> Result<Imported, ImportError> {
     check_options(opts)?;
     let bytes = std::fs::read(&opts.file).map_err(|source| ImportError::Read { path: opts.file.clone(), source })?;
-    let mut out = Imported { sha256: crate::reward::hash::sha256_hex(&bytes), ..Imported::default() };
+    let mut out = Imported { sha256: crate::registry::hash::sha256_hex(&bytes), ..Imported::default() };
     let records = read_records(opts, &bytes, &mut out.refused)?;
     out.records = records.len() + out.refused.len();
     if out.records == 0 {
@@ -963,7 +963,7 @@ mod tests {
         assert_eq!(i.licence.as_deref(), Some("CC-BY-4.0"));
         let origin = i.origin.as_ref().unwrap();
         assert_eq!((origin.format.as_str(), origin.file.as_str(), origin.line, origin.id.as_deref()), ("jsonl", "qa.jsonl", 1, Some("q7")));
-        assert_eq!(origin.sha256, crate::reward::hash::sha256_hex(&std::fs::read(&file).unwrap()));
+        assert_eq!(origin.sha256, crate::registry::hash::sha256_hex(&std::fs::read(&file).unwrap()));
         // Line 2 is not JSON; line 3 repeats the existing pool item p1; line 4 matches no rule.
         assert_eq!(out.refused.iter().map(|s| s.line).collect::<Vec<_>>(), [2, 3]);
         assert!(out.refused[1].reason.contains("exact duplicate of `p1`"), "{}", out.refused[1]);

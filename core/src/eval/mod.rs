@@ -29,9 +29,11 @@ pub use gate::{Gate, GateError, GateResult};
 pub use metrics::Metric;
 pub use report::{Report, markdown};
 
+use crate::governance::AuditLog;
+use crate::governance::audit::AuditError;
 use crate::predict::{Answer, PredictError, PredictOptions, Predictor, read_prompts};
-use crate::reward::audit::AuditError;
-use crate::reward::{AuditLog, Decision, Registry, RegistryError, RuleSetScorer, SampleScore, ScorerError, ScoringSession, SessionError, VersionRef};
+use crate::registry::{Registry, RegistryError, VersionRef};
+use crate::reward::{Decision, RuleSetScorer, SampleScore, ScorerError, ScoringSession, SessionError};
 use crate::rollout::FinishReason;
 use candle_core::Device;
 use compare::PairingError;

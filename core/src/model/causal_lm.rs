@@ -13,9 +13,9 @@ use rand_chacha::rand_core::SeedableRng;
 
 use super::config::ModelConfig;
 use super::decoder::Decoder;
+use super::dense::DenseLinear;
 use super::error::{ModelError, Result};
 use super::frozen::FrozenLinear;
-use super::full::DenseLinear;
 use super::kv_cache::KvCache;
 use super::linear::Linear;
 use super::lora::{LoraConfig, LoraLayer, LoraMode};
@@ -238,14 +238,6 @@ impl CausalLm {
         }
         self.lora = Some(cfg);
         Ok(())
-    }
-
-    /// Removes the adapter (the base weights are untouched).
-    pub fn detach_lora(&mut self) {
-        for (_, lin) in self.projections_mut() {
-            lin.lora = None;
-        }
-        self.lora = None;
     }
 
     /// Adds the attached adapter's `s·B·A` to the base weights and removes it: afterwards

@@ -32,7 +32,7 @@ fn manifest_sha256(dir: &Path, files: &[PathBuf]) -> Result<String, ModelError> 
         lines.push(format!("{}  {name}\n", file_sha256(path)?));
     }
     lines.sort_by(|a, b| a[66..].cmp(&b[66..]));
-    Ok(crate::reward::hash::sha256_hex(lines.concat().as_bytes()))
+    Ok(crate::registry::hash::sha256_hex(lines.concat().as_bytes()))
 }
 
 fn required(dir: &Path, file: &str, kind: &'static str, hint: &'static str) -> Result<PathBuf, ModelError> {
@@ -85,7 +85,7 @@ mod tests {
         let mut names = ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"];
         names.sort();
         let listing: String = names.iter().map(|n| format!("{}  {n}\n", file_sha256(&dir.path().join(n)).unwrap())).collect();
-        assert_eq!(digest, crate::reward::hash::sha256_hex(listing.as_bytes()));
+        assert_eq!(digest, crate::registry::hash::sha256_hex(listing.as_bytes()));
         std::fs::write(dir.path().join("README.md"), "notes").unwrap();
         assert_eq!(model_sha256(dir.path()).unwrap(), digest);
         std::fs::write(dir.path().join("generation_config.json"), "{}").unwrap();

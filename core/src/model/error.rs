@@ -57,7 +57,7 @@ pub enum ModelError {
     #[error("no LoRA adapter is attached; call attach_lora or load_adapter first")]
     NoAdapter,
     /// An adapter is already attached and a second one was requested.
-    #[error("a LoRA adapter is already attached; merge it (merge_attached) or detach it (detach_lora) first")]
+    #[error("a LoRA adapter is already attached; merge it into the base first (merge_attached), or load the model again")]
     AdapterAlreadyAttached,
     /// The inputs of a forward pass have wrong shapes, dtypes or lengths.
     #[error("bad forward input: {0}")]

@@ -5,54 +5,18 @@
 //! initialised from it, which the layer uses in place of the frozen op (plain candle matmul and
 //! multiply, so backprop reaches it). The frozen tensors stay, untouched: the twin starts equal to
 //! them, so an unfrozen model computes exactly what the frozen one did until the first step.
-//! [`CausalLm::save_full`] writes the twins as a new Hugging Face model folder.
+//! [`CausalLm::save_full`] writes the twins as a new Hugging Face model folder. The twins
+//! themselves ([`super::dense`]) sit below the layers that use them, so this file, which needs
+//! the whole model, is no longer in an import loop with them.
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{DType, Tensor, Var};
+use candle_core::{Tensor, Var};
 
 use super::causal_lm::CausalLm;
+use super::dense::{DenseLinear, trainable_copy};
 use super::error::{ModelError, Result};
-use super::frozen::FrozenLinear;
-
-/// A trainable `y = x·Wᵀ (+ b)`.
-#[derive(Clone, Debug)]
-pub struct DenseLinear {
-    pub weight: Var,
-    pub bias: Option<Var>,
-}
-
-impl DenseLinear {
-    /// A trainable copy of a frozen projection, in f32.
-    pub fn from_frozen(base: &FrozenLinear) -> Result<Self> {
-        let weight = Var::from_tensor(&base.weight().to_dtype(DType::F32)?)?;
-        let bias = match base.bias() {
-            Some(b) => Some(Var::from_tensor(&b.to_dtype(DType::F32)?)?),
-            None => None,
-        };
-        Ok(DenseLinear { weight, bias })
-    }
-
-    /// `x: [..., in]` → `[..., out]` in `x`'s dtype, computed in f32.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let dims = x.dims();
-        let in_f = dims[dims.len() - 1];
-        let x2 = x.reshape(((), in_f))?.to_dtype(DType::F32)?;
-        let mut y = x2.matmul(&self.weight.as_tensor().t()?)?;
-        if let Some(b) = &self.bias {
-            y = y.broadcast_add(b.as_tensor())?;
-        }
-        let mut out_dims = dims.to_vec();
-        *out_dims.last_mut().expect("x has a last dimension") = self.weight.dims()[0];
-        Ok(y.reshape(out_dims)?.to_dtype(x.dtype())?)
-    }
-}
-
-/// A trainable twin of a frozen tensor (an embedding or a norm weight), in f32.
-pub fn trainable_copy(t: &Tensor) -> Result<Var> {
-    Ok(Var::from_tensor(&t.to_dtype(DType::F32)?)?)
-}
 
 impl CausalLm {
     /// Makes every weight trainable (embedding, projections with their biases, norms, LM head).
@@ -157,6 +121,7 @@ mod tests {
     use super::*;
     use crate::model::init::testutil::tiny_model_dir;
     use crate::model::{LoraConfig, LoraMode, position_ids_for};
+    use candle_core::DType;
     use candle_core::Device;
 
     fn logits(m: &CausalLm) -> Tensor {

@@ -246,7 +246,7 @@ pub fn init_model(opts: &InitOptions, out: &Path) -> Result<InitSummary, InitErr
         parameters: shape.parameters(),
         tokenizer_vocab: tokenizer.get_vocab_size(true),
         corpus_texts: texts.len(),
-        weights_sha256: crate::reward::hash::sha256_hex(&weights),
+        weights_sha256: crate::registry::hash::sha256_hex(&weights),
     })
 }
 
@@ -516,7 +516,7 @@ mod tests {
         let norm = st.tensor("model.norm.weight").unwrap();
         assert!(norm.data().chunks(4).all(|c| f32::from_le_bytes(c.try_into().unwrap()) == 1.0));
         // A pinned digest: any change to the generator, the layout or the serialisation shows.
-        assert_eq!(crate::reward::hash::sha256_hex(&a), TINY_SEED7_F32_SHA256);
+        assert_eq!(crate::registry::hash::sha256_hex(&a), TINY_SEED7_F32_SHA256);
     }
 
     /// sha256 of the tiny preset's `model.safetensors` for seed 7 in f32. Re-bless (print the

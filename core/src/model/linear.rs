@@ -3,9 +3,9 @@
 
 use candle_core::Tensor;
 
+use super::dense::DenseLinear;
 use super::error::Result;
 use super::frozen::FrozenLinear;
-use super::full::DenseLinear;
 use super::lora::{LoraLayer, LoraMode};
 use super::weights::Weights;
 

@@ -22,6 +22,7 @@ pub mod causal_lm;
 pub mod chat;
 pub mod config;
 pub mod decoder;
+pub mod dense;
 pub mod digest;
 pub mod error;
 pub mod frozen;

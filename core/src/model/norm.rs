@@ -25,7 +25,7 @@ impl RmsNorm {
 
     /// Gives the weight a trainable f32 twin (full fine-tuning).
     pub(crate) fn unfreeze(&mut self) -> Result<()> {
-        self.full = Some(super::full::trainable_copy(self.weight())?);
+        self.full = Some(super::dense::trainable_copy(self.weight())?);
         Ok(())
     }
 

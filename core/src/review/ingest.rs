@@ -12,8 +12,8 @@
 use super::report::{self, Integrity, ReviewReport, RowRef};
 use super::sheet::{COMMENT_COLUMN, OVERALL_COLUMN, PickedAnswer, SheetManifest};
 use super::{MANIFEST_FORMAT, REPORT_JSON, REPORT_MD, ReviewError, SHEET_MANIFEST, io_error};
-use crate::reward::Registry;
-use crate::reward::hash::sha256_hex;
+use crate::registry::Registry;
+use crate::registry::hash::sha256_hex;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

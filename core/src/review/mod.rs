@@ -43,7 +43,7 @@ pub enum ReviewError {
     #[error(transparent)]
     Scored(#[from] crate::eval::scored::ScoredError),
     #[error(transparent)]
-    Registry(#[from] crate::reward::RegistryError),
+    Registry(#[from] crate::registry::RegistryError),
     /// The evaluation folder has no scored file of the variant.
     #[error(
         "no scored-<set>-{variant}.jsonl in {dir} (variants found: {found}); run `medrl eval` into that folder first, or pick one of the found variants with --variant"

@@ -7,7 +7,7 @@ use super::ingest::{SheetRow, Verdict};
 use super::pointers::{self, Direction, PointedParam};
 use super::sheet::{PickedAnswer, SheetManifest, score_cell};
 use super::strata::Stratum;
-use crate::reward::{Registry, VersionRef};
+use crate::registry::{Registry, VersionRef};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -16,7 +16,7 @@ use super::decision::VerdictColumn;
 use super::strata::{self, Stratum};
 use super::{MANIFEST_FORMAT, ReviewError, SHEET_CSV, SHEET_HTML, SHEET_MANIFEST, SHEET_SAMPLES, io_error};
 use crate::eval::scored::{self, RuleVerdict, ScoredAnswer};
-use crate::reward::hash::{sha256_file, sha256_hex};
+use crate::registry::hash::{sha256_file, sha256_hex};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

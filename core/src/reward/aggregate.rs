@@ -1,9 +1,9 @@
 //! Aggregation: `R = Σ w_i · s_i` over the rules that apply, with renormalised score weights,
 //! then gates, then clip. Pure: the same decisions always give the same reward.
 
-use super::manifest::RuleKind;
 use super::outcome::Decision;
-use super::ruleset::{Aggregation, Renormalize};
+use crate::registry::manifest::RuleKind;
+use crate::registry::ruleset::{Aggregation, Renormalize};
 use serde::{Deserialize, Serialize};
 
 /// One rule's part in a sample's reward.
@@ -84,7 +84,7 @@ pub fn aggregate(agg: &Aggregation, parts: &[Contribution<'_>]) -> Reward {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reward::ruleset::Gate;
+    use crate::registry::ruleset::Gate;
 
     fn part(rule: &'static str, kind: RuleKind, weight: f64, decision: Decision) -> Contribution<'static> {
         Contribution { rule, kind, weight, decision }

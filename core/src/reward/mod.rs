@@ -1,41 +1,25 @@
-//! Rewards from rules: the wasmtime sandbox, rule and rule-set manifests, the on-disk registry,
-//! aggregation, batch scoring, and the authoring workflow (scaffold, build, publish); and their
-//! governance: signatures and trust, the hash-chained audit log, replay, and the auditor's reports.
-//! The LLM judge, a native plugin pinned by its rule set but not sandboxed, loads in [`plugin`].
+//! The reward runtime: rules run in the wasmtime sandbox ([`sandbox`]), each evaluation becomes
+//! a typed outcome and a decision under the rule's `on_error` policy ([`outcome`]), the decisions
+//! of a rule set aggregate into one reward ([`aggregate`]), a batch is scored on all cores
+//! ([`scorer`]) with the LLM judge, a native plugin pinned by its rule set but not sandboxed,
+//! loaded by [`plugin`]; and [`session`], the one way a command scores: accept the rule set,
+//! compile it, log to the audit trail, turn an abort into an error.
+//!
+//! Where a rule set comes from and why it can be trusted is [`crate::registry`]; what an auditor
+//! does with the record is [`crate::governance`].
 
 pub mod aggregate;
-pub mod audit;
-pub mod author;
-pub mod diff;
-pub mod doc;
-pub mod hash;
-pub mod inspect;
-pub mod limits;
-pub mod manifest;
 pub mod outcome;
 pub mod plugin;
-pub mod publish;
-pub mod registry;
-pub mod replay;
-pub mod ruleset;
 pub mod sandbox;
 pub mod scorer;
 pub mod session;
-pub mod signing;
 #[cfg(test)]
 pub(crate) mod testutil;
-pub mod trust;
-pub mod verify;
 
 pub use aggregate::Reward;
-pub use audit::AuditLog;
-pub use limits::SandboxLimits;
-pub use manifest::{RuleKind, RuleManifest};
 pub use outcome::{Decision, Evaluation, OnError, OutcomeKind};
 pub use plugin::{JudgePlugin, LoadedJudge, PluginError};
-pub use registry::{AcceptedRuleSet, Registry, RegistryError, VerifiedJudge, VerifiedRule, VerifiedRuleSet};
-pub use ruleset::{JudgeEntry, RuleSetManifest, VersionRef};
 pub use sandbox::{CompiledRule, ModuleError, Sandbox};
 pub use scorer::{LoadedRule, RuleSetScorer, SampleScore, ScorerError};
 pub use session::{RuleFlags, RuleSource, ScoringSession, SessionError};
-pub use trust::{Keyring, TrustPolicy};

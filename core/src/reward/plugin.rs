@@ -22,10 +22,10 @@
 //! its numeric kernels) parked in its own code, and unmapping that code under them would crash
 //! the host later, far from the cause.
 
-use super::hash::{json_sha256, sha256_hex};
 use super::outcome::{Evaluation, OutcomeKind};
-use super::registry::VerifiedJudge;
-use super::ruleset::{JudgeEntry, PinnedLibrary};
+use crate::registry::hash::{json_sha256, sha256_hex};
+use crate::registry::ruleset::{JudgeEntry, PinnedLibrary};
+use crate::registry::store::VerifiedJudge;
 use medrl_sdk::RuleOutput;
 use medrl_sdk::plugin::{
     AbiVersionFn, CreateFn, DestroyFn, FreeFn, JUDGE_ABI_VERSION, JudgeBuffer, JudgeConfig, JudgeOutput, STATUS_ERROR, STATUS_OK, STATUS_PANIC,

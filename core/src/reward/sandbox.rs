@@ -6,8 +6,8 @@
 //! [`Evaluation`], never as a panic or an error that stops the caller: one hostile module cannot
 //! take the trainer or the other samples of a batch down with it.
 
-use super::limits::SandboxLimits;
 use super::outcome::{Evaluation, OutcomeKind};
+use crate::registry::limits::SandboxLimits;
 use medrl_sdk::RuleOutput;
 use medrl_sdk::abi::{self, GuestError};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

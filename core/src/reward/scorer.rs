@@ -8,12 +8,12 @@
 //! is the last entry of [`SampleScore::rules`], named `judge:<id>@<version>`.
 
 use super::aggregate::{Contribution, Reward, aggregate};
-use super::hash::{json_sha256, sha256_hex};
-use super::manifest::{RuleKind, RuleManifest};
 use super::outcome::{Decision, Evaluation, OutcomeKind, decide};
 use super::plugin::{JUDGE_RESULT_PREFIX, LoadedJudge, PluginError};
-use super::registry::{VerifiedRule, VerifiedRuleSet};
 use super::sandbox::{CompiledRule, InstanceCache, ModuleError, Sandbox};
+use crate::registry::hash::{json_sha256, sha256_hex};
+use crate::registry::manifest::{RuleKind, RuleManifest};
+use crate::registry::store::{VerifiedRule, VerifiedRuleSet};
 use medrl_sdk::Sample;
 use medrl_sdk::vectors::{Vector, check, merge_params};
 use rayon::prelude::*;
@@ -304,13 +304,13 @@ impl RuleSetScorer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reward::limits::SandboxLimits;
+    use crate::registry::limits::SandboxLimits;
+    use crate::registry::ruleset::{Aggregation, RuleEntry, RuleSetManifest};
+    use crate::registry::store::VerifiedRuleSet;
     use crate::reward::outcome::{OnError, OutcomeKind};
-    use crate::reward::registry::VerifiedRuleSet;
-    use crate::reward::ruleset::{Aggregation, RuleEntry, RuleSetManifest};
     use crate::reward::testutil::{constant_rule, sample, verified, wat_rule};
 
-    fn ruleset(rules: Vec<(crate::reward::registry::VerifiedRule, f64)>) -> VerifiedRuleSet {
+    fn ruleset(rules: Vec<(crate::registry::store::VerifiedRule, f64)>) -> VerifiedRuleSet {
         let manifest = RuleSetManifest {
             name: "t".into(),
             version: "1.0.0".parse().unwrap(),

@@ -6,12 +6,12 @@
 //! `data score-references` all score through it, so a trust flag that reaches one reaches all.
 
 use super::Reward;
-use super::audit::{Appended, AuditError, AuditLog};
-use super::registry::{AcceptedRuleSet, Registry, RegistryError};
-use super::ruleset::VersionRef;
 use super::sandbox::Sandbox;
 use super::scorer::{RuleSetScorer, SampleScore, ScorerError};
-use super::trust::{Keyring, TrustPolicy};
+use crate::governance::audit::{Appended, AuditError, AuditLog};
+use crate::registry::ruleset::VersionRef;
+use crate::registry::store::{AcceptedRuleSet, Registry, RegistryError};
+use crate::registry::trust::{Keyring, TrustPolicy};
 use medrl_sdk::Sample;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

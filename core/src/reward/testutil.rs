@@ -1,9 +1,9 @@
 //! Test helpers: rule modules written in WAT, and in-memory manifests for them.
 
-use super::limits::SandboxLimits;
-use super::manifest::{BuildProvenance, PinnedFile, RuleKind, RuleManifest, VectorsRef};
 use super::outcome::OnError;
-use super::registry::VerifiedRule;
+use crate::registry::limits::SandboxLimits;
+use crate::registry::manifest::{BuildProvenance, PinnedFile, RuleKind, RuleManifest, VectorsRef};
+use crate::registry::store::VerifiedRule;
 
 /// A `medrl-rule/1` module whose `medrl_evaluate` has the given body; `data` is placed at
 /// address 16 (so the body can return `(16 << 32) | len`).
@@ -55,7 +55,7 @@ pub fn manifest(id: &str, kind: RuleKind, on_error: OnError, limits: SandboxLimi
         abi: medrl_sdk::ABI_VERSION.into(),
         description: format!("test rule {id}"),
         owners: vec![],
-        module: PinnedFile { file: "rule.wasm".into(), sha256: super::hash::sha256_hex(module), size: module.len() as u64 },
+        module: PinnedFile { file: "rule.wasm".into(), sha256: crate::registry::hash::sha256_hex(module), size: module.len() as u64 },
         params: serde_json::json!({}),
         output_range: [0.0, 1.0],
         limits,

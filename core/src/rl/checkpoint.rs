@@ -16,17 +16,18 @@ pub const TRAINER_STATE: &str = "trainer_state.json";
 pub const ADAPTER_DIR: &str = "adapter";
 pub const VALUE_HEAD: &str = "value_head.safetensors";
 pub const OPTIMIZER: &str = "optimizer.safetensors";
+/// The format marker of `trainer_state.json`.
+pub const FORMAT: &str = "medrl.trainer_state/1";
 
-/// The trainer's own state at the end of a step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The trainer's own state at the end of a step. β is not part of it: the KL controller owns β,
+/// and a checkpoint records the controller's value beside this state (`kl_coef` in
+/// `trainer_state.json`, written by [`TrainerState::write`], read back by [`read_kl_coef`]).
+#[derive(Debug, Clone, PartialEq)]
 pub struct TrainerState {
     /// Format marker, `medrl.trainer_state/1`.
     pub format: String,
     /// Steps completed.
     pub step: u64,
-    /// KL coefficient β after this step's update.
-    pub kl_coef: f64,
     /// Running moments of the rule rewards (used when `ppo.normalize_rewards`).
     pub reward_moments: RunningMoments,
     /// Next prompt.
@@ -39,22 +40,67 @@ pub struct TrainerState {
     pub ruleset_sha256: String,
 }
 
-pub const FORMAT: &str = "medrl.trainer_state/1";
+/// `trainer_state.json`: the [`TrainerState`] fields and β, in this order.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateFile {
+    format: String,
+    step: u64,
+    /// KL coefficient β after this step's update.
+    kl_coef: f64,
+    reward_moments: RunningMoments,
+    cursor: DataCursor,
+    seed: u64,
+    ruleset: String,
+    ruleset_sha256: String,
+}
 
-impl TrainerState {
-    pub fn read(dir: &Path) -> Result<Self, std::io::Error> {
+impl StateFile {
+    fn read(dir: &Path) -> Result<Self, std::io::Error> {
         let path = dir.join(TRAINER_STATE);
         let text = std::fs::read_to_string(&path)?;
         serde_json::from_str(&text).map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))
     }
+}
 
-    pub fn write(&self, dir: &Path) -> Result<(), std::io::Error> {
-        let text = serde_json::to_string_pretty(self).expect("the state is plain data");
+impl TrainerState {
+    /// The state a checkpoint folder recorded (its β: [`read_kl_coef`]).
+    pub fn read(dir: &Path) -> Result<Self, std::io::Error> {
+        let f = StateFile::read(dir)?;
+        Ok(TrainerState {
+            format: f.format,
+            step: f.step,
+            reward_moments: f.reward_moments,
+            cursor: f.cursor,
+            seed: f.seed,
+            ruleset: f.ruleset,
+            ruleset_sha256: f.ruleset_sha256,
+        })
+    }
+
+    /// Writes `trainer_state.json` into `dir`, with `kl_coef`, the KL controller's β.
+    pub fn write(&self, dir: &Path, kl_coef: f64) -> Result<(), std::io::Error> {
+        let file = StateFile {
+            format: self.format.clone(),
+            step: self.step,
+            kl_coef,
+            reward_moments: self.reward_moments,
+            cursor: self.cursor,
+            seed: self.seed,
+            ruleset: self.ruleset.clone(),
+            ruleset_sha256: self.ruleset_sha256.clone(),
+        };
+        let text = serde_json::to_string_pretty(&file).expect("the state is plain data");
         // Write then rename, so the marker of a complete checkpoint appears atomically.
         let tmp = dir.join(format!("{TRAINER_STATE}.tmp"));
         std::fs::write(&tmp, text)?;
         std::fs::rename(tmp, dir.join(TRAINER_STATE))
     }
+}
+
+/// β as a checkpoint folder recorded it, for the KL controller of a resumed run.
+pub fn read_kl_coef(dir: &Path) -> Result<f64, std::io::Error> {
+    Ok(StateFile::read(dir)?.kl_coef)
 }
 
 /// The seed of the stream family for step `step` and purpose `salt` (1 sampling, 2 mini-batch order,
@@ -77,15 +123,15 @@ mod tests {
         let s = TrainerState {
             format: FORMAT.into(),
             step: 3,
-            kl_coef: 0.051,
             reward_moments: RunningMoments { mean: 0.2, var: 0.01, count: 24.0 },
             cursor: DataCursor { epoch: 1, index: 4 },
             seed: 9,
             ruleset: "medical-safety@1.0.0".into(),
             ruleset_sha256: "ab".into(),
         };
-        s.write(dir.path()).unwrap();
+        s.write(dir.path(), 0.051).unwrap();
         assert_eq!(TrainerState::read(dir.path()).unwrap(), s);
+        assert_eq!(read_kl_coef(dir.path()).unwrap(), 0.051);
         assert!(!dir.path().join("trainer_state.json.tmp").exists());
         assert_ne!(step_seed(9, 1, 1), step_seed(9, 2, 1));
         assert_ne!(step_seed(9, 1, 1), step_seed(9, 1, 2));

@@ -39,6 +39,17 @@ pub enum Algorithm {
     Rloo,
 }
 
+/// How the learning rate falls from its peak after warm-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LrDecay {
+    /// Half a cosine from the peak down to `lr_min_ratio · peak` (default).
+    #[default]
+    Cosine,
+    /// A straight line from the peak down to `lr_min_ratio · peak`.
+    Linear,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
@@ -224,6 +235,11 @@ pub struct PpoConfig {
     pub learning_rate: f64,
     /// Warm-up optimiser steps (default 2).
     pub warmup_steps: u64,
+    /// Decay after warm-up over the run's planned optimiser steps, `"cosine"` or `"linear"`
+    /// (default "cosine").
+    pub lr_schedule: LrDecay,
+    /// The rate at the end of the decay, as a share of `learning_rate`, in [0, 1] (default 0.1).
+    pub lr_min_ratio: f64,
     /// Steps at the start that train only the value head (default 1).
     pub critic_warmup_steps: u64,
     /// Stop a step's update epochs early when the policy's own KL exceeds this (default 0.1).
@@ -249,6 +265,8 @@ impl Default for PpoConfig {
             max_grad_norm: 1.0,
             learning_rate: 2e-4,
             warmup_steps: 2,
+            lr_schedule: LrDecay::Cosine,
+            lr_min_ratio: 0.1,
             critic_warmup_steps: 1,
             target_policy_kl: 0.1,
         }
@@ -376,6 +394,9 @@ impl TrainConfig {
                 p.grad_accum_steps, p.mini_batch_size
             )));
         }
+        if !(0.0..=1.0).contains(&p.lr_min_ratio) {
+            return Err(ConfigError::Invalid(format!("ppo.lr_min_ratio must be in [0, 1] (it is {})", p.lr_min_ratio)));
+        }
         if r.temperature.is_nan() || r.temperature <= 0.0 {
             return Err(ConfigError::Invalid(format!("rollout.temperature must be > 0 (it is {})", r.temperature)));
         }
@@ -431,6 +452,19 @@ mod tests {
         assert_eq!(back, c);
     }
 
+    /// A config file written before the schedule settings existed still loads, with the schedule
+    /// the trainer had then: cosine down to 10 % of the peak.
+    #[test]
+    fn the_schedule_defaults_to_cosine_down_to_a_tenth() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.toml");
+        std::fs::write(&path, "[ppo]\nlearning_rate = 1e-3\nwarmup_steps = 0\n").unwrap();
+        let c = TrainConfig::load(Some(&path), &[]).unwrap();
+        assert_eq!((c.ppo.lr_schedule, c.ppo.lr_min_ratio), (LrDecay::Cosine, 0.1));
+        let c = TrainConfig::load(None, &["ppo.lr_schedule=\"linear\"".into(), "ppo.lr_min_ratio=0".into()]).unwrap();
+        assert_eq!((c.ppo.lr_schedule, c.ppo.lr_min_ratio), (LrDecay::Linear, 0.0));
+    }
+
     #[test]
     fn overrides_set_any_field() {
         let c = TrainConfig::load(
@@ -464,6 +498,8 @@ mod tests {
         assert!(err.contains("group_size"), "{err}");
         let err = TrainConfig::load(None, &["ppo.mini_batch_size=3".into()]).unwrap_err().to_string();
         assert!(err.contains("must divide"), "{err}");
+        let err = TrainConfig::load(None, &["ppo.lr_min_ratio=1.5".into()]).unwrap_err().to_string();
+        assert!(err.contains("ppo.lr_min_ratio must be in [0, 1] (it is 1.5)"), "{err}");
     }
 
     #[test]

@@ -83,8 +83,8 @@ pub fn pack(episodes: &[&Episode], pad_id: u32, device: &Device) -> Result<Packe
     })
 }
 
-/// What one forward over a packed batch gives the trainer.
-pub struct Scored {
+/// What one forward over a packed batch's response positions gives the trainer.
+pub struct ResponseForward {
     /// `[b, R]` log-probabilities of the response tokens at the sampling temperature.
     pub logprobs: Tensor,
     /// `[b, R]` value estimates before each response token (when a value head is given).
@@ -93,9 +93,16 @@ pub struct Scored {
     pub logits: Tensor,
 }
 
-/// Rescores a packed batch: the policy (`LoraMode::On`), the reference (`LoraMode::Off`), or the
-/// training forward with gradient. The language-model head runs on the response positions only.
-pub fn score(model: &CausalLm, head: Option<&ValueHead>, packed: &Packed, temperature: f64, lora: LoraMode) -> Result<Scored, ModelError> {
+/// Log-probabilities (and values, and logits) of a packed batch's responses: the policy
+/// (`LoraMode::On`), the reference (`LoraMode::Off`), or the training forward with gradient
+/// (`On` or `Train`). The language-model head runs on the response positions only.
+pub fn forward_logprobs(
+    model: &CausalLm,
+    head: Option<&ValueHead>,
+    packed: &Packed,
+    temperature: f64,
+    lora: LoraMode,
+) -> Result<ResponseForward, ModelError> {
     let hidden = model.forward_hidden(&packed.input_ids, &packed.position_ids, &packed.attention_mask, None, lora)?;
     let h = hidden.narrow(1, packed.prompt_width - 1, packed.response_width)?;
     let logits = model.lm_head(&h)?;
@@ -104,7 +111,7 @@ pub fn score(model: &CausalLm, head: Option<&ValueHead>, packed: &Packed, temper
         Some(head) => Some(head.forward(&h.to_dtype(DType::F32)?)?),
         None => None,
     };
-    Ok(Scored { logprobs, values, logits: (logits / temperature)? })
+    Ok(ResponseForward { logprobs, values, logits: (logits / temperature)? })
 }
 
 /// Row `i` of a `[b, R]` tensor, cut to the first `len` entries, as host floats.
@@ -115,6 +122,9 @@ pub fn row(t: &Tensor, i: usize, len: usize) -> Result<Vec<f32>, ModelError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::init::testutil::tiny_model_dir;
+    use crate::model::{Message, Tokenizer};
+    use crate::rollout::{Rollout, SamplingConfig, StopTokens, generate};
 
     fn ep(p: &[u32], r: &[u32]) -> Episode {
         Episode { prompt_index: 0, prompt_ids: p.to_vec(), response_ids: r.to_vec(), sampler_logprobs: vec![0.0; r.len()], ended_with_eos: true }
@@ -132,5 +142,70 @@ mod tests {
         assert_eq!(p.response_tokens.to_vec2::<u32>().unwrap(), vec![vec![8, 0, 0], vec![10, 11, 12]]);
         assert_eq!(p.response_mask.to_vec2::<f32>().unwrap(), vec![vec![1., 0., 0.], vec![1., 1., 1.]]);
         assert!(pack(&[&ep(&[1], &[])], 0, &d).is_err());
+    }
+
+    /// max |Δ| between the sampler's logprobs and [`forward_logprobs`] at `temperature`, over the
+    /// real response tokens, with the rollout laid out as the trainer lays it out ([`pack`]).
+    fn parity_gap(model: &CausalLm, prompts: &[Vec<u32>], pad_id: u32, rollout: &Rollout, temperature: f64) -> f32 {
+        let episodes: Vec<Episode> = (0..prompts.len())
+            .map(|k| Episode {
+                prompt_index: k,
+                prompt_ids: prompts[k].clone(),
+                response_ids: rollout.responses[k].clone(),
+                sampler_logprobs: rollout.response_logprobs[k].clone(),
+                ended_with_eos: false,
+            })
+            .collect();
+        let packed = pack(&episodes.iter().collect::<Vec<_>>(), pad_id, &Device::Cpu).unwrap();
+        let out = forward_logprobs(model, None, &packed, temperature, LoraMode::On).unwrap();
+        let mut gap = 0f32;
+        for (j, e) in episodes.iter().enumerate() {
+            for (a, b) in row(&out.logprobs, j, e.response_ids.len()).unwrap().iter().zip(&e.sampler_logprobs) {
+                gap = gap.max((a - b).abs());
+            }
+        }
+        gap
+    }
+
+    /// The trainer's rescoring reproduces the sampler's logprobs, which is what makes PPO's first
+    /// ratio 1 and the KL estimate start at 0: three chat prompts of different lengths (so the
+    /// batch is left-padded), at temperature 1, at 0.7 with top-k and top-p, and greedy.
+    #[test]
+    fn forward_logprobs_reproduces_the_sampler_logprobs() {
+        let model = CausalLm::load(tiny_model_dir(), &Device::Cpu, DType::F32).unwrap();
+        let tokenizer = Tokenizer::load(tiny_model_dir()).unwrap();
+        let stop = StopTokens::of(tokenizer.special());
+        let prompts: Vec<Vec<u32>> =
+            ["胸口痛，出冷汗，怎么办？", "Can I take ibuprofen with a cold?", "我孩子三岁，发烧到39度，已经两天了，还精神不好，需要马上去医院吗？"]
+                .iter()
+                .map(|q| tokenizer.encode_chat(&[Message::user(q)], true).unwrap())
+                .collect();
+        let sample = |cfg: SamplingConfig| generate(&model, &prompts, &stop, &cfg, LoraMode::On).unwrap();
+        // Temperature 1, no truncation: the PPO setting.
+        let rollout = sample(SamplingConfig { max_new_tokens: 24, seed: 11, ..SamplingConfig::default() });
+        assert_eq!(rollout.response_len(), 24);
+        let at_1 = parity_gap(&model, &prompts, stop.pad_id, &rollout, 1.0);
+        assert!(at_1 < 1e-4, "max |Δ logprob| at T = 1: {at_1}");
+        // Another temperature with truncation: logprobs are still log softmax(logits / T) of the
+        // full vocabulary, and the rescoring divides by the same T.
+        let rollout = sample(SamplingConfig { temperature: 0.7, top_k: 50, top_p: 0.9, max_new_tokens: 16, seed: 3 });
+        let at_07 = parity_gap(&model, &prompts, stop.pad_id, &rollout, 0.7);
+        assert!(at_07 < 1e-4, "max |Δ logprob| at T = 0.7: {at_07}");
+        // The check can fail: rescoring without dividing by the temperature is far off.
+        let wrong = parity_gap(&model, &prompts, stop.pad_id, &rollout, 1.0);
+        assert!(wrong > 1e-2, "{wrong}");
+        // Greedy: the sampler reports logprobs at T = 1, and every token it chose is the argmax of
+        // the rescoring's distribution at its position.
+        let greedy = sample(SamplingConfig::greedy(10));
+        let at_greedy = parity_gap(&model, &prompts, stop.pad_id, &greedy, greedy.logprob_temperature);
+        assert!(at_greedy < 1e-4, "max |Δ logprob| greedy: {at_greedy}");
+        let episodes: Vec<Episode> =
+            (0..prompts.len()).map(|k| Episode { prompt_ids: prompts[k].clone(), ..ep(&[], &greedy.responses[k]) }).collect();
+        let packed = pack(&episodes.iter().collect::<Vec<_>>(), stop.pad_id, &Device::Cpu).unwrap();
+        let argmax = forward_logprobs(&model, None, &packed, 1.0, LoraMode::On).unwrap().logits.argmax(candle_core::D::Minus1).unwrap();
+        for (k, e) in episodes.iter().enumerate() {
+            assert_eq!(argmax.get(k).unwrap().narrow(0, 0, e.response_ids.len()).unwrap().to_vec1::<u32>().unwrap(), e.response_ids, "row {k}");
+        }
+        eprintln!("max |Δ logprob|: {at_1:e} at T = 1, {at_07:e} at T = 0.7, {at_greedy:e} greedy; {wrong:e} when the rescoring forgets T");
     }
 }

@@ -32,20 +32,32 @@ impl Default for KlControllerConfig {
     }
 }
 
-/// The controller's state: β, which a checkpoint saves so a resumed run continues exactly.
+/// The controller and its state, β: the one owner of β in a run. A checkpoint records β
+/// ([`Self::coef`]) and a resumed run gives it back ([`Self::resumed`]), so it continues exactly.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KlController {
     pub config: KlControllerConfig,
-    pub coef: f64,
+    coef: f64,
 }
 
 impl KlController {
+    /// β starts at the configured `coef` (fixed) or `init_coef` (adaptive).
     pub fn new(config: KlControllerConfig) -> Self {
         let coef = match config {
             KlControllerConfig::Fixed { coef } => coef,
             KlControllerConfig::Adaptive { init_coef, .. } => init_coef,
         };
         KlController { config, coef }
+    }
+
+    /// The controller of a resumed run, at the β its checkpoint recorded.
+    pub fn resumed(config: KlControllerConfig, coef: f64) -> Self {
+        KlController { config, coef }
+    }
+
+    /// The current β.
+    pub fn coef(&self) -> f64 {
+        self.coef
     }
 
     /// Updates β after a step whose mean per-token KL was `kl_per_token` over `n_samples` responses.
@@ -79,19 +91,19 @@ mod tests {
         let mut c = KlController::new(KlControllerConfig::Adaptive { init_coef: 0.1, kl_target_per_token: 0.02, horizon_samples: 1000.0 });
         // KL 0.03 vs 0.02: error 0.5 clipped to 0.2; mult = 1 + 0.2·100/1000 = 1.02 → β = 0.102.
         c.update(0.03, 100);
-        assert!((c.coef - 0.102).abs() < 1e-12);
+        assert!((c.coef() - 0.102).abs() < 1e-12);
         // KL 0.019: error −0.05; mult = 1 − 0.05·100/1000 = 0.995 → β = 0.10149.
         c.update(0.019, 100);
-        assert!((c.coef - 0.102 * 0.995).abs() < 1e-12);
+        assert!((c.coef() - 0.102 * 0.995).abs() < 1e-12);
         c.update(f64::NAN, 100);
-        assert!((c.coef - 0.102 * 0.995).abs() < 1e-12);
+        assert!((c.coef() - 0.102 * 0.995).abs() < 1e-12);
     }
 
     #[test]
     fn fixed_never_moves() {
         let mut c = KlController::new(KlControllerConfig::Fixed { coef: 0.05 });
         c.update(10.0, 64);
-        assert_eq!(c.coef, 0.05);
+        assert_eq!(c.coef(), 0.05);
         assert_eq!(c.target(), None);
     }
 }

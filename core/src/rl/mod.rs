@@ -2,8 +2,9 @@
 //! losses, group advantages), the KL controllers, and the optimiser helpers the trainer loop calls in
 //! paper order (rollout, score, advantages, update epochs, metrics).
 //!
-//! Log-probabilities of chosen tokens come from [`crate::rollout::token_logprobs`], the function
-//! the sampler's parity test checks, so sampling and rescoring cannot define them differently.
+//! Log-probabilities of chosen tokens come from [`crate::rollout::token_logprobs`];
+//! [`episode::forward_logprobs`], the trainer's one way to recompute them, is checked against the
+//! sampler's own (the parity test in `episode.rs`), so sampling and rescoring cannot drift apart.
 //!
 //! Everything here is a function of its arguments: no I/O, no global state, coefficients passed in.
 //! Per-token quantities of one response are `&[f32]` (GAE is a backward recurrence over a short
@@ -30,9 +31,9 @@ pub mod value_head;
 
 pub use advantages::{gae, whiten};
 pub use checkpoint::{TrainerState, step_seed};
-pub use config::{Algorithm, ConfigError, TrainConfig};
+pub use config::{Algorithm, ConfigError, LrDecay, TrainConfig};
 pub use cursor::{DataCursor, epoch_order};
-pub use episode::{Episode, Packed, Scored, pack};
+pub use episode::{Episode, Packed, ResponseForward, forward_logprobs, pack};
 pub use group::{grpo_advantages, rloo_advantages};
 pub use kl::{KlEstimator, KlPlacement, kl_per_token};
 pub use kl_controller::{KlController, KlControllerConfig};

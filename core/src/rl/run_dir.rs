@@ -139,10 +139,11 @@ impl JsonlWriter {
 pub struct RewardsCsv {
     path: PathBuf,
     writer: csv::Writer<File>,
-    rule_ids: Vec<String>,
 }
 
 impl RewardsCsv {
+    /// Opens `path` for appending; a new or empty file gets the header, with `rule_ids` as the
+    /// rule columns in the order [`Self::write`] gets their scores.
     pub fn append(path: &Path, rule_ids: Vec<String>) -> Result<Self, RunDirError> {
         let fresh = std::fs::metadata(path).map(|m| m.len() == 0).unwrap_or(true);
         let file = OpenOptions::new().create(true).append(true).open(path).map_err(io(path))?;
@@ -152,14 +153,10 @@ impl RewardsCsv {
             writer.write_record(header).map_err(|e| csv_err(path, e))?;
             writer.flush().map_err(io(path))?;
         }
-        Ok(RewardsCsv { path: path.to_path_buf(), writer, rule_ids })
+        Ok(RewardsCsv { path: path.to_path_buf(), writer })
     }
 
-    pub fn rule_ids(&self) -> &[String] {
-        &self.rule_ids
-    }
-
-    /// One row; `scores[i]` belongs to `rule_ids[i]`.
+    /// One row; `scores[i]` belongs to the header's `i`-th rule column.
     pub fn write(&mut self, step: u64, sample_id: &str, category: &str, scores: &[Option<f64>], total: Option<f64>) -> Result<(), RunDirError> {
         let cell = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_default();
         let row =

@@ -1,11 +1,12 @@
 //! Test fixtures for the trainer: a toy rule set whose single WebAssembly rule rewards one
 //! character, in a temporary registry, and a small prompt file.
 
-use crate::reward::limits::SandboxLimits;
-use crate::reward::manifest::RuleKind;
+use crate::governance::publish::{RuleSetSpec, create_ruleset};
+use crate::registry::Registry;
+use crate::registry::hash::sha256_hex;
+use crate::registry::limits::SandboxLimits;
+use crate::registry::manifest::RuleKind;
 use crate::reward::outcome::OnError;
-use crate::reward::publish::{RuleSetSpec, create_ruleset};
-use crate::reward::{Registry, hash::sha256_hex};
 use std::path::{Path, PathBuf};
 
 /// A `medrl-rule/1` module scoring the share of the response's bytes equal to `target`, to three

@@ -8,9 +8,9 @@
 
 use super::advantages::{gae, whiten};
 use super::checkpoint::{self, ADAPTER_DIR, OPTIMIZER, TrainerState, VALUE_HEAD, step_seed};
-use super::config::{Algorithm, ConfigError, TrainConfig};
+use super::config::{Algorithm, ConfigError, LrDecay, TrainConfig};
 use super::cursor::epoch_order;
-use super::episode::{Episode, pack, row, score};
+use super::episode::{Episode, forward_logprobs, pack, row};
 use super::group::{grpo_advantages, rloo_advantages};
 use super::kl::{KlPlacement, kl_per_token};
 use super::kl_controller::KlController;
@@ -21,9 +21,11 @@ use super::run_dir::{JsonlWriter, OpenMode, RewardsCsv, RunDir, RunDirError};
 use super::shaping::{apply_missing_eos, token_rewards};
 use super::value_head::ValueHead;
 use crate::data::TrainingPrompt;
+use crate::governance::AuditLog;
+use crate::governance::audit::AuditError;
 use crate::model::{CausalLm, LoraMode, Message, ModelError, Tokenizer, TokenizerError, default_dtype};
-use crate::reward::audit::AuditError;
-use crate::reward::{AuditLog, Decision, OutcomeKind, RegistryError, Reward, ScorerError, ScoringSession, SessionError, VersionRef};
+use crate::registry::{RegistryError, VersionRef};
+use crate::reward::{Decision, OutcomeKind, Reward, ScorerError, ScoringSession, SessionError};
 use crate::rollout::{FinishReason, RolloutError, SamplingConfig, StopTokens, generate_with_streams};
 use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
@@ -77,6 +79,7 @@ pub struct StepReport {
     pub reward_std: f64,
     /// Mean per-token KL to the reference, in nats.
     pub kl_per_token: f64,
+    /// β this step used (the KL controller's, before its update).
     pub kl_coef: f64,
     pub response_len_mean: f64,
     pub eos_rate: f64,
@@ -138,7 +141,6 @@ impl Trainer {
         let state = TrainerState {
             format: checkpoint::FORMAT.into(),
             step: 0,
-            kl_coef: KlController::new(config.kl.controller.clone()).coef,
             reward_moments: Default::default(),
             cursor: Default::default(),
             seed: config.run.seed,
@@ -200,17 +202,11 @@ impl Trainer {
         if let Some(dir) = &checkpoint {
             opt.load(&dir.join(OPTIMIZER))?;
         }
-        let mut kl = KlController::new(config.kl.controller.clone());
-        kl.coef = state.kl_coef;
-        let updates_per_step =
-            (config.ppo.ppo_epochs * config.rollout.prompts_per_step * config.rollout.group_size / config.ppo.mini_batch_size) as u64;
-        let schedule = LrSchedule {
-            peak: config.ppo.learning_rate,
-            warmup_steps: config.ppo.warmup_steps,
-            total_steps: config.run.steps * updates_per_step,
-            min_ratio: 0.1,
-            cosine: true,
+        let kl = match &checkpoint {
+            Some(dir) => KlController::resumed(config.kl.controller.clone(), checkpoint::read_kl_coef(dir).map_err(io(dir))?),
+            None => KlController::new(config.kl.controller.clone()),
         };
+        let schedule = lr_schedule(&config);
         // A judge's result follows the rules' in every sample score: its column comes last.
         let rule_ids: Vec<String> =
             scorer.rules.iter().map(|r| r.manifest.id.clone()).chain(scorer.judge.as_ref().map(|j| j.entry.id.clone())).collect();
@@ -262,9 +258,7 @@ impl Trainer {
         self.model.save_adapter(&dir.join(ADAPTER_DIR))?;
         self.head.save(&dir.join(VALUE_HEAD))?;
         self.opt.save(&dir.join(OPTIMIZER))?;
-        let mut state = self.state.clone();
-        state.kl_coef = self.kl.coef;
-        state.write(dir).map_err(io(dir))
+        self.state.write(dir, self.kl.coef()).map_err(io(dir))
     }
 
     /// The adapter's tensors by PEFT name (tests compare them across runs).
@@ -276,18 +270,31 @@ impl Trainer {
         Ok(out)
     }
 
-    /// One step: rollout, score, advantages, update epochs, metrics.
+    /// One step, in paper order: rollout, score, advantages, update epochs; then the KL controller
+    /// moves β and the step is logged.
     pub fn step(&mut self) -> Result<StepReport, TrainError> {
         let step = self.state.step + 1;
         let _span = tracing::info_span!("step", step).entered();
         let started = Instant::now();
-        let cfg = self.config.clone();
-        let (r, p) = (&cfg.rollout, &cfg.ppo);
+        let rollouts = self.rollout(step)?;
+        let scores = self.score(step, &rollouts)?;
+        let advantages = self.advantages(&rollouts, &scores)?;
+        let update = self.update_epochs(step, &rollouts, &scores, &advantages)?;
+        // Ziegler et al. 2019 §2.2: β for the next step, from this step's KL.
+        self.kl.update(advantages.kl_per_token, scores.used.len());
+        let report = self.log(step, started, &rollouts, &scores, &advantages, &update)?;
+        self.state.step = step;
+        Ok(report)
+    }
 
-        // 1. Rollout: sample from the policy (adapter on).
-        let rollout_span = tracing::info_span!("rollout").entered();
+    /// Rollout (phase 1): the next `prompts_per_step` prompts from the data cursor, each
+    /// `group_size` times, sampled from the policy (adapter on); row `k` draws from stream `k` of
+    /// the step's sampling seed.
+    fn rollout(&mut self, step: u64) -> Result<Rollouts, TrainError> {
+        let _span = tracing::info_span!("rollout").entered();
         let t = Instant::now();
-        let picked = self.state.cursor.take(r.prompts_per_step, self.prompts.len(), cfg.run.seed, cfg.data.shuffle);
+        let (r, seed) = (&self.config.rollout, self.config.run.seed);
+        let picked = self.state.cursor.take(r.prompts_per_step, self.prompts.len(), seed, self.config.data.shuffle);
         let rows: Vec<usize> = picked.iter().flat_map(|&i| std::iter::repeat_n(i, r.group_size)).collect();
         let prompts: Vec<Vec<u32>> = rows.iter().map(|&i| self.prompt_ids[i].clone()).collect();
         let streams: Vec<u64> = (0..rows.len() as u64).collect();
@@ -296,37 +303,42 @@ impl Trainer {
             top_k: r.top_k,
             top_p: r.top_p,
             max_new_tokens: r.max_new_tokens,
-            seed: step_seed(cfg.run.seed, step, 1),
+            seed: step_seed(seed, step, 1),
         };
         let rollout = generate_with_streams(&self.model, &prompts, &streams, &self.stop, &sampling, LoraMode::On)?;
         let episodes: Vec<Episode> = rows
             .iter()
+            .zip(prompts)
             .enumerate()
-            .map(|(k, &i)| Episode {
+            .map(|(k, (&i, prompt_ids))| Episode {
                 prompt_index: i,
-                prompt_ids: prompts[k].clone(),
+                prompt_ids,
                 response_ids: rollout.responses[k].clone(),
                 sampler_logprobs: rollout.response_logprobs[k].clone(),
                 ended_with_eos: rollout.finish[k] == FinishReason::Stop,
             })
             .collect();
-        let new_tokens: usize = episodes.iter().map(|e| e.response_ids.len()).sum();
-        let rollout_s = t.elapsed().as_secs_f64();
-        drop(rollout_span);
+        let new_tokens = episodes.iter().map(|e| e.response_ids.len()).sum();
+        Ok(Rollouts { episodes, new_tokens, seconds: t.elapsed().as_secs_f64() })
+    }
 
-        // 2. Score every response with the rule set; the audit log gets every evaluation.
-        let score_span = tracing::info_span!("score").entered();
+    /// Score (phase 2): every response decoded and scored by the rule set (the audit log gets every
+    /// evaluation); rule failures go to `failures.jsonl`, every score to `rewards.csv`. A failure
+    /// whose `on_error` is `abort` ends the step here, before anything is applied.
+    fn score(&mut self, step: u64, rollouts: &Rollouts) -> Result<Scores, TrainError> {
+        let _span = tracing::info_span!("score").entered();
+        let episodes = &rollouts.episodes;
         let texts: Vec<String> = episodes.iter().map(|e| self.tokenizer.decode(&e.response_ids, true)).collect::<Result<_, _>>()?;
         let samples: Vec<medrl_sdk::Sample> = episodes
             .iter()
-            .zip(&texts)
+            .zip(texts)
             .enumerate()
-            .map(|(k, (e, text))| {
+            .map(|(k, (e, response))| {
                 let p = &self.prompts[e.prompt_index];
                 medrl_sdk::Sample {
                     id: format!("{}#s{step}r{k}", p.id),
                     prompt: p.prompt.clone(),
-                    response: text.clone(),
+                    response,
                     lang: p.lang,
                     category: p.category,
                     risk: p.risk,
@@ -337,13 +349,13 @@ impl Trainer {
             .collect();
         // An abort comes back as an error carrying the scores: its failures are logged below and
         // the loop stops at the aborted sample.
-        let scores = match self.session.score(&samples) {
-            Ok((scores, _)) => scores,
+        let results = match self.session.score(&samples) {
+            Ok((results, _)) => results,
             Err(SessionError::Aborted { scores, .. }) => scores,
             Err(e) => return Err(e.into()),
         };
         let mut failures: BTreeMap<String, usize> = BTreeMap::new();
-        for (k, sc) in scores.iter().enumerate() {
+        for (k, sc) in results.iter().enumerate() {
             for rr in &sc.rules {
                 if rr.evaluation.outcome != OutcomeKind::Ok {
                     *failures.entry(rr.evaluation.outcome.as_str().to_string()).or_default() += 1;
@@ -358,8 +370,8 @@ impl Trainer {
                 return Err(TrainError::RuleAbort { step, rule: rule.clone(), checkpoint });
             }
         }
-        let totals: Vec<Option<f64>> = scores.iter().map(|s| s.reward.total()).collect();
-        for (k, sc) in scores.iter().enumerate() {
+        let totals: Vec<Option<f64>> = results.iter().map(|s| s.reward.total()).collect();
+        for (k, sc) in results.iter().enumerate() {
             let cells: Vec<Option<f64>> = sc
                 .rules
                 .iter()
@@ -370,154 +382,156 @@ impl Trainer {
                 .collect();
             self.logs.rewards.write(step, &samples[k].id, self.prompts[episodes[k].prompt_index].category.as_str(), &cells, totals[k])?;
         }
-        drop(score_span);
-
-        // 3. Advantages: rescore with the policy and the reference, shape per-token rewards, GAE.
-        let adv_span = tracing::info_span!("advantages").entered();
         let used: Vec<usize> = (0..episodes.len()).filter(|&k| totals[k].is_some()).collect();
-        let mut raw_scores: Vec<f32> = used.iter().map(|&k| totals[k].expect("filtered") as f32).collect();
-        let reward_mean = mean(&raw_scores);
-        let reward_std = std(&raw_scores);
+        let rewards: Vec<f32> = used.iter().map(|&k| totals[k].expect("filtered") as f32).collect();
+        Ok(Scores { samples, results, totals, used, rewards, failures })
+    }
+
+    /// Advantages (phase 3): the rule rewards normalised (or clipped) and shaped, the policy and
+    /// the reference rescore every scored response, per-token KL, then GAE with whitening (PPO) or
+    /// group advantages (GRPO, RLOO).
+    fn advantages(&mut self, rollouts: &Rollouts, scores: &Scores) -> Result<Advantages, TrainError> {
+        let _span = tracing::info_span!("advantages").entered();
+        let (p, kl_cfg) = (&self.config.ppo, &self.config.kl);
+        let episodes = &rollouts.episodes;
+        let used = &scores.used;
+        let mut rewards = scores.rewards.clone();
         if p.normalize_rewards {
-            self.state.reward_moments.update(&raw_scores);
+            self.state.reward_moments.update(&rewards);
         }
-        for (s, &k) in raw_scores.iter_mut().zip(&used) {
+        for (s, &k) in rewards.iter_mut().zip(used) {
             let normalised =
                 if p.normalize_rewards { self.state.reward_moments.normalize(*s, p.reward_clip) } else { s.clamp(-p.reward_clip, p.reward_clip) };
             *s = apply_missing_eos(normalised, episodes[k].ended_with_eos, p.missing_eos_penalty);
         }
-        let mut batch = Batch::default();
-        let mut kl_sum = 0f64;
-        let mut kl_tokens = 0usize;
-        let mut max_logprob_gap = 0f32;
+        let rescored = self.rescore(episodes, used)?;
+        let kl_coef = self.kl.coef();
+        let beta = kl_coef as f32;
         let critic = p.algorithm == Algorithm::Ppo;
-        // Rescoring in chunks of the mini-batch size bounds memory to what an update needs.
-        for chunk in used.chunks(p.mini_batch_size) {
-            let eps: Vec<&Episode> = chunk.iter().map(|&k| &episodes[k]).collect();
-            let packed = pack(&eps, self.stop.pad_id, &self.device)?;
-            let policy = score(&self.model, critic.then_some(&self.head), &packed, r.temperature, LoraMode::On)?;
-            let reference = score(&self.model, None, &packed, r.temperature, LoraMode::Off)?;
-            let kl = kl_per_token(&policy.logprobs, &reference.logprobs, cfg.kl.estimator)?;
-            for (j, e) in eps.iter().enumerate() {
-                let n = e.response_ids.len();
-                let old = row(&policy.logprobs, j, n)?;
-                for (a, b) in old.iter().zip(&e.sampler_logprobs) {
-                    max_logprob_gap = max_logprob_gap.max((a - b).abs());
-                }
-                let kl_row = row(&kl, j, n)?;
-                kl_sum += kl_row.iter().map(|&x| f64::from(x)).sum::<f64>();
-                kl_tokens += n;
-                batch.old_logprobs.push(old);
-                batch.ref_logprobs.push(row(&reference.logprobs, j, n)?);
-                batch.values.push(match &policy.values {
-                    Some(v) => row(v, j, n)?,
-                    None => vec![0.0; n],
-                });
-                batch.kl.push(kl_row);
-            }
-        }
-        let beta = self.kl.coef as f32;
         let group_adv = match p.algorithm {
             Algorithm::Ppo => None,
             // Whole groups only: a skipped sample breaks its group, so its group is dropped.
             // A KL in the reward enters critic-free advantages as a sequence-level penalty
             // (score − β·Σ KL), as in RLOO; without it the group baseline would see no KL at all.
             Algorithm::Grpo | Algorithm::Rloo => {
-                let scores: Vec<f32> = if cfg.kl.placement == KlPlacement::Reward {
-                    raw_scores.iter().zip(&batch.kl).map(|(s, kl)| s - beta * kl.iter().sum::<f32>()).collect()
+                let sequence_scores: Vec<f32> = if kl_cfg.placement == KlPlacement::Reward {
+                    rewards.iter().zip(&rescored.kl).map(|(s, kl)| s - beta * kl.iter().sum::<f32>()).collect()
                 } else {
-                    raw_scores.clone()
+                    rewards.clone()
                 };
-                Some(self.group_advantages(&used, &scores, r.group_size))
+                Some(self.group_advantages(used, &sequence_scores, self.config.rollout.group_size))
             }
         };
+        let mut advantages = Vec::with_capacity(used.len());
+        let mut returns = Vec::with_capacity(used.len());
         for (u, &k) in used.iter().enumerate() {
             let n = episodes[k].response_ids.len();
             let (adv, ret) = match &group_adv {
                 None => {
-                    let kl_for_reward: Vec<f32> = if cfg.kl.placement == KlPlacement::Reward { batch.kl[u].clone() } else { vec![0.0; n] };
-                    let rewards = token_rewards(raw_scores[u], &kl_for_reward, beta);
-                    gae(&rewards, &batch.values[u], p.gamma, p.lam)
+                    let kl_for_reward: Vec<f32> = if kl_cfg.placement == KlPlacement::Reward { rescored.kl[u].clone() } else { vec![0.0; n] };
+                    let per_token = token_rewards(rewards[u], &kl_for_reward, beta);
+                    gae(&per_token, &rescored.values[u], p.gamma, p.lam)
                 }
                 Some(a) => (vec![a[u]; n], vec![0.0; n]),
             };
-            batch.advantages.push(adv);
-            batch.returns.push(ret);
+            advantages.push(adv);
+            returns.push(ret);
         }
         if p.whiten_advantages && critic {
-            let flat: Vec<f32> = batch.advantages.concat();
-            let white = whiten(&flat, true);
+            let white = whiten(&advantages.concat(), true);
             let mut off = 0;
-            for a in &mut batch.advantages {
+            for a in &mut advantages {
                 let n = a.len();
                 a.copy_from_slice(&white[off..off + n]);
                 off += n;
             }
         }
-        let ev = explained_variance(&batch.values.concat(), &batch.returns.concat());
-        drop(adv_span);
+        let explained_variance = explained_variance(&rescored.values.concat(), &returns.concat());
+        Ok(Advantages {
+            kl_per_token: if rescored.kl_tokens > 0 { rescored.kl_sum / rescored.kl_tokens as f64 } else { 0.0 },
+            kl_per_response: rescored.kl_sum / used.len().max(1) as f64,
+            sampler_logprob_max_gap: rescored.max_logprob_gap,
+            old_logprobs: rescored.old_logprobs,
+            ref_logprobs: rescored.ref_logprobs,
+            values: rescored.values,
+            advantages,
+            returns,
+            kl_coef,
+            explained_variance,
+        })
+    }
 
-        // 4. Update epochs over shuffled mini-batches, with micro-batch gradient accumulation.
-        let update_span = tracing::info_span!("update").entered();
+    /// The scored responses `used` through the policy (with the value head when PPO) and the
+    /// reference, in chunks of the mini-batch size (memory bounded by what an update needs).
+    fn rescore(&self, episodes: &[Episode], used: &[usize]) -> Result<Rescored, TrainError> {
+        let critic = self.config.ppo.algorithm == Algorithm::Ppo;
+        let temperature = self.config.rollout.temperature;
+        let mut out = Rescored::default();
+        for chunk in used.chunks(self.config.ppo.mini_batch_size) {
+            let eps: Vec<&Episode> = chunk.iter().map(|&k| &episodes[k]).collect();
+            let packed = pack(&eps, self.stop.pad_id, &self.device)?;
+            let policy = forward_logprobs(&self.model, critic.then_some(&self.head), &packed, temperature, LoraMode::On)?;
+            let reference = forward_logprobs(&self.model, None, &packed, temperature, LoraMode::Off)?;
+            let kl = kl_per_token(&policy.logprobs, &reference.logprobs, self.config.kl.estimator)?;
+            for (j, e) in eps.iter().enumerate() {
+                let n = e.response_ids.len();
+                let old = row(&policy.logprobs, j, n)?;
+                for (a, b) in old.iter().zip(&e.sampler_logprobs) {
+                    out.max_logprob_gap = out.max_logprob_gap.max((a - b).abs());
+                }
+                let kl_row = row(&kl, j, n)?;
+                out.kl_sum += kl_row.iter().map(|&x| f64::from(x)).sum::<f64>();
+                out.kl_tokens += n;
+                out.old_logprobs.push(old);
+                out.ref_logprobs.push(row(&reference.logprobs, j, n)?);
+                out.values.push(match &policy.values {
+                    Some(v) => row(v, j, n)?,
+                    None => vec![0.0; n],
+                });
+                out.kl.push(kl_row);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Update epochs (phase 4): `ppo_epochs` passes over shuffled mini-batches of the scored
+    /// responses, micro-batch gradient accumulation, AdamW with global-norm clipping; an update
+    /// with a non-finite loss or gradient is skipped and logged; the epochs stop early when the
+    /// policy's own KL passes `target_policy_kl`.
+    fn update_epochs(&mut self, step: u64, rollouts: &Rollouts, scores: &Scores, adv: &Advantages) -> Result<UpdateStats, TrainError> {
+        let _span = tracing::info_span!("update").entered();
         let t = Instant::now();
-        let critic_warmup = critic && step <= p.critic_warmup_steps;
-        let mut st = UpdateStats::default();
+        let (p, seed) = (&self.config.ppo, self.config.run.seed);
+        let used = &scores.used;
+        let critic_warmup = p.algorithm == Algorithm::Ppo && step <= p.critic_warmup_steps;
+        let mut st = UpdateStats { critic_warmup, ..UpdateStats::default() };
         let micro = p.mini_batch_size / p.grad_accum_steps;
-        let mut update_tokens = 0usize;
-        'epochs: for epoch in 0..p.ppo_epochs {
-            let order = epoch_order(used.len(), step_seed(cfg.run.seed, step, 2), epoch as u64, true);
+        for epoch in 0..p.ppo_epochs {
+            let order = epoch_order(used.len(), step_seed(seed, step, 2), epoch as u64, true);
             let mut epoch_kl = Vec::new();
             for mb in order.chunks(p.mini_batch_size) {
                 let mut grads: Option<Grads> = None;
                 let mut finite = true;
                 for (m_i, mc) in mb.chunks(micro).enumerate() {
-                    let eps: Vec<&Episode> = mc.iter().map(|&u| &episodes[used[u]]).collect();
-                    let packed = pack(&eps, self.stop.pad_id, &self.device)?;
-                    let lora = if cfg.lora.dropout > 0.0 {
-                        LoraMode::Train { seed: step_seed(cfg.run.seed, step, 3) ^ ((epoch as u64) << 32) ^ (st.updates as u64 * 131 + m_i as u64) }
+                    let eps: Vec<&Episode> = mc.iter().map(|&u| &rollouts.episodes[used[u]]).collect();
+                    let lora = if self.config.lora.dropout > 0.0 {
+                        LoraMode::Train { seed: step_seed(seed, step, 3) ^ ((epoch as u64) << 32) ^ (st.updates as u64 * 131 + m_i as u64) }
                     } else {
                         LoraMode::On
                     };
-                    let s = score(&self.model, (critic && !critic_warmup).then_some(&self.head), &packed, r.temperature, lora)?;
-                    let width = packed.response_width;
-                    let take = |rows: &Vec<Vec<f32>>| -> Result<Tensor, TrainError> { padded(mc.iter().map(|&u| &rows[u]), width, &self.device) };
-                    let mask = &packed.response_mask;
-                    let old_lp = take(&batch.old_logprobs)?;
-                    let adv = take(&batch.advantages)?;
-                    let pg = pg_loss(&s.logprobs, &old_lp, &adv, mask, p.cliprange)?;
-                    let mut loss = pg.loss.clone();
-                    if cfg.kl.placement == KlPlacement::Loss {
-                        let ref_lp = take(&batch.ref_logprobs)?;
-                        let kl = masked_mean(&kl_per_token(&s.logprobs, &ref_lp, cfg.kl.estimator)?, mask)?;
-                        loss = (loss + (kl * f64::from(beta))?)?;
+                    let m = self.micro_batch_loss(&eps, mc, adv, lora, critic_warmup)?;
+                    if let Some((vf_loss, vf_clipfrac)) = m.value {
+                        st.vf_loss.push(vf_loss);
+                        st.vf_clipfrac.push(vf_clipfrac);
                     }
-                    if critic {
-                        // During critic warm-up only the value head learns: the values come from the
-                        // detached trunk and the policy term is left out.
-                        let values = if critic_warmup {
-                            let h = self
-                                .model
-                                .forward_hidden(&packed.input_ids, &packed.position_ids, &packed.attention_mask, None, LoraMode::On)?
-                                .detach();
-                            self.head.forward(&h.narrow(1, packed.prompt_width - 1, width)?)?
-                        } else {
-                            s.values.clone().expect("the critic scores values")
-                        };
-                        let vf = value_loss(&values, &take(&batch.values)?, &take(&batch.returns)?, mask, p.cliprange_value)?;
-                        st.vf_loss.push(vf.loss.to_scalar::<f32>()?);
-                        st.vf_clipfrac.push(vf.clipfrac);
-                        let vf_term = (vf.loss * p.vf_coef)?;
-                        loss = if critic_warmup { vf_term } else { (loss + vf_term)? };
-                    }
-                    st.pg_loss.push(pg.loss.to_scalar::<f32>()?);
-                    st.pg_clipfrac.push(pg.clipfrac);
-                    let akl = approx_kl(&s.logprobs.detach(), &old_lp, mask)?;
-                    st.approx_kl.push(akl);
-                    epoch_kl.push(akl);
-                    st.entropy.push(masked_mean(&entropy_from_logits(&s.logits.detach())?, mask)?.to_scalar::<f32>()?);
-                    update_tokens += eps.iter().map(|e| e.prompt_ids.len() + e.response_ids.len()).sum::<usize>();
+                    st.pg_loss.push(m.pg_loss);
+                    st.pg_clipfrac.push(m.pg_clipfrac);
+                    st.approx_kl.push(m.approx_kl);
+                    epoch_kl.push(m.approx_kl);
+                    st.entropy.push(m.entropy);
+                    st.tokens += eps.iter().map(|e| e.prompt_ids.len() + e.response_ids.len()).sum::<usize>();
                     // Weight each micro-batch by its share, so accumulation equals the mini-batch mean.
-                    let loss = (loss * (mc.len() as f64 / mb.len() as f64))?;
+                    let loss = (m.loss * (mc.len() as f64 / mb.len() as f64))?;
                     let loss_value = loss.to_scalar::<f32>()?;
                     if !loss_value.is_finite() {
                         finite = false;
@@ -550,62 +564,122 @@ impl Trainer {
             st.epochs = epoch + 1;
             if !critic_warmup && f64::from(mean(&epoch_kl)) > p.target_policy_kl {
                 tracing::info!(step, epoch, "policy KL above target; stopping this step's epochs");
-                break 'epochs;
+                break;
             }
         }
-        let update_s = t.elapsed().as_secs_f64();
-        drop(update_span);
+        st.seconds = t.elapsed().as_secs_f64();
+        Ok(st)
+    }
 
-        // 5. Metrics, samples, KL control.
-        let kl_per_token = if kl_tokens > 0 { kl_sum / kl_tokens as f64 } else { 0.0 };
-        let in_band = (0.0..=cfg.kl.band_max_per_token).contains(&kl_per_token);
-        let kl_coef_used = self.kl.coef;
-        self.kl.update(kl_per_token, used.len());
+    /// The loss of one micro-batch `mc` (indices into the scored responses, `eps` their episodes):
+    /// the clipped policy loss, β·KL when the KL is in the loss, and the value loss (PPO). During
+    /// critic warm-up only the value term, on values from the detached trunk.
+    fn micro_batch_loss(
+        &self,
+        eps: &[&Episode],
+        mc: &[usize],
+        adv: &Advantages,
+        lora: LoraMode,
+        critic_warmup: bool,
+    ) -> Result<MicroBatch, TrainError> {
+        let (p, kl_cfg) = (&self.config.ppo, &self.config.kl);
+        let critic = p.algorithm == Algorithm::Ppo;
+        let packed = pack(eps, self.stop.pad_id, &self.device)?;
+        let s = forward_logprobs(&self.model, (critic && !critic_warmup).then_some(&self.head), &packed, self.config.rollout.temperature, lora)?;
+        let width = packed.response_width;
+        let take = |rows: &Vec<Vec<f32>>| -> Result<Tensor, TrainError> { padded(mc.iter().map(|&u| &rows[u]), width, &self.device) };
+        let mask = &packed.response_mask;
+        let old_lp = take(&adv.old_logprobs)?;
+        let pg = pg_loss(&s.logprobs, &old_lp, &take(&adv.advantages)?, mask, p.cliprange)?;
+        let mut loss = pg.loss.clone();
+        if kl_cfg.placement == KlPlacement::Loss {
+            let ref_lp = take(&adv.ref_logprobs)?;
+            let kl = masked_mean(&kl_per_token(&s.logprobs, &ref_lp, kl_cfg.estimator)?, mask)?;
+            loss = (loss + (kl * f64::from(adv.kl_coef as f32))?)?;
+        }
+        let mut value = None;
+        if critic {
+            let values = if critic_warmup {
+                let h = self.model.forward_hidden(&packed.input_ids, &packed.position_ids, &packed.attention_mask, None, LoraMode::On)?.detach();
+                self.head.forward(&h.narrow(1, packed.prompt_width - 1, width)?)?
+            } else {
+                s.values.clone().expect("the critic scores values")
+            };
+            let vf = value_loss(&values, &take(&adv.values)?, &take(&adv.returns)?, mask, p.cliprange_value)?;
+            value = Some((vf.loss.to_scalar::<f32>()?, vf.clipfrac));
+            let vf_term = (vf.loss * p.vf_coef)?;
+            loss = if critic_warmup { vf_term } else { (loss + vf_term)? };
+        }
+        Ok(MicroBatch {
+            pg_loss: pg.loss.to_scalar::<f32>()?,
+            pg_clipfrac: pg.clipfrac,
+            value,
+            approx_kl: approx_kl(&s.logprobs.detach(), &old_lp, mask)?,
+            entropy: masked_mean(&entropy_from_logits(&s.logits.detach())?, mask)?.to_scalar::<f32>()?,
+            loss,
+        })
+    }
+
+    /// Log (phase 5): `kl_metrics.jsonl`, `metrics.jsonl`, a few samples, and the two lowest-reward
+    /// responses to `failures.jsonl`. Runs after the KL controller's update (`kl_coef_next`).
+    fn log(
+        &mut self,
+        step: u64,
+        started: Instant,
+        rollouts: &Rollouts,
+        scores: &Scores,
+        adv: &Advantages,
+        st: &UpdateStats,
+    ) -> Result<StepReport, TrainError> {
+        let cfg = &self.config;
+        let episodes = &rollouts.episodes;
+        let used = &scores.used;
+        let in_band = (0.0..=cfg.kl.band_max_per_token).contains(&adv.kl_per_token);
         let eos_rate = episodes.iter().filter(|e| e.ended_with_eos).count() as f64 / episodes.len() as f64;
-        let response_len_mean = new_tokens as f64 / episodes.len() as f64;
+        let response_len_mean = rollouts.new_tokens as f64 / episodes.len() as f64;
+        let (reward_mean, reward_std) = (mean(&scores.rewards), std(&scores.rewards));
         let report = StepReport {
             step,
             reward_mean: f64::from(reward_mean),
             reward_std: f64::from(reward_std),
-            kl_per_token,
-            kl_coef: kl_coef_used,
+            kl_per_token: adv.kl_per_token,
+            kl_coef: adv.kl_coef,
             response_len_mean,
             eos_rate,
-            rollout_tokens_per_s: new_tokens as f64 / rollout_s.max(1e-9),
-            update_tokens_per_s: update_tokens as f64 / update_s.max(1e-9),
+            rollout_tokens_per_s: rollouts.new_tokens as f64 / rollouts.seconds.max(1e-9),
+            update_tokens_per_s: st.tokens as f64 / st.seconds.max(1e-9),
             skipped_updates: st.skipped,
             seconds: started.elapsed().as_secs_f64(),
         };
         self.logs.kl.write(&serde_json::json!({
-            "step": step, "kl_per_token": kl_per_token, "kl_per_response": kl_sum / used.len().max(1) as f64,
-            "kl_coef": kl_coef_used, "kl_coef_next": self.kl.coef, "target_per_token": self.kl.target(),
+            "step": step, "kl_per_token": adv.kl_per_token, "kl_per_response": adv.kl_per_response,
+            "kl_coef": adv.kl_coef, "kl_coef_next": self.kl.coef(), "target_per_token": self.kl.target(),
             "band_max_per_token": cfg.kl.band_max_per_token, "in_band": in_band,
             "estimator": cfg.kl.estimator, "placement": cfg.kl.placement, "policy_approx_kl": mean(&st.approx_kl),
         }))?;
         self.logs.metrics.write(&serde_json::json!({
             "step": step, "reward_mean": reward_mean, "reward_std": reward_std, "scored": used.len(), "responses": episodes.len(),
             "pg_loss": mean(&st.pg_loss), "vf_loss": mean(&st.vf_loss), "pg_clipfrac": mean(&st.pg_clipfrac), "vf_clipfrac": mean(&st.vf_clipfrac),
-            "approx_kl": mean(&st.approx_kl), "entropy": mean(&st.entropy), "explained_variance": finite_or_null(ev),
+            "approx_kl": mean(&st.approx_kl), "entropy": mean(&st.entropy), "explained_variance": finite_or_null(adv.explained_variance),
             "grad_norm": mean(&st.grad_norm), "lr": st.lr, "updates": st.updates, "skipped_updates": st.skipped, "epochs": st.epochs,
-            "critic_warmup": critic_warmup, "response_len_mean": response_len_mean, "eos_rate": eos_rate,
-            "sampler_logprob_max_gap": max_logprob_gap, "rule_failures": failures,
+            "critic_warmup": st.critic_warmup, "response_len_mean": response_len_mean, "eos_rate": eos_rate,
+            "sampler_logprob_max_gap": adv.sampler_logprob_max_gap, "rule_failures": scores.failures,
             "rollout_tokens_per_s": report.rollout_tokens_per_s, "update_tokens_per_s": report.update_tokens_per_s,
-            "rollout_seconds": rollout_s, "update_seconds": update_s, "step_seconds": report.seconds,
+            "rollout_seconds": rollouts.seconds, "update_seconds": st.seconds, "step_seconds": report.seconds,
             "peak_rss_bytes": crate::rollout::bench::peak_rss_bytes(),
         }))?;
         for k in (0..episodes.len()).take(cfg.run.log_samples_per_step) {
-            self.logs.samples.write(&sample_record(step, &samples[k], &scores[k]))?;
+            self.logs.samples.write(&sample_record(step, &scores.samples[k], &scores.results[k]))?;
         }
         // The two lowest-reward responses of every step, for the people watching the run.
+        let totals = &scores.totals;
         let mut by_reward: Vec<usize> = used.clone();
         by_reward.sort_by(|&a, &b| totals[a].partial_cmp(&totals[b]).unwrap_or(std::cmp::Ordering::Equal));
         for &k in by_reward.iter().take(2) {
-            let mut rec = sample_record(step, &samples[k], &scores[k]);
+            let mut rec = sample_record(step, &scores.samples[k], &scores.results[k]);
             rec["kind"] = "low_reward".into();
             self.logs.failures.write(&rec)?;
         }
-        self.state.step = step;
-        self.state.kl_coef = self.kl.coef;
         Ok(report)
     }
 
@@ -630,17 +704,76 @@ impl Trainer {
     }
 }
 
-/// Per-episode host vectors of one step's batch, indexed like `used`.
+/// What a step's rollout produced: one episode per (prompt, group member), prompts in cursor
+/// order, a prompt's `group_size` responses next to each other.
+struct Rollouts {
+    episodes: Vec<Episode>,
+    /// Response tokens sampled, all rows together.
+    new_tokens: usize,
+    seconds: f64,
+}
+
+/// The rule set's verdict on a step's responses, indexed like [`Rollouts::episodes`] unless said.
+struct Scores {
+    /// What the rules saw; a sample's id is `<prompt id>#s<step>r<row>`.
+    samples: Vec<medrl_sdk::Sample>,
+    /// Every rule's result and the aggregated reward.
+    results: Vec<crate::reward::SampleScore>,
+    /// The reward, `None` where a rule's `on_error = "skip_sample"` dropped the response.
+    totals: Vec<Option<f64>>,
+    /// The responses with a reward, in rollout order: the ones advantages and updates use.
+    used: Vec<usize>,
+    /// The rule reward of each response in `used`, before normalisation and shaping.
+    rewards: Vec<f32>,
+    /// Failed evaluations by outcome (`trap`, `out_of_fuel`, …).
+    failures: BTreeMap<String, usize>,
+}
+
+/// The policy's and the reference's log-probs, the values and the KL of the scored responses,
+/// one host vector per response in `Scores::used` order, cut to its length.
 #[derive(Default)]
-struct Batch {
+struct Rescored {
     old_logprobs: Vec<Vec<f32>>,
     ref_logprobs: Vec<Vec<f32>>,
     values: Vec<Vec<f32>>,
+    /// Per-token KL to the reference, with the configured estimator.
     kl: Vec<Vec<f32>>,
-    advantages: Vec<Vec<f32>>,
-    returns: Vec<Vec<f32>>,
+    kl_sum: f64,
+    kl_tokens: usize,
+    /// max |rescored − sampler| log-prob over every token (the parity check, live).
+    max_logprob_gap: f32,
 }
 
+/// What the update epochs train on, per scored response (`Scores::used` order), and the KL
+/// figures of the step.
+struct Advantages {
+    old_logprobs: Vec<Vec<f32>>,
+    ref_logprobs: Vec<Vec<f32>>,
+    values: Vec<Vec<f32>>,
+    advantages: Vec<Vec<f32>>,
+    /// GAE returns (PPO); zeros for the critic-free modes.
+    returns: Vec<Vec<f32>>,
+    /// β of this step, read once from the KL controller: the rewards' and the loss's KL weight.
+    kl_coef: f64,
+    /// Mean KL per response token, in nats (what the controller steers).
+    kl_per_token: f64,
+    kl_per_response: f64,
+    sampler_logprob_max_gap: f32,
+    explained_variance: f32,
+}
+
+/// One micro-batch's loss (with its graph) and the statistics logged for it.
+struct MicroBatch {
+    loss: Tensor,
+    pg_loss: f32,
+    pg_clipfrac: f32,
+    /// Value loss and value clip fraction (PPO only).
+    value: Option<(f32, f32)>,
+    approx_kl: f32,
+    entropy: f32,
+}
+
+/// What the update epochs did, for the metrics.
 #[derive(Default)]
 struct UpdateStats {
     pg_loss: Vec<f32>,
@@ -654,6 +787,11 @@ struct UpdateStats {
     updates: usize,
     skipped: usize,
     epochs: usize,
+    /// Whether this step trained only the value head.
+    critic_warmup: bool,
+    /// Prompt and response tokens through the training forward.
+    tokens: usize,
+    seconds: f64,
 }
 
 /// Everything a run needs that can be checked before its folder is touched.
@@ -707,6 +845,21 @@ fn resolved_toml(config: &TrainConfig, p: &Prepared) -> String {
         p.session.scorer.rules.iter().map(|r| format!("\"{}\"", r.manifest.reference())).collect::<Vec<_>>().join(", "),
         config.to_toml()
     )
+}
+
+/// The learning rate per optimiser step: warm-up, then `ppo.lr_schedule` decay down to
+/// `ppo.lr_min_ratio · learning_rate` at the run's last planned update (`run.steps` × the updates
+/// of a step without an early stop: `ppo_epochs · batch / mini_batch_size`).
+fn lr_schedule(config: &TrainConfig) -> LrSchedule {
+    let (p, r) = (&config.ppo, &config.rollout);
+    let updates_per_step = (p.ppo_epochs * r.prompts_per_step * r.group_size / p.mini_batch_size) as u64;
+    LrSchedule {
+        peak: p.learning_rate,
+        warmup_steps: p.warmup_steps,
+        total_steps: config.run.steps * updates_per_step,
+        min_ratio: p.lr_min_ratio,
+        cosine: p.lr_schedule == LrDecay::Cosine,
+    }
 }
 
 fn sample_record(step: u64, sample: &medrl_sdk::Sample, score: &crate::reward::SampleScore) -> serde_json::Value {

@@ -3,14 +3,14 @@
 //! files. `medrl rules inspect` prints it as a table or JSON; `rules doc` and `rules diff`
 //! build on it.
 
-use super::hash::json_sha256;
-use super::limits::SandboxLimits;
-use super::manifest::{ChangelogEntry, RuleKind};
-use super::outcome::OnError;
-use super::registry::VerifiedRuleSet;
-use super::ruleset::{Aggregation, Approval, FileEntry, PreviousRevision};
-use super::signing::SignatureFile;
-use super::trust::{Keyring, TrustError, signature_files};
+use crate::registry::hash::json_sha256;
+use crate::registry::limits::SandboxLimits;
+use crate::registry::manifest::{ChangelogEntry, RuleKind};
+use crate::registry::ruleset::{Aggregation, Approval, FileEntry, PreviousRevision};
+use crate::registry::signing::SignatureFile;
+use crate::registry::store::VerifiedRuleSet;
+use crate::registry::trust::{Keyring, TrustError, signature_files};
+use crate::reward::outcome::OnError;
 use medrl_sdk::vectors::merge_params;
 use serde::Serialize;
 use std::path::Path;
@@ -70,7 +70,7 @@ pub struct Inspection {
     pub rules: Vec<InspectedRule>,
     /// The LLM judge (a native plugin, not sandboxed) with its library pin; absent without one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub judge: Option<super::ruleset::JudgeEntry>,
+    pub judge: Option<crate::registry::ruleset::JudgeEntry>,
     pub files: Vec<FileEntry>,
 }
 
@@ -93,14 +93,14 @@ impl Inspection {
                         Some(None) => "untrusted".to_string(),
                         Some(Some(key)) => {
                             if canonical.is_none() {
-                                let path = dir.join(super::registry::RULESET_MANIFEST);
+                                let path = dir.join(crate::registry::store::RULESET_MANIFEST);
                                 let text = std::fs::read_to_string(&path).map_err(|source| TrustError::Io { path: path.clone(), source })?;
                                 let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| TrustError::Parse {
                                     path: path.clone(),
                                     what: "rule set manifest",
                                     msg: e.to_string(),
                                 })?;
-                                canonical = Some(super::hash::canonical_json(&value));
+                                canonical = Some(crate::registry::hash::canonical_json(&value));
                             }
                             match sig.verify(&key.public_key, canonical.as_deref().expect("set just above")) {
                                 Ok(()) if sig.ruleset_sha256 == rs.sha256 => "valid".to_string(),
@@ -181,10 +181,10 @@ impl Inspection {
     pub fn aggregation_words(&self) -> Vec<String> {
         let a = &self.aggregation;
         let mut out = vec![match a.renormalize {
-            super::ruleset::Renormalize::Scores => {
+            crate::registry::ruleset::Renormalize::Scores => {
                 "score weights renormalise over the score rules that apply to a sample; penalties keep their weights".to_string()
             }
-            super::ruleset::Renormalize::None => "weights are used as written; a rule that does not apply contributes nothing".to_string(),
+            crate::registry::ruleset::Renormalize::None => "weights are used as written; a rule that does not apply contributes nothing".to_string(),
         }];
         for g in &a.gates {
             out.push(format!("gate: when {} scores at least {}, R is capped at {}", g.rule, g.at_least, g.cap));

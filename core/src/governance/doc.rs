@@ -7,8 +7,8 @@
 //! always gives the same bytes and a committed copy can be checked by a test.
 
 use super::inspect::Inspection;
-use super::registry::{RULESET_MANIFEST, Registry, read_json};
-use super::ruleset::{Approval, RuleSetManifest};
+use crate::registry::ruleset::{Approval, RuleSetManifest};
+use crate::registry::store::{RULESET_MANIFEST, Registry, read_json};
 use std::fmt::Write;
 
 /// One revision in a rule set's chain, newest first.
@@ -137,9 +137,9 @@ pub fn render(ins: &Inspection, history: &[HistoryEntry]) -> String {
         let _ = writeln!(w, "{}", r.description);
         let _ = writeln!(w);
         let meaning = match r.kind {
-            super::manifest::RuleKind::Score => "score (higher is better)",
-            super::manifest::RuleKind::Penalty => "penalty (higher is worse; subtracted)",
-            super::manifest::RuleKind::Gate => "gate (acts through the gates only)",
+            crate::registry::manifest::RuleKind::Score => "score (higher is better)",
+            crate::registry::manifest::RuleKind::Penalty => "penalty (higher is worse; subtracted)",
+            crate::registry::manifest::RuleKind::Gate => "gate (acts through the gates only)",
         };
         let _ = writeln!(w, "- kind: {meaning}");
         let _ = writeln!(w, "- range: [{}, {}]; weight in this rule set: {}", r.output_range[0], r.output_range[1], r.weight);

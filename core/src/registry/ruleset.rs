@@ -1,7 +1,7 @@
 //! `ruleset.json`: a named, versioned selection of rule versions with weights, parameter
 //! overrides and the aggregation, pinned by the sha256 of every manifest and file it uses.
 
-use super::outcome::OnError;
+use crate::reward::outcome::OnError;
 use serde::{Deserialize, Serialize};
 
 /// One rule in a rule set.

@@ -5,7 +5,7 @@
 //! refused, so a misspelt key never silently falls back to a default.
 
 use super::limits::SandboxLimits;
-use super::outcome::OnError;
+use crate::reward::outcome::OnError;
 use serde::{Deserialize, Serialize};
 
 /// What a rule's score means to the aggregator.

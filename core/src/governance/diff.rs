@@ -90,7 +90,7 @@ pub fn diff(a: &Inspection, b: &Inspection) -> RuleSetDiff {
     if ga.clip != gb.clip {
         aggregation.push(format!("clip: [{}, {}] -> [{}, {}]", ga.clip[0], ga.clip[1], gb.clip[0], gb.clip[1]));
     }
-    let words = |x: &super::ruleset::Approval| format!("{}: {} ({})", x.role, x.name, x.date);
+    let words = |x: &crate::registry::ruleset::Approval| format!("{}: {} ({})", x.role, x.name, x.date);
     RuleSetDiff {
         from: a.reference.clone(),
         to: b.reference.clone(),

@@ -4,13 +4,13 @@
 //! pinned toolchain, and path prefixes remapped (`--remap-path-prefix`) so the same source gives
 //! the same `rule.wasm` bytes in any checkout path, on any machine.
 
-use super::hash::sha256_hex;
-use super::limits::SandboxLimits;
-use super::manifest::{BuildProvenance, ChangelogEntry, PinnedFile, RuleKind, RuleManifest, VectorsRef, valid_id};
-use super::outcome::OnError;
-use super::registry::{RULE_MANIFEST, RULE_MODULE, RULE_VECTORS, Registry, VerifiedRule};
-use super::sandbox::{ModuleError, Sandbox};
-use super::scorer::LoadedRule;
+use crate::registry::hash::sha256_hex;
+use crate::registry::limits::SandboxLimits;
+use crate::registry::manifest::{BuildProvenance, ChangelogEntry, PinnedFile, RuleKind, RuleManifest, VectorsRef, valid_id};
+use crate::registry::store::{RULE_MANIFEST, RULE_MODULE, RULE_VECTORS, Registry, VerifiedRule};
+use crate::reward::outcome::OnError;
+use crate::reward::sandbox::{ModuleError, Sandbox};
+use crate::reward::scorer::LoadedRule;
 use medrl_sdk::vectors::parse_vectors;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};

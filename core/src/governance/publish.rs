@@ -7,12 +7,12 @@
 //! `create_ruleset` publishes the version the spec names; `bump_ruleset` publishes the next
 //! version after the latest one (major, minor or patch), refusing a bump that changes nothing.
 
-use super::manifest::valid_id;
-use super::outcome::OnError;
-use super::registry::{RULESET_MANIFEST, Registry, RegistryError, check_weight_sign, read_json};
-use super::ruleset::{
+use crate::registry::manifest::valid_id;
+use crate::registry::ruleset::{
     Aggregation, Approval, JudgeEntry, PinnedLibrary, PreviousRevision, RuleEntry, RuleSetManifest, VersionRef, default_judge_share,
 };
+use crate::registry::store::{RULESET_MANIFEST, Registry, RegistryError, check_weight_sign, read_json};
+use crate::reward::outcome::OnError;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -234,7 +234,7 @@ fn publish(
             let entry = JudgeEntry {
                 id: j.id.clone(),
                 version: j.version.clone(),
-                library: PinnedLibrary { file: j.library.clone(), sha256: crate::reward::hash::sha256_hex(&bytes), size: bytes.len() as u64 },
+                library: PinnedLibrary { file: j.library.clone(), sha256: crate::registry::hash::sha256_hex(&bytes), size: bytes.len() as u64 },
                 weight: j.weight,
                 share: j.share,
                 seed: j.seed,

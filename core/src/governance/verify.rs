@@ -8,11 +8,11 @@
 //! `--rebuild` rebuilds each rule from its recorded source path and compares the module sha256.
 
 use super::author::{self, source_tree_sha256};
-use super::hash::sha256_hex;
-use super::registry::{RULE_MANIFEST, RULESET_MANIFEST, Registry, RegistryError, check_weight_sign, read_json, read_json_canonical};
-use super::ruleset::{RuleSetManifest, VersionRef};
-use super::sandbox::Sandbox;
-use super::trust::{signature_files, verify_signatures};
+use crate::registry::hash::sha256_hex;
+use crate::registry::ruleset::{RuleSetManifest, VersionRef};
+use crate::registry::store::{RULE_MANIFEST, RULESET_MANIFEST, Registry, RegistryError, check_weight_sign, read_json, read_json_canonical};
+use crate::registry::trust::{signature_files, verify_signatures};
+use crate::reward::sandbox::Sandbox;
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -301,7 +301,7 @@ pub fn verify_ruleset(registry: &Registry, r: &VersionRef, rebuild: Option<Rebui
     Ok(report)
 }
 
-fn rebuild_rule(rb: &Rebuild<'_>, rule: &super::registry::VerifiedRule) -> CheckStatus {
+fn rebuild_rule(rb: &Rebuild<'_>, rule: &crate::registry::store::VerifiedRule) -> CheckStatus {
     let m = &rule.manifest;
     let crate_dir = rb.source_root.join(&m.build.source_path);
     let failed = |reason: String| CheckStatus::Failed { class: FailureClass::Rebuild, reason };

@@ -21,10 +21,10 @@
 //! Writers take an exclusive lock on the log for each append, so concurrent scorers (the
 //! trainer and an eval) can share one log and the chain stays linear.
 
-use super::hash::{canonical_json, sha256_hex};
-use super::outcome::{Decision, Evaluation, OutcomeKind};
-use super::registry::AcceptedRuleSet;
-use super::scorer::{RuleSetScorer, SampleScore, encode_sample};
+use crate::registry::hash::{canonical_json, sha256_hex};
+use crate::registry::store::AcceptedRuleSet;
+use crate::reward::outcome::{Decision, Evaluation, OutcomeKind};
+use crate::reward::scorer::{RuleSetScorer, SampleScore, encode_sample};
 use medrl_sdk::{RuleOutput, Sample};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -38,7 +38,7 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 
 /// The exact version of the WebAssembly engine, as recorded in every evaluation record.
 pub fn engine_version() -> String {
-    format!("wasmtime {}", super::sandbox::Sandbox::engine_version())
+    format!("wasmtime {}", crate::reward::sandbox::Sandbox::engine_version())
 }
 
 /// What went wrong with an audit log. A broken chain names the line and what is wrong there.
@@ -376,7 +376,7 @@ impl AuditLog {
     }
 }
 
-fn ruleset_ref(m: &super::ruleset::RuleSetManifest, sha256: &str) -> RuleSetRef {
+fn ruleset_ref(m: &crate::registry::ruleset::RuleSetManifest, sha256: &str) -> RuleSetRef {
     RuleSetRef { name: m.name.clone(), version: m.version.clone(), revision: m.revision, sha256: sha256.to_string() }
 }
 

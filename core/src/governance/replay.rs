@@ -8,11 +8,11 @@
 //! scorer used.
 
 use super::audit::{AuditError, AuditEvent, EvaluationEvent, output_sha256, verify_chain};
-use super::hash::sha256_hex;
-use super::registry::{Registry, RegistryError};
-use super::ruleset::VersionRef;
-use super::sandbox::Sandbox;
-use super::scorer::{RuleSetScorer, ScorerError};
+use crate::registry::hash::sha256_hex;
+use crate::registry::ruleset::VersionRef;
+use crate::registry::store::{Registry, RegistryError};
+use crate::reward::sandbox::Sandbox;
+use crate::reward::scorer::{RuleSetScorer, ScorerError};
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::BufRead;
@@ -33,7 +33,7 @@ pub enum ReplayError {
     #[error(transparent)]
     Scorer(#[from] ScorerError),
     #[error(transparent)]
-    Module(#[from] super::sandbox::ModuleError),
+    Module(#[from] crate::reward::sandbox::ModuleError),
     #[error("cannot read {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
 }
