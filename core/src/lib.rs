@@ -12,6 +12,8 @@
 //! - [`predict`]: batch prediction over JSONL prompts (`medrl predict`).
 //! - [`io`]: JSONL input with file-and-line errors.
 //! - [`rl`]: the RL math (GAE, whitening, KL estimators and controller, PPO losses, group advantages, AdamW).
+//! - [`training`]: the kit SFT and RL share: optimiser and schedule, run folder and logs, data
+//!   cursor, masked reductions, device choice.
 //! - [`sft`]: supervised fine-tuning of a LoRA adapter on the SFT corpus.
 //! - [`eval`]: SFT vs RL with the same rules on the gold and red-team sets.
 //! - [`review`]: clinician review sheets out (stratified sample, CSV and HTML) and verdicts in
@@ -35,3 +37,4 @@ pub mod reward;
 pub mod rl;
 pub mod rollout;
 pub mod sft;
+pub mod training;

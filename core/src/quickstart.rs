@@ -176,7 +176,7 @@ pub fn run(
         },
     };
     let registry = q.rules.registry()?;
-    let eval = crate::eval::evaluate(&plan, &registry, &crate::rl::trainer::pick_device())?;
+    let eval = crate::eval::evaluate(&plan, &registry, &crate::training::pick_device())?;
     Ok(QuickstartOutputs { model, sft, rl_run, rl_reports, eval_dir, eval })
 }
 

@@ -92,7 +92,7 @@ pub fn run(a: EvalArgs, g: &super::Globals) -> anyhow::Result<()> {
         batch_size: a.batch_size,
         compare,
     };
-    let report = medrl::eval::evaluate(&plan, &g.registry, &medrl::rl::trainer::pick_device())?;
+    let report = medrl::eval::evaluate(&plan, &g.registry, &medrl::training::pick_device())?;
     print!("{}", summary(&report, &a.out));
     if let Some(message) = &report.rollback {
         let failed: Vec<&str> = report.failed_gates().map(|g| g.expression.as_str()).collect();

@@ -7,8 +7,8 @@
 //! streams seeded by `(run.seed, s)` (sampling, mini-batch order, LoRA dropout), so the step number
 //! is the RNG state.
 
-use super::cursor::DataCursor;
 use super::shaping::RunningMoments;
+use crate::training::cursor::DataCursor;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 

@@ -3,7 +3,7 @@
 //! TRL's PPO trainer as described in "The N Implementation Details of RLHF with PPO" (details 9 and 10).
 //! All inputs are `[batch, len]` with `mask` 1.0 on response tokens.
 
-use super::masked::masked_mean;
+use crate::training::masked::masked_mean;
 use candle_core::{D, DType, Result, Tensor};
 
 /// The clipped surrogate objective and its clip fraction.

@@ -9,15 +9,11 @@
 use super::advantages::{gae, whiten};
 use super::checkpoint::{self, ADAPTER_DIR, OPTIMIZER, TrainerState, VALUE_HEAD, step_seed};
 use super::config::{Algorithm, ConfigError, LrDecay, TrainConfig};
-use super::cursor::epoch_order;
 use super::episode::{Episode, forward_logprobs, pack, row};
 use super::group::{grpo_advantages, rloo_advantages};
 use super::kl::{KlPlacement, kl_per_token};
 use super::kl_controller::KlController;
 use super::losses::{approx_kl, entropy_from_logits, explained_variance, pg_loss, value_loss};
-use super::masked::masked_mean;
-use super::optim::{AdamW, AdamWConfig, Grads, LrSchedule, clip_scale};
-use super::run_dir::{JsonlWriter, OpenMode, RewardsCsv, RunDir, RunDirError};
 use super::shaping::{apply_missing_eos, token_rewards};
 use super::value_head::ValueHead;
 use crate::data::TrainingPrompt;
@@ -27,6 +23,11 @@ use crate::model::{CausalLm, LoraMode, Message, ModelError, Tokenizer, Tokenizer
 use crate::registry::{RegistryError, VersionRef};
 use crate::reward::{Decision, OutcomeKind, Reward, ScorerError, ScoringSession, SessionError};
 use crate::rollout::{FinishReason, RolloutError, SamplingConfig, StopTokens, generate_with_streams};
+use crate::training::cursor::epoch_order;
+use crate::training::masked::masked_mean;
+use crate::training::optim::{AdamW, AdamWConfig, Grads, LrSchedule, clip_scale};
+use crate::training::pick_device;
+use crate::training::run_dir::{JsonlWriter, OpenMode, RewardsCsv, RunDir, RunDirError};
 use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -117,11 +118,6 @@ pub struct Trainer {
     stop: StopTokens,
     schedule: LrSchedule,
     device: Device,
-}
-
-/// The device a run trains on: CUDA 0 when built with `cuda` and a GPU is present, else the CPU.
-pub fn pick_device() -> Device {
-    Device::cuda_if_available(0).unwrap_or(Device::Cpu)
 }
 
 impl Trainer {
@@ -948,7 +944,7 @@ mod tests {
         straight.run_steps(4).unwrap();
         let mut first = Trainer::start(toy_config(dir.path(), "resumed", 8, 4), false).unwrap();
         first.run_steps(2).unwrap();
-        assert_eq!(first.state.cursor, crate::rl::DataCursor { epoch: 0, index: 8 });
+        assert_eq!(first.state.cursor, crate::training::DataCursor { epoch: 0, index: 8 });
         // A crash after step 2's checkpoint, in the middle of step 3: its rows are in the logs.
         first.run_steps(1).unwrap();
         drop(first);

@@ -9,12 +9,12 @@
 use crate::data::item::Item;
 use crate::model::{CausalLm, LoraMode, Message, ModelError, Tokenizer, TokenizerError, default_dtype, position_ids_for};
 use crate::rl::checkpoint::step_seed;
-use crate::rl::cursor::epoch_order;
-use crate::rl::masked::masked_mean;
-use crate::rl::optim::{AdamW, AdamWConfig, Grads, LrSchedule, clip_scale};
-use crate::rl::run_dir::{JsonlWriter, OpenMode, RunDir, RunDirError};
-use crate::rl::trainer::pick_device;
 use crate::rollout::token_logprobs;
+use crate::training::cursor::epoch_order;
+use crate::training::masked::masked_mean;
+use crate::training::optim::{AdamW, AdamWConfig, Grads, LrSchedule, clip_scale};
+use crate::training::pick_device;
+use crate::training::run_dir::{JsonlWriter, OpenMode, RunDir, RunDirError};
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
