@@ -70,3 +70,15 @@ fn a_closed_pipe_ends_the_process_without_a_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_ne!(out.status.code(), Some(101), "{stderr}");
 }
+
+#[test]
+fn the_quickstart_stages_take_set_overrides_checked_before_anything_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("qs");
+    let o = out.to_str().unwrap();
+    let run = medrl(MEDRL, &repo_root(), &["quickstart", "--out", o, "--rl-set", "ppo.learnig_rate=1e-3"]).failed();
+    assert!(run.stderr.contains("RL stage: --set ppo.learnig_rate=1e-3: unknown field `learnig_rate`"), "{}", run.stderr);
+    let run = medrl(MEDRL, &repo_root(), &["quickstart", "--out", o, "--sft-set", "learning_rate=nan"]).failed();
+    assert!(run.stderr.contains("SFT stage: ") && run.stderr.contains("learning_rate"), "{}", run.stderr);
+    assert!(!out.exists(), "nothing is written before both stages' settings are checked");
+}

@@ -16,6 +16,12 @@ pub struct QuickstartArgs {
     /// SFT epochs.
     #[arg(long, default_value_t = medrl::quickstart::SFT_EPOCHS)]
     pub sft_epochs: usize,
+    /// Override a setting of the SFT stage, KEY=VALUE as `medrl sft --set` takes it; repeatable.
+    #[arg(long = "sft-set", value_name = "KEY=VALUE")]
+    pub sft_overrides: Vec<String>,
+    /// Override a setting of the RL stage, SECTION.KEY=VALUE as `medrl train --set` takes it; repeatable.
+    #[arg(long = "rl-set", value_name = "SECTION.KEY=VALUE")]
+    pub rl_overrides: Vec<String>,
     /// Delete an earlier quickstart's outputs first.
     #[arg(long)]
     pub overwrite: bool,
@@ -25,7 +31,16 @@ pub fn run(a: QuickstartArgs, g: &super::Globals) -> anyhow::Result<()> {
     // The data folder is the registry's (the shipped layout keeps both in data/); every trust
     // flag reaches the RL stage and the evaluation alike.
     let rules = g.flags.source();
-    let q = Quickstart { out: a.out, data: rules.registry.clone(), sft_epochs: a.sft_epochs, rl_steps: a.steps, rules, ..Quickstart::default() };
+    let q = Quickstart {
+        out: a.out,
+        data: rules.registry.clone(),
+        sft_epochs: a.sft_epochs,
+        rl_steps: a.steps,
+        rules,
+        sft_overrides: a.sft_overrides,
+        rl_overrides: a.rl_overrides,
+        ..Quickstart::default()
+    };
     let bar = ProgressBar::new(q.rl_steps);
     bar.set_style(ProgressStyle::with_template("    {bar:30} step {pos}/{len} {msg} [{elapsed_precise}]").expect("a valid template"));
     bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());

@@ -336,7 +336,7 @@ impl LoraSettings {
 impl TrainConfig {
     /// Reads a TOML file (unknown keys refused, with their name) and applies `--set` overrides.
     pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self, ConfigError> {
-        let (mut doc, origin) = match path {
+        let (doc, origin) = match path {
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?;
                 let doc: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Parse { path: p.to_path_buf(), message: e.to_string() })?;
@@ -344,6 +344,17 @@ impl TrainConfig {
             }
             None => (toml::Table::new(), PathBuf::from("<defaults>")),
         };
+        Self::from_doc(doc, origin, overrides)
+    }
+
+    /// These settings with `--set` overrides put over them (the quickstart's RL stage), checked
+    /// as [`load`](Self::load) checks a file's.
+    pub fn overridden(&self, overrides: &[String]) -> Result<Self, ConfigError> {
+        let doc = toml::Table::try_from(self).map_err(|e| ConfigError::Parse { path: "<quickstart>".into(), message: e.to_string() })?;
+        Self::from_doc(doc, PathBuf::from("<quickstart>"), overrides)
+    }
+
+    fn from_doc(mut doc: toml::Table, origin: PathBuf, overrides: &[String]) -> Result<Self, ConfigError> {
         // A mistake is blamed on where it was made: the file when the file alone does not parse,
         // else the `--set` flag whose key the message names (`--set ppo.clipange=0.1`), not the
         // file. Overrides are applied together, since some are only valid together

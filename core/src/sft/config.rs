@@ -111,7 +111,7 @@ impl SftConfig {
     /// file alone does not parse, else the `--set` flag after which the settings stopped parsing;
     /// a value out of range names the flag that gave it, if one did.
     pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self, SftConfigError> {
-        let (mut doc, origin) = match path {
+        let (doc, origin) = match path {
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|source| SftConfigError::Read { path: p.to_path_buf(), source })?;
                 let doc: toml::Table =
@@ -120,6 +120,17 @@ impl SftConfig {
             }
             None => (toml::Table::new(), PathBuf::from("<defaults>")),
         };
+        Self::from_doc(doc, origin, overrides)
+    }
+
+    /// These settings with `--set` overrides put over them (the quickstart's SFT stage), checked
+    /// as [`load`](Self::load) checks a file's.
+    pub fn overridden(&self, overrides: &[String]) -> Result<Self, SftConfigError> {
+        let doc = toml::Table::try_from(self).map_err(|e| SftConfigError::Parse { path: "<quickstart>".into(), message: e.to_string() })?;
+        Self::from_doc(doc, PathBuf::from("<quickstart>"), overrides)
+    }
+
+    fn from_doc(mut doc: toml::Table, origin: PathBuf, overrides: &[String]) -> Result<Self, SftConfigError> {
         // Unlike `medrl train`'s settings, no SFT setting is valid only together with another,
         // so each override is checked as it is applied and the first one that breaks is blamed.
         let parse = |doc: &toml::Table| toml::Value::Table(doc.clone()).try_into::<SftConfig>().map_err(|e| one_line(&e.to_string()));
