@@ -12,38 +12,15 @@
 //! and the ratio is what this group is for. The rule-set group is wall time, as samples per
 //! second of a batch should be.
 
+mod common;
+
+use common::{Native, native};
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use medrl::bench::synthetic_samples;
 use medrl::registry::Registry;
 use medrl::reward::scorer::encode_sample;
-use medrl::reward::{LoadedRule, RuleSetScorer, Sandbox};
-
-type Native = Box<dyn Fn(&[u8]) -> usize>;
-
-/// The rule compiled natively, prepared with the same document the sandbox gets.
-fn native(rule: &LoadedRule) -> Native {
-    let doc = rule.prepare_document();
-    match rule.manifest.id.as_str() {
-        "chain" => {
-            let state = rule_chain::prepare_json(doc).unwrap();
-            Box::new(move |s| rule_chain::evaluate_prepared_json(&state, s).len())
-        }
-        "emergency" => {
-            let state = rule_emergency::prepare_json(doc).unwrap();
-            Box::new(move |s| rule_emergency::evaluate_prepared_json(&state, s).len())
-        }
-        "risk" => {
-            let state = rule_risk::prepare_json(doc).unwrap();
-            Box::new(move |s| rule_risk::evaluate_prepared_json(&state, s).len())
-        }
-        "verbosity" => {
-            let state = rule_verbosity::prepare_json(doc).unwrap();
-            Box::new(move |s| rule_verbosity::evaluate_prepared_json(&state, s).len())
-        }
-        other => panic!("no native build of rule {other}"),
-    }
-}
+use medrl::reward::{RuleSetScorer, Sandbox};
 
 /// CPU time of the whole process (all threads), in ns ([`medrl::bench::process_cpu_ns`]).
 struct CpuTime;

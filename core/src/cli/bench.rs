@@ -80,7 +80,7 @@ pub fn run(cmd: BenchCommand, g: &Globals) -> anyhow::Result<()> {
 }
 
 fn rollout(preset: String, batch: usize, prompt_len: usize, new_tokens: usize, device: &str, dtype: Option<&str>, seed: u64) -> anyhow::Result<()> {
-    use medrl::rollout::bench::{RolloutBench, run};
+    use medrl::bench::rollout::{RolloutBench, run};
     let device = super::predict::parse_device(device)?;
     let dtype = match dtype {
         None => medrl::model::default_dtype(&device),

@@ -662,7 +662,7 @@ impl Trainer {
             "sampler_logprob_max_gap": adv.sampler_logprob_max_gap, "rule_failures": scores.failures,
             "rollout_tokens_per_s": report.rollout_tokens_per_s, "update_tokens_per_s": report.update_tokens_per_s,
             "rollout_seconds": rollouts.seconds, "update_seconds": st.seconds, "step_seconds": report.seconds,
-            "peak_rss_bytes": crate::rollout::bench::peak_rss_bytes(),
+            "peak_rss_bytes": crate::bench::rollout::peak_rss_bytes(),
         }))?;
         for k in (0..episodes.len()).take(cfg.run.log_samples_per_step) {
             self.logs.samples.write(&sample_record(step, &scores.samples[k], &scores.results[k]))?;

@@ -8,7 +8,6 @@
 //!   trainer's recomputation, [`crate::rl::episode::forward_logprobs`], is tested against the sampler).
 //! - [`bench`]: new tokens per second and peak memory (`medrl bench rollout`).
 
-pub mod bench;
 pub mod config;
 pub mod distribution;
 pub mod generate;

@@ -8,10 +8,10 @@
 //! 20 ms by `nvidia-smi` during the timed run (the whole device: run it alone). That is the hook
 //! to replace with candle's allocator statistics if candle grows them.
 
-use super::config::SamplingConfig;
-use super::generate::{RolloutError, StopTokens, generate};
 use crate::model::init::{CONFIG_FILE, Preset, WEIGHTS_FILE, WeightDtype, config_json, safetensors_bytes};
 use crate::model::{CausalLm, LoraMode, ModelError};
+use crate::rollout::config::SamplingConfig;
+use crate::rollout::generate::{RolloutError, StopTokens, generate};
 use candle_core::{DType, Device};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{Rng, SeedableRng};

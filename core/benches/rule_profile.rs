@@ -2,8 +2,12 @@
 //! natively or in the sandbox, for `rounds` passes, so `perf record` / `valgrind --tool=callgrind`
 //! see only the hot loop (`hot_native` / `hot_wasm`).
 //!
-//! `cargo run --release -p medrl --example rule_profile -- RULESET RULE native|wasm ROUNDS`
+//! `cargo bench -p medrl --bench rule_profile -- RULESET RULE native|wasm|check ROUNDS`
+//! (a plain `cargo bench` runs it without arguments: it then says how to use it and exits 0).
 
+mod common;
+
+use common::native;
 use medrl::bench::synthetic_samples;
 use medrl::registry::Registry;
 use medrl::reward::scorer::encode_sample;
@@ -31,34 +35,14 @@ fn hot_wasm(rule: &LoadedRule, samples: &[&[u8]], rounds: usize) -> usize {
     n
 }
 
-/// A rule compiled natively: sample JSON in, output length out.
-type Native = Box<dyn Fn(&[u8]) -> usize>;
-
-fn native(rule: &LoadedRule) -> Native {
-    let doc = rule.prepare_document();
-    match rule.manifest.id.as_str() {
-        "chain" => {
-            let state = rule_chain::prepare_json(doc).unwrap();
-            Box::new(move |s| rule_chain::evaluate_prepared_json(&state, s).len())
-        }
-        "emergency" => {
-            let state = rule_emergency::prepare_json(doc).unwrap();
-            Box::new(move |s| rule_emergency::evaluate_prepared_json(&state, s).len())
-        }
-        "risk" => {
-            let state = rule_risk::prepare_json(doc).unwrap();
-            Box::new(move |s| rule_risk::evaluate_prepared_json(&state, s).len())
-        }
-        "verbosity" => {
-            let state = rule_verbosity::prepare_json(doc).unwrap();
-            Box::new(move |s| rule_verbosity::evaluate_prepared_json(&state, s).len())
-        }
-        other => panic!("no native build of rule {other}"),
-    }
-}
-
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
+    let args: Vec<String> = std::env::args().filter(|a| a != "--bench").collect();
+    if args.len() < 5 {
+        println!(
+            "rule_profile: profiling harness, not a benchmark; run `cargo bench -p medrl --bench rule_profile -- RULESET RULE native|wasm|check ROUNDS`"
+        );
+        return;
+    }
     let (set, id, mode, rounds) = (&args[1], &args[2], &args[3], args[4].parse::<usize>().unwrap());
     let registry = Registry::new(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data"));
     let sandbox = Sandbox::new(1).unwrap();

@@ -1,0 +1,9 @@
+//! Every measurement `medrl bench` and `cargo bench` print, in one place: rule-set throughput
+//! ([`rules`]: synthetic answers, samples per second, CPU per evaluation) and rollout throughput
+//! ([`rollout`]: tokens per second, peak memory). The criterion benches and the profiling
+//! harness in `core/benches/` and the `medrl bench` subcommands call these.
+
+pub mod rollout;
+pub mod rules;
+
+pub use rules::{per_rule_micros, process_cpu_ns, samples_per_second, synthetic_samples};
