@@ -24,10 +24,10 @@ pub enum QuickstartError {
     Rules(Box<crate::registry::RegistryError>),
     #[error("rule set name: {0}")]
     RuleSetName(String),
-    #[error("SFT stage: {0}")]
-    SftConfig(#[from] crate::sft::SftConfigError),
-    #[error("RL stage: {0}")]
-    RlConfig(#[from] crate::rl::ConfigError),
+    /// A stage's settings (the quickstart's own with `--sft-config`/`--rl-config` and `--set`
+    /// over them) refused before anything is written.
+    #[error("{stage} stage: {source}")]
+    Settings { stage: &'static str, source: crate::training::SettingsError },
     #[error("{0} already exists; pass --overwrite to run the quickstart again from scratch")]
     Exists(PathBuf),
     #[error("{path}: {source}")]
@@ -53,8 +53,14 @@ pub struct Quickstart {
     /// Where the rule set comes from and how it must be trusted, for the RL stage and the
     /// evaluation alike.
     pub rules: RuleSource,
-    /// `--set` overrides of the SFT stage (`epochs=2`), over the quickstart's SFT settings.
+    /// A TOML file of changes to the SFT stage's settings (keys as `medrl sft --config` reads
+    /// them), laid over the quickstart's own.
+    pub sft_config: Option<PathBuf>,
+    /// `--set` overrides of the SFT stage (`epochs=2`), over the quickstart's SFT settings and
+    /// `sft_config`.
     pub sft_overrides: Vec<String>,
+    /// A TOML file of changes to the RL stage's settings (as `medrl train --config` reads them).
+    pub rl_config: Option<PathBuf>,
     /// `--set` overrides of the RL stage (`ppo.learning_rate=1e-3`), over [`rl_config`].
     pub rl_overrides: Vec<String>,
 }
@@ -73,7 +79,9 @@ impl Default for Quickstart {
             rl_steps: RL_STEPS,
             ruleset: "medical-safety@1.0.0".into(),
             rules: RuleSource::default(),
+            sft_config: None,
             sft_overrides: Vec::new(),
+            rl_config: None,
             rl_overrides: Vec::new(),
         }
     }
@@ -141,6 +149,16 @@ pub fn rl_config(q: &Quickstart, sft_model: &Path) -> TrainConfig {
     c
 }
 
+/// The SFT stage's settings with the caller's file of changes and `--set` overrides over them.
+fn sft_settings(q: &Quickstart, model: &Path) -> Result<SftConfig, QuickstartError> {
+    sft_config(q, model).overridden(q.sft_config.as_deref(), &q.sft_overrides).map_err(|source| QuickstartError::Settings { stage: "SFT", source })
+}
+
+/// The RL stage's settings with the caller's file of changes and `--set` overrides over them.
+fn rl_settings(q: &Quickstart, sft_model: &Path) -> Result<TrainConfig, QuickstartError> {
+    rl_config(q, sft_model).overridden(q.rl_config.as_deref(), &q.rl_overrides).map_err(|source| QuickstartError::Settings { stage: "RL", source })
+}
+
 pub fn run(
     q: &Quickstart,
     overwrite: bool,
@@ -160,14 +178,14 @@ pub fn run(
     q.rules.registry().and_then(|r| r.accept_ruleset(&reference, now))?;
     let model = q.out.join("model");
     // Both stages' settings, with the caller's overrides, are checked before anything is written.
-    let sft_cfg = sft_config(q, &model).overridden(&q.sft_overrides)?;
-    rl_config(q, &q.out.join("sft/model")).overridden(&q.rl_overrides)?;
+    let sft_cfg = sft_settings(q, &model)?;
+    rl_settings(q, &q.out.join("sft/model"))?;
     say("1/4 making the tiny model and its tokenizer");
     init_model(&InitOptions { preset: Preset::Tiny, seed: 0, dtype: WeightDtype::F32, corpus: shipped_corpus(&q.data) }, &model)?;
     say("2/4 SFT on the shipped corpus");
     let sft = crate::sft::run(&sft_cfg, false, |_, _, _| {})?;
     say("3/4 PPO with the rule set");
-    let mut trainer = Trainer::start(rl_config(q, &sft.output).overridden(&q.rl_overrides)?, false)?;
+    let mut trainer = Trainer::start(rl_settings(q, &sft.output)?, false)?;
     let rl_run = trainer.run.root.clone();
     let rl_reports = trainer.run(on_step)?;
     drop(trainer);
@@ -262,13 +280,30 @@ mod tests {
         let q = Quickstart::default();
         let model = Path::new("runs/quickstart/sft/model");
         // No override: exactly the settings the quickstart was measured with.
-        assert_eq!(rl_config(&q, model).overridden(&[]).unwrap(), rl_config(&q, model));
-        assert_eq!(sft_config(&q, model).overridden(&[]).unwrap(), sft_config(&q, model));
-        let rl = rl_config(&q, model).overridden(&["ppo.learning_rate=1e-3".into()]).unwrap();
+        assert_eq!(rl_config(&q, model).overridden(None, &[]).unwrap(), rl_config(&q, model));
+        assert_eq!(sft_config(&q, model).overridden(None, &[]).unwrap(), sft_config(&q, model));
+        let rl = rl_config(&q, model).overridden(None, &["ppo.learning_rate=1e-3".into()]).unwrap();
         assert_eq!((rl.ppo.learning_rate, rl.rollout.prompts_per_step), (1e-3, 32));
-        let sft = sft_config(&q, model).overridden(&["epochs=2".into()]).unwrap();
+        let sft = sft_config(&q, model).overridden(None, &["epochs=2".into()]).unwrap();
         assert_eq!((sft.epochs, sft.full, sft.learning_rate), (2, true, 3e-3));
-        let err = rl_config(&q, model).overridden(&["ppo.learnig_rate=1e-3".into()]).unwrap_err().to_string();
+        let err = rl_config(&q, model).overridden(None, &["ppo.learnig_rate=1e-3".into()]).unwrap_err().to_string();
         assert!(err.starts_with("--set ppo.learnig_rate=1e-3: unknown field `learnig_rate`"), "{err}");
+        // A file of changes lays its keys over the stage's settings; `--set` goes over both.
+        let dir = tempfile::tempdir().unwrap();
+        let rl_file = dir.path().join("rl.toml");
+        std::fs::write(&rl_file, "[ppo]\nlearning_rate = 5e-4\nvf_coef = 0.25\n[run]\nsteps = 7\n").unwrap();
+        let sft_file = dir.path().join("sft.toml");
+        std::fs::write(&sft_file, "epochs = 1\n[lora]\nr = 4\n").unwrap();
+        let q = Quickstart { rl_config: Some(rl_file.clone()), sft_config: Some(sft_file), sft_overrides: vec!["epochs=5".into()], ..q };
+        let rl = rl_settings(&q, model).unwrap();
+        assert_eq!((rl.ppo.learning_rate, rl.ppo.vf_coef, rl.run.steps, rl.rollout.prompts_per_step), (5e-4, 0.25, 7, 32));
+        let sft = sft_settings(&q, model).unwrap();
+        assert_eq!((sft.epochs, sft.lora.r, sft.full), (5, 4, true));
+        std::fs::write(&rl_file, "[ppo]\nlearnig_rate = 5e-4\n").unwrap();
+        let err = rl_settings(&q, model).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("RL stage: {}: unknown field `learnig_rate`", rl_file.display())), "{err}");
+        std::fs::write(&rl_file, "[ppo]\nlearning_rate = nan\n").unwrap();
+        let err = rl_settings(&q, model).unwrap_err().to_string();
+        assert!(err.contains("`ppo.learning_rate` must be a finite number in (0, 1] (it is nan)"), "{err}");
     }
 }

@@ -82,3 +82,35 @@ fn the_quickstart_stages_take_set_overrides_checked_before_anything_is_written()
     assert!(run.stderr.contains("SFT stage: ") && run.stderr.contains("learning_rate"), "{}", run.stderr);
     assert!(!out.exists(), "nothing is written before both stages' settings are checked");
 }
+
+#[test]
+fn the_quickstart_stages_take_config_files_checked_before_anything_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("qs");
+    let o = out.to_str().unwrap();
+    let rl = tmp.path().join("rl.toml");
+    std::fs::write(&rl, "[rollout]\ntop_p = 5.0\n").unwrap();
+    let run = medrl(MEDRL, &repo_root(), &["quickstart", "--out", o, "--rl-config", rl.to_str().unwrap()]).failed();
+    assert_eq!(run.status, 1);
+    assert!(run.stderr.contains("RL stage: invalid setting: `rollout.top_p` must be a finite number in (0, 1] (it is 5.0)"), "{}", run.stderr);
+    let sft = tmp.path().join("sft.toml");
+    std::fs::write(&sft, "epoch = 2\n").unwrap();
+    let run = medrl(MEDRL, &repo_root(), &["quickstart", "--out", o, "--sft-config", sft.to_str().unwrap()]).failed();
+    assert!(run.stderr.contains(&format!("SFT stage: {}: unknown field `epoch`", sft.display())), "{}", run.stderr);
+    assert!(!out.exists(), "nothing is written before both stages' settings are checked");
+}
+
+/// Out-of-range numbers are refused with the fix before `medrl train` creates its run folder.
+#[test]
+fn train_refuses_bad_numbers_before_the_run_folder_exists() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = format!("run.out_dir={:?}", tmp.path().join("runs").to_str().unwrap());
+    for bad in ["ppo.learning_rate=nan", "ppo.cliprange=-0.2", "ppo.ppo_epochs=0", "lora.alpha=-1", "run.steps=0", "rollout.top_p=5"] {
+        let run = medrl(MEDRL, &repo_root(), &["train", "--set", &out_dir, "--set", bad]).failed();
+        assert_eq!(run.status, 1, "{bad}: {}", run.stderr);
+        let key = bad.split('=').next().unwrap();
+        assert!(run.stderr.starts_with(&format!("error: invalid setting: `{key}` must be")), "{bad}: {}", run.stderr);
+        assert!(run.stderr.contains(&format!("from --set {bad}); for example --set {key}=")), "{bad}: {}", run.stderr);
+        assert!(!tmp.path().join("runs").exists(), "{bad}: nothing written");
+    }
+}

@@ -16,10 +16,20 @@ pub struct QuickstartArgs {
     /// SFT epochs.
     #[arg(long, default_value_t = medrl::quickstart::SFT_EPOCHS)]
     pub sft_epochs: usize,
-    /// Override a setting of the SFT stage, KEY=VALUE as `medrl sft --set` takes it; repeatable.
+    /// A TOML file of changes to the SFT stage's settings, keys as `medrl sft --config` reads them
+    /// (`epochs = 2`, `[lora] r = 8`), laid over the quickstart's own.
+    #[arg(long = "sft-config", value_name = "FILE")]
+    pub sft_config: Option<PathBuf>,
+    /// A TOML file of changes to the RL stage's settings, as `medrl train --config` reads them
+    /// (`[ppo] learning_rate = 1e-3`), laid over the quickstart's own.
+    #[arg(long = "rl-config", value_name = "FILE")]
+    pub rl_config: Option<PathBuf>,
+    /// Override a setting of the SFT stage, KEY=VALUE as `medrl sft --set` takes it, over
+    /// --sft-config; repeatable.
     #[arg(long = "sft-set", value_name = "KEY=VALUE")]
     pub sft_overrides: Vec<String>,
-    /// Override a setting of the RL stage, SECTION.KEY=VALUE as `medrl train --set` takes it; repeatable.
+    /// Override a setting of the RL stage, SECTION.KEY=VALUE as `medrl train --set` takes it, over
+    /// --rl-config; repeatable.
     #[arg(long = "rl-set", value_name = "SECTION.KEY=VALUE")]
     pub rl_overrides: Vec<String>,
     /// Delete an earlier quickstart's outputs first.
@@ -37,7 +47,9 @@ pub fn run(a: QuickstartArgs, g: &super::Globals) -> anyhow::Result<()> {
         sft_epochs: a.sft_epochs,
         rl_steps: a.steps,
         rules,
+        sft_config: a.sft_config,
         sft_overrides: a.sft_overrides,
+        rl_config: a.rl_config,
         rl_overrides: a.rl_overrides,
         ..Quickstart::default()
     };

@@ -6,25 +6,16 @@
 use super::kl::{KlEstimator, KlPlacement};
 use super::kl_controller::KlControllerConfig;
 use crate::reward::{RuleFlags, RuleSource};
+use crate::training::settings::{self, Interval, OverrideShape, Problems, SettingsError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// Why a configuration could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("override `{given}` is not `section.key=value`; for example --set ppo.cliprange=0.1")]
-    OverrideSyntax { given: String },
-    #[error("override `{given}`: `{section}` is not a section; sections are run, model, rules, data, rollout, ppo, kl, lora")]
-    OverrideSection { given: String, section: String },
-    #[error("--set {given}: {message}")]
-    Override { given: String, message: String },
-    #[error("invalid setting: {0}")]
-    Invalid(String),
-}
+/// How `medrl train --set` keys look: `section.key`, the section one of the config's tables.
+const OVERRIDES: OverrideShape = OverrideShape {
+    shape: "section.key=value",
+    example: "ppo.cliprange=0.1",
+    sections: &["run", "model", "rules", "data", "rollout", "ppo", "kl", "lora"],
+};
 
 /// Which policy-gradient method a run uses over the same rollouts and rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -321,6 +312,21 @@ impl Default for LoraSettings {
 }
 
 impl LoraSettings {
+    /// Checks the adapter's settings under `lora.`; `needs_modules` when a LoRA adapter will be
+    /// trained (a full fine-tune uses none).
+    pub(crate) fn check(&self, p: &mut Problems, needs_modules: bool, d: &LoraSettings) {
+        p.at_least(self.r as u64, 1, "lora.r", d.r as u64);
+        p.range(self.alpha, "lora.alpha", Interval::above(0.0), d.alpha);
+        p.range(self.dropout, "lora.dropout", Interval::closed_open(0.0, 1.0), d.dropout);
+        p.need(
+            needs_modules && self.target_modules.is_empty(),
+            "lora.target_modules",
+            "[]",
+            "at least one module name for a LoRA run",
+            toml::Value::from(d.target_modules.clone()),
+        );
+    }
+
     /// The model's adapter configuration.
     pub fn to_model(&self) -> crate::model::LoraConfig {
         crate::model::LoraConfig {
@@ -334,37 +340,30 @@ impl LoraSettings {
 }
 
 impl TrainConfig {
-    /// Reads a TOML file (unknown keys refused, with their name) and applies `--set` overrides.
-    pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self, ConfigError> {
-        let (doc, origin) = match path {
-            Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?;
-                let doc: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Parse { path: p.to_path_buf(), message: e.to_string() })?;
-                (doc, p.to_path_buf())
-            }
-            None => (toml::Table::new(), PathBuf::from("<defaults>")),
-        };
+    /// Reads a TOML file (unknown keys refused, with their name), applies `--set` overrides
+    /// and checks every value before anything is written.
+    pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self, SettingsError> {
+        let (doc, origin) = settings::read_document(path)?;
         Self::from_doc(doc, origin, overrides)
     }
 
-    /// These settings with `--set` overrides put over them (the quickstart's RL stage), checked
-    /// as [`load`](Self::load) checks a file's.
-    pub fn overridden(&self, overrides: &[String]) -> Result<Self, ConfigError> {
-        let doc = toml::Table::try_from(self).map_err(|e| ConfigError::Parse { path: "<quickstart>".into(), message: e.to_string() })?;
-        Self::from_doc(doc, PathBuf::from("<quickstart>"), overrides)
+    /// These settings with a file of changes (`--rl-config`) and then `--set` overrides put over
+    /// them (the quickstart's RL stage), checked as [`load`](Self::load) checks a file's.
+    pub fn overridden(&self, changes: Option<&Path>, overrides: &[String]) -> Result<Self, SettingsError> {
+        let (doc, origin) = settings::document_of(self, changes)?;
+        Self::from_doc(doc, origin, overrides)
     }
 
-    fn from_doc(mut doc: toml::Table, origin: PathBuf, overrides: &[String]) -> Result<Self, ConfigError> {
+    fn from_doc(mut doc: toml::Table, origin: PathBuf, overrides: &[String]) -> Result<Self, SettingsError> {
         // A mistake is blamed on where it was made: the file when the file alone does not parse,
         // else the `--set` flag whose key the message names (`--set ppo.clipange=0.1`), not the
         // file. Overrides are applied together, since some are only valid together
         // (`kl.controller.kind` with its `coef`).
-        let parse = |doc: &toml::Table| toml::Value::Table(doc.clone()).try_into::<TrainConfig>().map_err(|e| one_line(&e.to_string()));
-        parse(&doc).map_err(|message| ConfigError::Parse { path: origin, message })?;
+        settings::parse::<TrainConfig>(&doc).map_err(|message| SettingsError::Parse { path: origin, message })?;
         for o in overrides {
-            apply_override(&mut doc, o)?;
+            settings::apply_override(&mut doc, o, &OVERRIDES)?;
         }
-        let config = parse(&doc).map_err(|message| {
+        let config: TrainConfig = settings::parse(&doc).map_err(|message| {
             let key = |o: &String| o.split_once('=').map_or(o.as_str(), |(k, _)| k.trim()).to_string();
             let quoted = |name: &str| message.contains(&format!("`{name}`"));
             // The flag whose own key the message is about (its first quoted name: "unknown field
@@ -379,42 +378,77 @@ impl TrainConfig {
                 })
             };
             let given = own.or_else(section).cloned().unwrap_or_else(|| overrides.join(" --set "));
-            ConfigError::Override { given, message }
+            SettingsError::Override { given, message }
         })?;
-        config.validate()?;
+        config.problems().into_result(overrides)?;
         Ok(config)
     }
 
-    /// Checks the combinations serde cannot.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let r = &self.rollout;
-        let p = &self.ppo;
-        if r.prompts_per_step == 0 || r.group_size == 0 || r.max_new_tokens == 0 {
-            return Err(ConfigError::Invalid("rollout.prompts_per_step, group_size and max_new_tokens must be at least 1".into()));
-        }
-        if p.algorithm != Algorithm::Ppo && r.group_size < 2 {
-            return Err(ConfigError::Invalid(format!("ppo.algorithm = {:?} needs rollout.group_size ≥ 2 (it is {})", p.algorithm, r.group_size)));
-        }
+    /// Checks every numeric setting (finite, in range) and the combinations serde cannot, naming
+    /// each problem with its fix. [`Trainer::start`](crate::rl::Trainer::start) calls it before
+    /// the run folder exists.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        self.problems().into_result(&[])
+    }
+
+    fn problems(&self) -> Problems {
+        let d = TrainConfig::default();
+        let mut p = Problems::default();
+        let (run, r, o, k) = (&self.run, &self.rollout, &self.ppo, &self.kl);
+        p.need(run.name.trim().is_empty() || run.name.contains(['/', '\\']), "run.name", format!("{:?}", run.name), "a folder name", "\"ppo\"");
+        p.at_least(run.steps, 1, "run.steps", d.run.steps);
+        p.at_least(run.save_every, 1, "run.save_every", d.run.save_every);
+        p.at_least(self.data.max_prompt_tokens as u64, 1, "data.max_prompt_tokens", d.data.max_prompt_tokens as u64);
+        p.at_least(r.prompts_per_step as u64, 1, "rollout.prompts_per_step", d.rollout.prompts_per_step as u64);
+        p.at_least(r.group_size as u64, 1, "rollout.group_size", d.rollout.group_size as u64);
+        p.need(
+            o.algorithm != Algorithm::Ppo && r.group_size == 1,
+            "rollout.group_size",
+            r.group_size,
+            "at least 2 for GRPO and RLOO (their baseline is the group)",
+            4,
+        );
+        p.at_least(r.max_new_tokens as u64, 1, "rollout.max_new_tokens", d.rollout.max_new_tokens as u64);
+        p.range(r.temperature, "rollout.temperature", Interval::above(0.0), d.rollout.temperature);
+        p.range(r.top_p, "rollout.top_p", Interval::open_closed(0.0, 1.0), d.rollout.top_p);
+        p.at_least(o.ppo_epochs as u64, 1, "ppo.ppo_epochs", d.ppo.ppo_epochs as u64);
         let batch = r.prompts_per_step * r.group_size;
-        if p.mini_batch_size == 0 || !batch.is_multiple_of(p.mini_batch_size) {
-            return Err(ConfigError::Invalid(format!("ppo.mini_batch_size {} must divide the batch of {batch} responses", p.mini_batch_size)));
+        p.need(
+            batch > 0 && (o.mini_batch_size == 0 || !batch.is_multiple_of(o.mini_batch_size)),
+            "ppo.mini_batch_size",
+            o.mini_batch_size,
+            &format!("a divisor of the batch of {batch} responses (rollout.prompts_per_step × rollout.group_size)"),
+            largest_divisor_up_to(batch, o.mini_batch_size.max(1)),
+        );
+        p.need(
+            o.grad_accum_steps == 0 || (o.mini_batch_size > 0 && !o.mini_batch_size.is_multiple_of(o.grad_accum_steps)),
+            "ppo.grad_accum_steps",
+            o.grad_accum_steps,
+            &format!("a divisor of ppo.mini_batch_size ({})", o.mini_batch_size),
+            largest_divisor_up_to(o.mini_batch_size.max(1), o.grad_accum_steps.max(1)),
+        );
+        p.range(o.cliprange, "ppo.cliprange", Interval::above(0.0), d.ppo.cliprange);
+        p.range(o.cliprange_value, "ppo.cliprange_value", Interval::above(0.0), d.ppo.cliprange_value);
+        p.range(o.vf_coef, "ppo.vf_coef", Interval::at_least(0.0), d.ppo.vf_coef);
+        p.range(o.gamma as f64, "ppo.gamma", Interval::closed(0.0, 1.0), d.ppo.gamma as f64);
+        p.range(o.lam as f64, "ppo.lam", Interval::closed(0.0, 1.0), d.ppo.lam as f64);
+        p.range(o.reward_clip as f64, "ppo.reward_clip", Interval::above(0.0), d.ppo.reward_clip as f64);
+        p.range(o.missing_eos_penalty as f64, "ppo.missing_eos_penalty", Interval::at_least(0.0), d.ppo.missing_eos_penalty as f64);
+        p.range(o.max_grad_norm, "ppo.max_grad_norm", Interval::above(0.0), d.ppo.max_grad_norm);
+        p.range(o.learning_rate, "ppo.learning_rate", Interval::open_closed(0.0, 1.0), d.ppo.learning_rate);
+        p.range(o.lr_min_ratio, "ppo.lr_min_ratio", Interval::closed(0.0, 1.0), d.ppo.lr_min_ratio);
+        p.range(o.target_policy_kl, "ppo.target_policy_kl", Interval::above(0.0), d.ppo.target_policy_kl);
+        p.range(k.band_max_per_token, "kl.band_max_per_token", Interval::at_least(0.0), d.kl.band_max_per_token);
+        match k.controller {
+            KlControllerConfig::Fixed { coef } => p.range(coef, "kl.controller.coef", Interval::at_least(0.0), 0.05),
+            KlControllerConfig::Adaptive { init_coef, kl_target_per_token, horizon_samples } => {
+                p.range(init_coef, "kl.controller.init_coef", Interval::at_least(0.0), 0.05);
+                p.range(kl_target_per_token, "kl.controller.kl_target_per_token", Interval::above(0.0), 0.02);
+                p.range(horizon_samples, "kl.controller.horizon_samples", Interval::above(0.0), 10_000.0);
+            }
         }
-        if p.grad_accum_steps == 0 || !p.mini_batch_size.is_multiple_of(p.grad_accum_steps) {
-            return Err(ConfigError::Invalid(format!(
-                "ppo.grad_accum_steps {} must divide ppo.mini_batch_size {}",
-                p.grad_accum_steps, p.mini_batch_size
-            )));
-        }
-        if !(0.0..=1.0).contains(&p.lr_min_ratio) {
-            return Err(ConfigError::Invalid(format!("ppo.lr_min_ratio must be in [0, 1] (it is {})", p.lr_min_ratio)));
-        }
-        if r.temperature.is_nan() || r.temperature <= 0.0 {
-            return Err(ConfigError::Invalid(format!("rollout.temperature must be > 0 (it is {})", r.temperature)));
-        }
-        if self.run.save_every == 0 {
-            return Err(ConfigError::Invalid("run.save_every must be at least 1".into()));
-        }
-        Ok(())
+        self.lora.check(&mut p, true, &d.lora);
+        p
     }
 
     /// The resolved configuration as TOML, for the run's `config.toml`.
@@ -423,32 +457,9 @@ impl TrainConfig {
     }
 }
 
-fn apply_override(doc: &mut toml::Table, given: &str) -> Result<(), ConfigError> {
-    let syntax = || ConfigError::OverrideSyntax { given: given.to_string() };
-    let (key, value) = given.split_once('=').ok_or_else(syntax)?;
-    let (section, field) = key.trim().split_once('.').ok_or_else(syntax)?;
-    const SECTIONS: [&str; 8] = ["run", "model", "rules", "data", "rollout", "ppo", "kl", "lora"];
-    if !SECTIONS.contains(&section) {
-        return Err(ConfigError::OverrideSection { given: given.to_string(), section: section.to_string() });
-    }
-    // A value is TOML (numbers, booleans, quoted strings, arrays); a bare word is taken as a string.
-    let parsed: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}"))
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(value.trim().to_string()));
-    let table = doc.entry(section.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-    let mut cursor = table.as_table_mut().ok_or_else(syntax)?;
-    let parts: Vec<&str> = field.split('.').collect();
-    for part in &parts[..parts.len() - 1] {
-        cursor = cursor.entry(part.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new())).as_table_mut().ok_or_else(syntax)?;
-    }
-    cursor.insert(parts[parts.len() - 1].to_string(), parsed);
-    Ok(())
-}
-
-/// toml's message on one line ("unknown field `x`, expected one of … in `ppo`").
-fn one_line(message: &str) -> String {
-    message.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+/// The largest divisor of `n` that is at most `k` (at least 1).
+pub(crate) fn largest_divisor_up_to(n: usize, k: usize) -> usize {
+    (1..=k.min(n).max(1)).rev().find(|d| n.is_multiple_of(*d)).unwrap_or(1)
 }
 
 #[cfg(test)]
@@ -508,9 +519,9 @@ mod tests {
         let err = TrainConfig::load(None, &["ppo.algorithm=\"grpo\"".into()]).unwrap_err().to_string();
         assert!(err.contains("group_size"), "{err}");
         let err = TrainConfig::load(None, &["ppo.mini_batch_size=3".into()]).unwrap_err().to_string();
-        assert!(err.contains("must divide"), "{err}");
+        assert!(err.contains("`ppo.mini_batch_size` must be a divisor of the batch of 8 responses"), "{err}");
         let err = TrainConfig::load(None, &["ppo.lr_min_ratio=1.5".into()]).unwrap_err().to_string();
-        assert!(err.contains("ppo.lr_min_ratio must be in [0, 1] (it is 1.5)"), "{err}");
+        assert!(err.contains("`ppo.lr_min_ratio` must be a finite number in [0, 1] (it is 1.5, from --set ppo.lr_min_ratio=1.5)"), "{err}");
     }
 
     #[test]
@@ -529,5 +540,55 @@ mod tests {
         // A good override after a good file still applies.
         std::fs::write(&file, "[ppo]\ncliprange = 0.3\n").unwrap();
         assert_eq!(TrainConfig::load(Some(&file), &["ppo.cliprange=0.1".into()]).unwrap().ppo.cliprange, 0.1);
+    }
+
+    /// Every numeric setting is checked (finite, in range) with its fix, before a run folder
+    /// exists: the operator mistakes a red-team pass found accepted.
+    #[test]
+    fn every_numeric_setting_is_checked_with_its_fix() {
+        for (given, says) in [
+            (
+                "ppo.learning_rate=nan",
+                "`ppo.learning_rate` must be a finite number in (0, 1] (it is nan, from --set ppo.learning_rate=nan); for example --set ppo.learning_rate=0.0002",
+            ),
+            ("ppo.learning_rate=-1e-4", "`ppo.learning_rate` must be a finite number in (0, 1] (it is -0.0001"),
+            ("ppo.cliprange=-0.2", "`ppo.cliprange` must be a finite number > 0 (it is -0.2"),
+            ("ppo.cliprange_value=inf", "`ppo.cliprange_value` must be a finite number > 0 (it is inf"),
+            ("ppo.ppo_epochs=0", "`ppo.ppo_epochs` must be at least 1 (it is 0, from --set ppo.ppo_epochs=0); for example --set ppo.ppo_epochs=2"),
+            ("lora.alpha=-16", "`lora.alpha` must be a finite number > 0 (it is -16.0"),
+            ("lora.r=0", "`lora.r` must be at least 1"),
+            ("lora.dropout=1", "`lora.dropout` must be a finite number in [0, 1) (it is 1.0"),
+            ("run.steps=0", "`run.steps` must be at least 1 (it is 0, from --set run.steps=0); for example --set run.steps=40"),
+            ("run.save_every=0", "`run.save_every` must be at least 1"),
+            ("rollout.top_p=5", "`rollout.top_p` must be a finite number in (0, 1] (it is 5.0"),
+            ("rollout.top_p=0", "`rollout.top_p` must be a finite number in (0, 1] (it is 0.0"),
+            ("rollout.temperature=0", "`rollout.temperature` must be a finite number > 0"),
+            ("rollout.temperature=nan", "`rollout.temperature` must be a finite number > 0 (it is nan"),
+            ("rollout.max_new_tokens=0", "`rollout.max_new_tokens` must be at least 1"),
+            ("ppo.vf_coef=-0.1", "`ppo.vf_coef` must be a finite number ≥ 0"),
+            ("ppo.gamma=1.5", "`ppo.gamma` must be a finite number in [0, 1]"),
+            ("ppo.lam=-0.5", "`ppo.lam` must be a finite number in [0, 1]"),
+            ("ppo.max_grad_norm=0", "`ppo.max_grad_norm` must be a finite number > 0"),
+            ("ppo.reward_clip=0", "`ppo.reward_clip` must be a finite number > 0"),
+            ("ppo.missing_eos_penalty=nan", "`ppo.missing_eos_penalty` must be a finite number ≥ 0"),
+            ("ppo.target_policy_kl=-1", "`ppo.target_policy_kl` must be a finite number > 0"),
+            ("kl.band_max_per_token=nan", "`kl.band_max_per_token` must be a finite number ≥ 0"),
+            ("data.max_prompt_tokens=0", "`data.max_prompt_tokens` must be at least 1"),
+            ("run.name=\"../x\"", "`run.name` must be a folder name"),
+            (
+                "ppo.grad_accum_steps=3",
+                "`ppo.grad_accum_steps` must be a divisor of ppo.mini_batch_size (8) (it is 3, from --set ppo.grad_accum_steps=3); for example --set ppo.grad_accum_steps=2",
+            ),
+        ] {
+            let err = TrainConfig::load(None, &[given.to_string()]).unwrap_err();
+            assert!(matches!(err, SettingsError::Invalid(_)), "{given}: {err}");
+            assert!(err.to_string().contains(says), "{given}: {err}");
+        }
+        // Several problems are all named.
+        let err = TrainConfig::load(None, &["run.steps=0".into(), "ppo.cliprange=-1".into()]).unwrap_err().to_string();
+        assert!(err.contains("`run.steps`") && err.contains("`ppo.cliprange`"), "{err}");
+        // The fixed controller's β too.
+        let err = TrainConfig::load(None, &["kl.controller.kind=\"fixed\"".into(), "kl.controller.coef=nan".into()]).unwrap_err().to_string();
+        assert!(err.contains("`kl.controller.coef` must be a finite number ≥ 0 (it is nan"), "{err}");
     }
 }

@@ -27,7 +27,7 @@ pub mod value_head;
 
 pub use advantages::{gae, whiten};
 pub use checkpoint::{TrainerState, step_seed};
-pub use config::{Algorithm, ConfigError, LrDecay, TrainConfig};
+pub use config::{Algorithm, LrDecay, TrainConfig};
 pub use episode::{Episode, Packed, ResponseForward, forward_logprobs, pack};
 pub use group::{grpo_advantages, rloo_advantages};
 pub use kl::{KlEstimator, KlPlacement, kl_per_token};

@@ -8,7 +8,7 @@
 
 use super::advantages::{gae, whiten};
 use super::checkpoint::{self, ADAPTER_DIR, OPTIMIZER, TrainerState, VALUE_HEAD, step_seed};
-use super::config::{Algorithm, ConfigError, LrDecay, TrainConfig};
+use super::config::{Algorithm, LrDecay, TrainConfig};
 use super::episode::{Episode, forward_logprobs, pack, row};
 use super::group::{grpo_advantages, rloo_advantages};
 use super::kl::{KlPlacement, kl_per_token};
@@ -23,6 +23,7 @@ use crate::model::{CausalLm, LoraMode, Message, ModelError, Tokenizer, Tokenizer
 use crate::registry::{RegistryError, VersionRef};
 use crate::reward::{Decision, OutcomeKind, Reward, ScorerError, ScoringSession, SessionError};
 use crate::rollout::{FinishReason, RolloutError, SamplingConfig, StopTokens, generate_with_streams};
+use crate::training::SettingsError;
 use crate::training::cursor::epoch_order;
 use crate::training::masked::masked_mean;
 use crate::training::optim::{AdamW, AdamWConfig, Grads, LrSchedule, clip_scale};
@@ -38,7 +39,7 @@ use std::time::Instant;
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error(transparent)]
-    Config(#[from] ConfigError),
+    Config(#[from] SettingsError),
     #[error(transparent)]
     RunDir(#[from] RunDirError),
     #[error(transparent)]
@@ -806,7 +807,7 @@ struct Prepared {
 impl Prepared {
     fn new(config: &TrainConfig) -> Result<Self, TrainError> {
         // The rule set first: an unknown version or a tampered rule stops the run before step 0.
-        let reference: VersionRef = config.rules.ruleset.parse().map_err(|e: String| ConfigError::Invalid(format!("rules.ruleset: {e}")))?;
+        let reference: VersionRef = config.rules.ruleset.parse().map_err(|e: String| SettingsError::Invalid(format!("rules.ruleset: {e}")))?;
         let registry = config.rules.source().registry()?;
         let session = ScoringSession::accept(&registry, &reference, rayon::current_num_threads())?;
         let ruleset_sha256 = session.scorer.ruleset.sha256.clone();

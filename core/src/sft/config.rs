@@ -6,27 +6,10 @@
 //! Every numeric setting is checked before anything is written, and the resolved settings are
 //! what a run writes to its `config.toml`.
 
-use crate::rl::config::LoraSettings;
+use crate::rl::config::{LoraSettings, largest_divisor_up_to};
+use crate::training::settings::{self, Interval, OverrideShape, Problems, SettingsError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-
-/// Why SFT settings could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum SftConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("override `{given}` is not `key=value`; for example --set epochs=2 or --set lora.r=8")]
-    OverrideSyntax { given: String },
-    /// An override the settings refuse (an unknown key, a value of the wrong type), blamed on
-    /// its own `--set` flag rather than on the config file.
-    #[error("--set {given}: {message}")]
-    Override { given: String, message: String },
-    /// Values out of range, each with its fix.
-    #[error("invalid setting: {0}")]
-    Invalid(String),
-}
 
 /// SFT settings; every field has a default. A config file holds any of them at the top level,
 /// the adapter's under `[lora]`.
@@ -94,126 +77,63 @@ impl Default for SftConfig {
     }
 }
 
-/// One value out of range: the key and what it must be.
-struct Problem {
-    key: &'static str,
-    /// The value as given.
-    value: String,
-    /// What it must be.
-    rule: &'static str,
-    /// A value that works (the default where the default can be meant).
-    fix: String,
-}
+/// How `medrl sft --set` keys look: a field name, or `lora.<field>`.
+const OVERRIDES: OverrideShape = OverrideShape { shape: "key=value", example: "epochs=2 or --set lora.r=8", sections: &[] };
 
 impl SftConfig {
     /// Reads a TOML file (unknown keys refused, with their name), applies `--set` overrides in
     /// order and checks every value. A mistake is blamed on where it was made: the file when the
     /// file alone does not parse, else the `--set` flag after which the settings stopped parsing;
     /// a value out of range names the flag that gave it, if one did.
-    pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self, SftConfigError> {
-        let (doc, origin) = match path {
-            Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| SftConfigError::Read { path: p.to_path_buf(), source })?;
-                let doc: toml::Table =
-                    toml::from_str(&text).map_err(|e| SftConfigError::Parse { path: p.to_path_buf(), message: one_line(&e.to_string()) })?;
-                (doc, p.to_path_buf())
-            }
-            None => (toml::Table::new(), PathBuf::from("<defaults>")),
-        };
+    pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self, SettingsError> {
+        let (doc, origin) = settings::read_document(path)?;
         Self::from_doc(doc, origin, overrides)
     }
 
-    /// These settings with `--set` overrides put over them (the quickstart's SFT stage), checked
-    /// as [`load`](Self::load) checks a file's.
-    pub fn overridden(&self, overrides: &[String]) -> Result<Self, SftConfigError> {
-        let doc = toml::Table::try_from(self).map_err(|e| SftConfigError::Parse { path: "<quickstart>".into(), message: e.to_string() })?;
-        Self::from_doc(doc, PathBuf::from("<quickstart>"), overrides)
+    /// These settings with a file of changes (`--sft-config`) and then `--set` overrides put over
+    /// them (the quickstart's SFT stage), checked as [`load`](Self::load) checks a file's.
+    pub fn overridden(&self, changes: Option<&Path>, overrides: &[String]) -> Result<Self, SettingsError> {
+        let (doc, origin) = settings::document_of(self, changes)?;
+        Self::from_doc(doc, origin, overrides)
     }
 
-    fn from_doc(mut doc: toml::Table, origin: PathBuf, overrides: &[String]) -> Result<Self, SftConfigError> {
+    fn from_doc(mut doc: toml::Table, origin: PathBuf, overrides: &[String]) -> Result<Self, SettingsError> {
         // Unlike `medrl train`'s settings, no SFT setting is valid only together with another,
         // so each override is checked as it is applied and the first one that breaks is blamed.
-        let parse = |doc: &toml::Table| toml::Value::Table(doc.clone()).try_into::<SftConfig>().map_err(|e| one_line(&e.to_string()));
-        let mut config = parse(&doc).map_err(|message| SftConfigError::Parse { path: origin, message })?;
+        let mut config: SftConfig = settings::parse(&doc).map_err(|message| SettingsError::Parse { path: origin, message })?;
         for given in overrides {
-            apply_override(&mut doc, given)?;
-            config = parse(&doc).map_err(|message| SftConfigError::Override { given: given.clone(), message })?;
+            settings::apply_override(&mut doc, given, &OVERRIDES)?;
+            config = settings::parse(&doc).map_err(|message| SettingsError::Override { given: given.clone(), message })?;
         }
-        config.check(overrides)?;
+        config.problems().into_result(overrides)?;
         Ok(config)
     }
 
     /// Checks every numeric setting (and the adapter's modules): finite, in range, and batch
     /// sizes that divide. Called by [`load`](Self::load) and by [`crate::sft::run`] before
     /// anything is written.
-    pub fn validate(&self) -> Result<(), SftConfigError> {
-        self.check(&[])
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        self.problems().into_result(&[])
     }
 
-    fn check(&self, overrides: &[String]) -> Result<(), SftConfigError> {
-        let problems = self.problems();
-        if problems.is_empty() {
-            return Ok(());
-        }
-        let described: Vec<String> = problems
-            .iter()
-            .map(|p| {
-                // The last flag that set this key, if any: that is where the value came from.
-                let flag = overrides.iter().rev().find(|o| o.split_once('=').is_some_and(|(k, _)| k.trim() == p.key));
-                let source = flag.map_or(String::new(), |f| format!(", from --set {f}"));
-                format!("`{}` must be {} (it is {}{source}); for example --set {}={}", p.key, p.rule, p.value, p.key, p.fix)
-            })
-            .collect();
-        Err(SftConfigError::Invalid(described.join("; ")))
-    }
-
-    fn problems(&self) -> Vec<Problem> {
+    fn problems(&self) -> Problems {
         let d = SftConfig::default();
-        let mut out = Vec::new();
-        let mut need = |bad: bool, key: &'static str, value: String, rule: &'static str, fix: String| {
-            if bad {
-                out.push(Problem { key, value, rule, fix });
-            }
-        };
-        need(self.epochs == 0, "epochs", self.epochs.to_string(), "at least 1", d.epochs.to_string());
-        need(self.batch_size == 0, "batch_size", self.batch_size.to_string(), "at least 1", d.batch_size.to_string());
-        need(self.grad_accum_steps == 0, "grad_accum_steps", self.grad_accum_steps.to_string(), "at least 1", d.grad_accum_steps.to_string());
-        need(
+        let mut p = Problems::default();
+        p.at_least(self.epochs as u64, 1, "epochs", d.epochs as u64);
+        p.at_least(self.batch_size as u64, 1, "batch_size", d.batch_size as u64);
+        p.at_least(self.grad_accum_steps as u64, 1, "grad_accum_steps", d.grad_accum_steps as u64);
+        p.need(
             self.batch_size > 0 && self.grad_accum_steps > 0 && !self.batch_size.is_multiple_of(self.grad_accum_steps),
             "grad_accum_steps",
-            self.grad_accum_steps.to_string(),
+            self.grad_accum_steps,
             "a divisor of batch_size",
             format!("{} (batch_size is {})", largest_divisor_up_to(self.batch_size, self.grad_accum_steps), self.batch_size),
         );
-        let lr = self.learning_rate;
-        need(!(lr.is_finite() && lr > 0.0 && lr <= 1.0), "learning_rate", number(lr), "a finite number in (0, 1]", number(d.learning_rate));
-        need(
-            self.max_seq_len < 2,
-            "max_seq_len",
-            self.max_seq_len.to_string(),
-            "at least 2 (a prompt token and an answer token)",
-            d.max_seq_len.to_string(),
-        );
-        let clip = self.max_grad_norm;
-        need(!(clip.is_finite() && clip > 0.0), "max_grad_norm", number(clip), "a finite number > 0", number(d.max_grad_norm));
-        let l = &self.lora;
-        need(l.r == 0, "lora.r", l.r.to_string(), "at least 1", d.lora.r.to_string());
-        need(!(l.alpha.is_finite() && l.alpha > 0.0), "lora.alpha", number(l.alpha), "a finite number > 0", number(d.lora.alpha));
-        need(
-            !(l.dropout.is_finite() && (0.0..1.0).contains(&l.dropout)),
-            "lora.dropout",
-            number(l.dropout),
-            "a finite number in [0, 1)",
-            number(d.lora.dropout),
-        );
-        need(
-            !self.full && l.target_modules.is_empty(),
-            "lora.target_modules",
-            "[]".into(),
-            "at least one module name for a LoRA run",
-            toml::Value::from(d.lora.target_modules.clone()).to_string(),
-        );
-        out
+        p.range(self.learning_rate, "learning_rate", Interval::open_closed(0.0, 1.0), d.learning_rate);
+        p.need(self.max_seq_len < 2, "max_seq_len", self.max_seq_len, "at least 2 (a prompt token and an answer token)", d.max_seq_len);
+        p.range(self.max_grad_norm, "max_grad_norm", Interval::above(0.0), d.max_grad_norm);
+        self.lora.check(&mut p, !self.full, &d.lora);
+        p
     }
 
     /// The resolved settings as TOML, for the run's `config.toml` (which `--config` reads back).
@@ -222,47 +142,11 @@ impl SftConfig {
     }
 }
 
-/// A number as TOML writes it, so a fix can be pasted into `--set` (`0.003`, `nan`, `-inf`).
-fn number(x: f64) -> String {
-    toml::Value::Float(x).to_string()
-}
-
-/// The largest divisor of `n` that is at most `k` (at least 1).
-fn largest_divisor_up_to(n: usize, k: usize) -> usize {
-    (1..=k.min(n).max(1)).rev().find(|d| n.is_multiple_of(*d)).unwrap_or(1)
-}
-
-/// Sets `key` (a field name, or dotted into a table: `lora.r`) to `value` parsed as TOML; a
-/// value that is not TOML (a bare word, a path) is taken as a string.
-fn apply_override(doc: &mut toml::Table, given: &str) -> Result<(), SftConfigError> {
-    let syntax = || SftConfigError::OverrideSyntax { given: given.to_string() };
-    let (key, value) = given.split_once('=').ok_or_else(syntax)?;
-    let parts: Vec<&str> = key.trim().split('.').map(str::trim).collect();
-    if parts.iter().any(|p| p.is_empty()) {
-        return Err(syntax());
-    }
-    let parsed: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}"))
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(value.trim().to_string()));
-    let mut cursor = doc;
-    for part in &parts[..parts.len() - 1] {
-        cursor = cursor.entry(part.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new())).as_table_mut().ok_or_else(syntax)?;
-    }
-    cursor.insert(parts[parts.len() - 1].to_string(), parsed);
-    Ok(())
-}
-
-/// toml's message on one line ("unknown field `x`, expected one of …").
-fn one_line(message: &str) -> String {
-    message.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn load(overrides: &[&str]) -> Result<SftConfig, SftConfigError> {
+    fn load(overrides: &[&str]) -> Result<SftConfig, SettingsError> {
         SftConfig::load(None, &overrides.iter().map(|s| s.to_string()).collect::<Vec<_>>())
     }
 
@@ -314,7 +198,7 @@ mod tests {
         let err = load(&["lora.rank=4", "epochs=1"]).unwrap_err().to_string();
         assert!(err.starts_with("--set lora.rank=4: unknown field `rank`"), "{err}");
         let err = load(&["epochs=many"]).unwrap_err();
-        assert!(matches!(&err, SftConfigError::Override { given, .. } if given == "epochs=many"), "{err}");
+        assert!(matches!(&err, SettingsError::Override { given, .. } if given == "epochs=many"), "{err}");
         let err = load(&["epochs"]).unwrap_err().to_string();
         assert!(err.contains("is not `key=value`"), "{err}");
         let err = load(&["epochs.=1"]).unwrap_err().to_string();
@@ -328,7 +212,7 @@ mod tests {
         let err = SftConfig::load(Some(&file), &[]).unwrap_err().to_string();
         assert!(err.contains("unknown field `rank`"), "{err}");
         let err = SftConfig::load(Some(&dir.path().join("missing.toml")), &[]).unwrap_err();
-        assert!(matches!(err, SftConfigError::Read { .. }), "{err}");
+        assert!(matches!(err, SettingsError::Read { .. }), "{err}");
     }
 
     #[test]
@@ -358,7 +242,7 @@ mod tests {
             ("lora.target_modules=[]", "`lora.target_modules` must be at least one module name"),
         ] {
             let err = load(&[given]).unwrap_err();
-            assert!(matches!(err, SftConfigError::Invalid(_)), "{given}: {err}");
+            assert!(matches!(err, SettingsError::Invalid(_)), "{given}: {err}");
             let err = err.to_string();
             assert!(err.contains(says), "{given}: {err}");
         }

@@ -22,7 +22,7 @@ use std::time::Instant;
 
 pub mod config;
 
-pub use config::{SftConfig, SftConfigError};
+pub use config::SftConfig;
 
 /// Why fine-tuning stopped.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +42,7 @@ pub enum SftError {
     #[error("invalid setting: {0}")]
     Invalid(String),
     #[error(transparent)]
-    Config(#[from] SftConfigError),
+    Config(#[from] crate::training::SettingsError),
 }
 
 /// One training sequence: the chat-formatted prompt and answer, and where the answer starts.

@@ -8,9 +8,11 @@ pub mod device;
 pub mod masked;
 pub mod optim;
 pub mod run_dir;
+pub mod settings;
 
 pub use cursor::{DataCursor, epoch_order};
 pub use device::pick_device;
 pub use masked::{masked_mean, masked_sum};
 pub use optim::{AdamW, AdamWConfig, Grads, LrSchedule, clip_scale};
 pub use run_dir::{JsonlWriter, OpenMode, RewardsCsv, RunDir, RunDirError};
+pub use settings::SettingsError;
