@@ -28,7 +28,7 @@ pub mod data;
 pub mod eval;
 pub mod governance;
 pub mod io;
-pub mod model;
+pub use medrl_model as model;
 pub mod predict;
 pub mod quickstart;
 pub mod registry;

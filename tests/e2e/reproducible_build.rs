@@ -12,7 +12,7 @@ fn committed_modules_match_a_fresh_build_in_another_path() {
     for entry in ["Cargo.toml", "Cargo.lock", "rust-toolchain.toml"] {
         std::fs::copy(root.join(entry), copy.path().join(entry)).unwrap();
     }
-    for dir in ["sdk", "rules-wasm", "plugins", "core", "tests"] {
+    for dir in ["sdk", "rules-wasm", "plugins", "core", "model", "tests"] {
         copy_tree(&root.join(dir), &copy.path().join(dir));
     }
     let registry = copy.path().join("fresh-registry");

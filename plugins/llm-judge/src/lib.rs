@@ -12,7 +12,7 @@
 //! Parameters (`judge.params` in `ruleset.json`, unknown keys refused):
 //! - `model` (required): the model folder (Hugging Face layout), absolute or relative to the
 //!   registry root.
-//! - `model_sha256`: the folder's digest (`medrl::model::digest::model_sha256`, printed by
+//! - `model_sha256`: the folder's digest (`medrl_model::digest::model_sha256`, printed by
 //!   `medrl predict` in every answer); when set, a different model is refused at load.
 //! - `rubric`: the system message. Default [`DEFAULT_RUBRIC`].
 //! - `template`: the user message; `{prompt}`, `{response}`, `{min}`, `{max}` are replaced.
@@ -22,7 +22,7 @@
 //!   the beginning, and the cut is said in the explanation). Default 4000.
 
 use candle_core::{DType, Device, Tensor};
-use medrl::model::{CausalLm, LoraMode, Message, Tokenizer, default_dtype, position_ids_for};
+use medrl_model::{CausalLm, LoraMode, Message, Tokenizer, default_dtype, position_ids_for};
 use medrl_sdk::Sample;
 use medrl_sdk::plugin::{Judge, JudgeConfig, JudgeOutput};
 use serde::Deserialize;
@@ -78,7 +78,7 @@ impl LlmJudge {
             return Err(format!("`ratings` needs at least two rating tokens, got {:?}", params.ratings));
         }
         if let Some(expected) = &params.model_sha256 {
-            let actual = medrl::model::digest::model_sha256(&dir).map_err(|e| e.to_string())?;
+            let actual = medrl_model::digest::model_sha256(&dir).map_err(|e| e.to_string())?;
             if &actual != expected {
                 return Err(format!(
                     "model folder {} has digest {actual} but the rule set pins model_sha256 {expected}; restore that model or publish a rule set that pins this one",

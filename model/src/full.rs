@@ -119,8 +119,8 @@ impl CausalLm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::init::testutil::tiny_model_dir;
-    use crate::model::{LoraConfig, LoraMode, position_ids_for};
+    use crate::init::testutil::tiny_model_dir;
+    use crate::{LoraConfig, LoraMode, position_ids_for};
     use candle_core::DType;
     use candle_core::Device;
 
@@ -139,7 +139,7 @@ mod tests {
     }
 
     fn checkpoint_names(dir: &Path) -> Vec<String> {
-        let bytes = std::fs::read(dir.join(crate::model::init::WEIGHTS_FILE)).unwrap();
+        let bytes = std::fs::read(dir.join(crate::init::WEIGHTS_FILE)).unwrap();
         let mut names: Vec<String> = safetensors::SafeTensors::deserialize(&bytes).unwrap().names().into_iter().map(str::to_string).collect();
         names.sort();
         names
@@ -203,7 +203,7 @@ mod tests {
         let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
         cfg["tie_word_embeddings"] = serde_json::json!(true);
         std::fs::write(&cfg_path, cfg.to_string()).unwrap();
-        let st_path = dir.path().join(crate::model::init::WEIGHTS_FILE);
+        let st_path = dir.path().join(crate::init::WEIGHTS_FILE);
         let tensors = candle_core::safetensors::load(&st_path, &Device::Cpu).unwrap();
         let kept: Vec<(String, Tensor)> = tensors.into_iter().filter(|(n, _)| n != "lm_head.weight").collect();
         let bytes = safetensors::tensor::serialize(kept.iter().map(|(n, t)| (n.as_str(), t)), None).unwrap();

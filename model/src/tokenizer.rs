@@ -271,7 +271,7 @@ fn chat_template_text(source: &Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::init::testutil::tiny_tokenizer_dir;
+    use crate::init::testutil::tiny_tokenizer_dir;
 
     #[test]
     fn round_trips_chinese_and_english_text() {

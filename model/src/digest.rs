@@ -15,6 +15,11 @@ use super::{ModelError, tokenizer};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
+/// sha256 of bytes, as lowercase hex (the form every digest in medrl takes).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
 /// sha256 of a file, streamed.
 pub fn file_sha256(path: &Path) -> Result<String, ModelError> {
     let io = |source| ModelError::Io { path: path.into(), source };
@@ -32,7 +37,7 @@ fn manifest_sha256(dir: &Path, files: &[PathBuf]) -> Result<String, ModelError> 
         lines.push(format!("{}  {name}\n", file_sha256(path)?));
     }
     lines.sort_by(|a, b| a[66..].cmp(&b[66..]));
-    Ok(crate::registry::hash::sha256_hex(lines.concat().as_bytes()))
+    Ok(crate::digest::sha256_hex(lines.concat().as_bytes()))
 }
 
 fn required(dir: &Path, file: &str, kind: &'static str, hint: &'static str) -> Result<PathBuf, ModelError> {
@@ -70,7 +75,7 @@ pub fn adapter_sha256(dir: &Path) -> Result<String, ModelError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::init::testutil::tiny_model_dir;
+    use crate::init::testutil::tiny_model_dir;
 
     #[test]
     fn the_digest_is_sha256sum_of_the_sorted_listing_and_ignores_other_files() {
@@ -85,7 +90,7 @@ mod tests {
         let mut names = ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"];
         names.sort();
         let listing: String = names.iter().map(|n| format!("{}  {n}\n", file_sha256(&dir.path().join(n)).unwrap())).collect();
-        assert_eq!(digest, crate::registry::hash::sha256_hex(listing.as_bytes()));
+        assert_eq!(digest, crate::digest::sha256_hex(listing.as_bytes()));
         std::fs::write(dir.path().join("README.md"), "notes").unwrap();
         assert_eq!(model_sha256(dir.path()).unwrap(), digest);
         std::fs::write(dir.path().join("generation_config.json"), "{}").unwrap();

@@ -39,8 +39,10 @@ pub enum InitError {
     NotEmpty(PathBuf),
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
-    #[error(transparent)]
-    Corpus(#[from] crate::io::JsonlError),
+    #[error("cannot read the corpus {path}: {source}")]
+    CorpusRead { path: PathBuf, source: std::io::Error },
+    #[error("{path}:{line}: not a JSON object: {message}")]
+    CorpusLine { path: PathBuf, line: usize, message: String },
     #[error("the corpus files ({files}) hold no `prompt` or `answer` text to train the tokenizer on")]
     EmptyCorpus { files: String },
     #[error(transparent)]
@@ -246,7 +248,7 @@ pub fn init_model(opts: &InitOptions, out: &Path) -> Result<InitSummary, InitErr
         parameters: shape.parameters(),
         tokenizer_vocab: tokenizer.get_vocab_size(true),
         corpus_texts: texts.len(),
-        weights_sha256: crate::registry::hash::sha256_hex(&weights),
+        weights_sha256: crate::digest::sha256_hex(&weights),
     })
 }
 
@@ -254,7 +256,10 @@ pub fn init_model(opts: &InitOptions, out: &Path) -> Result<InitSummary, InitErr
 pub fn corpus_texts(files: &[PathBuf]) -> Result<Vec<String>, InitError> {
     let mut texts = Vec::new();
     for file in files {
-        for line in crate::io::read_jsonl::<serde_json::Value>(file)? {
+        let text = std::fs::read_to_string(file).map_err(|source| InitError::CorpusRead { path: file.clone(), source })?;
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let line: serde_json::Value =
+                serde_json::from_str(line).map_err(|e| InitError::CorpusLine { path: file.clone(), line: i + 1, message: e.to_string() })?;
             for field in ["prompt", "answer"] {
                 if let Some(s) = line.get(field).and_then(|v| v.as_str()) {
                     texts.push(s.to_string());
@@ -442,7 +447,7 @@ pub fn safetensors_bytes(shape: &Shape, seed: u64, dtype: WeightDtype) -> Result
 }
 
 /// Model folders for tests, made once per test process.
-#[cfg(test)]
+#[cfg(any(test, feature = "testutil"))]
 pub mod testutil {
     use super::*;
     use std::sync::OnceLock;
@@ -492,7 +497,7 @@ mod tests {
         assert_eq!(st.len(), specs.len());
         assert_eq!(st.tensor("model.layers.1.self_attn.k_proj.weight").unwrap().shape(), [32, 64]);
         assert_eq!(st.tensor("lm_head.weight").unwrap().shape(), [4096, 64], "the tiny preset unties its LM head");
-        let tok = crate::model::tokenizer::Tokenizer::load(dir).unwrap();
+        let tok = crate::tokenizer::Tokenizer::load(dir).unwrap();
         assert_eq!(tok.vocab_size(), 4096);
         assert_eq!(shape.parameters(), st.tensors().iter().map(|(_, t)| t.shape().iter().product::<usize>()).sum::<usize>());
     }
@@ -516,7 +521,7 @@ mod tests {
         let norm = st.tensor("model.norm.weight").unwrap();
         assert!(norm.data().chunks(4).all(|c| f32::from_le_bytes(c.try_into().unwrap()) == 1.0));
         // A pinned digest: any change to the generator, the layout or the serialisation shows.
-        assert_eq!(crate::registry::hash::sha256_hex(&a), TINY_SEED7_F32_SHA256);
+        assert_eq!(crate::digest::sha256_hex(&a), TINY_SEED7_F32_SHA256);
     }
 
     /// sha256 of the tiny preset's `model.safetensors` for seed 7 in f32. Re-bless (print the
