@@ -12,6 +12,7 @@ mod judge;
 mod model;
 mod quickstart;
 mod reproducible_build;
+mod resume;
 mod review;
 mod sft_config;
 mod shipped_rules;

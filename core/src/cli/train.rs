@@ -33,6 +33,10 @@ pub fn run(args: TrainArgs, g: &super::Globals) -> anyhow::Result<()> {
             Trainer::start(config, args.overwrite)?
         }
     };
+    // What the resume cut from the logs (the interrupted step's rows, a torn last line).
+    for cut in &trainer.resume_cuts {
+        eprintln!("resume: {cut}");
+    }
     let c = &trainer.config;
     eprintln!(
         "training {} with {} ({} prompts/step × {}, {} steps) into {}",

@@ -28,7 +28,7 @@ use crate::training::cursor::epoch_order;
 use crate::training::masked::masked_mean;
 use crate::training::optim::{AdamW, AdamWConfig, Grads, LrSchedule, clip_scale};
 use crate::training::pick_device;
-use crate::training::run_dir::{JsonlWriter, OpenMode, RewardsCsv, RunDir, RunDirError};
+use crate::training::run_dir::{JsonlWriter, LogCut, OpenMode, RewardsCsv, RunDir, RunDirError};
 use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -119,6 +119,9 @@ pub struct Trainer {
     stop: StopTokens,
     schedule: LrSchedule,
     device: Device,
+    /// What a resume cut from the logs (bytes of the interrupted step, torn lines); empty for a
+    /// fresh run.
+    pub resume_cuts: Vec<LogCut>,
 }
 
 impl Trainer {
@@ -172,9 +175,15 @@ impl Trainer {
                 state.ruleset, state.ruleset_sha256, prepared.ruleset_ref, prepared.ruleset_sha256
             )));
         }
-        let run = RunDir::open(root, OpenMode::Resume { step })?;
+        // Logs are cut back to the lengths the checkpoint recorded (older checkpoints: by step).
+        let (run, cuts) = match checkpoint::read_log_lengths(&ckpt).map_err(io(&ckpt))? {
+            Some(lengths) => RunDir::resume(root, step, &lengths)?,
+            None => (RunDir::open(root, OpenMode::Resume { step })?, Vec::new()),
+        };
         tracing::info!(step, checkpoint = %ckpt.display(), "resuming");
-        Self::assemble(config, run, state, prepared, Some(ckpt))
+        let mut trainer = Self::assemble(config, run, state, prepared, Some(ckpt))?;
+        trainer.resume_cuts = cuts;
+        Ok(trainer)
     }
 
     fn assemble(config: TrainConfig, run: RunDir, state: TrainerState, p: Prepared, checkpoint: Option<PathBuf>) -> Result<Self, TrainError> {
@@ -215,7 +224,24 @@ impl Trainer {
             failures: JsonlWriter::append(&run.failures())?,
         };
         let stop = StopTokens::of(tokenizer.special());
-        Ok(Trainer { config, run, state, model, tokenizer, head, opt, kl, prompts, prompt_ids, session, logs, stop, schedule, device })
+        Ok(Trainer {
+            config,
+            run,
+            state,
+            model,
+            tokenizer,
+            head,
+            opt,
+            kl,
+            prompts,
+            prompt_ids,
+            session,
+            logs,
+            stop,
+            schedule,
+            device,
+            resume_cuts: Vec::new(),
+        })
     }
 
     /// Runs the remaining steps, checkpointing every `run.save_every` and at the end, then writes
@@ -255,6 +281,9 @@ impl Trainer {
         self.model.save_adapter(&dir.join(ADAPTER_DIR))?;
         self.head.save(&dir.join(VALUE_HEAD))?;
         self.opt.save(&dir.join(OPTIMIZER))?;
+        // Every log row of this step is on disk (the writers flush per row), so these lengths
+        // are where a resume from this checkpoint continues.
+        checkpoint::write_log_lengths(dir, &self.run.log_lengths()?).map_err(io(dir))?;
         self.state.write(dir, self.kl.coef()).map_err(io(dir))
     }
 
