@@ -847,10 +847,9 @@ impl Prepared {
             model.merge_adapter(sft)?;
         }
         let tokenizer = Tokenizer::load(&config.model.path)?;
+        // read_jsonl refuses an empty file (and a BOM, and bytes that are not UTF-8), so there
+        // is at least one prompt.
         let prompts: Vec<TrainingPrompt> = crate::io::read_jsonl(&config.data.prompts).map_err(|e| TrainError::Prompts(e.to_string()))?;
-        if prompts.is_empty() {
-            return Err(TrainError::Prompts(format!("{} has no prompts", config.data.prompts.display())));
-        }
         let prompt_ids = prompts
             .iter()
             .map(|p| {
