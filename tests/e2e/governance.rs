@@ -397,10 +397,19 @@ fn verify_rebuild_compares_a_fresh_build_with_the_published_module() {
     std::fs::write(&spec, "name = \"referral-only\"\nversion = \"0.1.0\"\n[[rules]]\nid = \"referral\"\nversion = \"0.1.0\"\nweight = 1.0\n[aggregation]\nclip = [0.0, 1.0]\n").unwrap();
     medrl(MEDRL, work.path(), &["--registry", s(reg.path()), "rules", "ruleset", "new", s(&spec)]).ok();
     // The scaffold is its own workspace, so its recorded source path is `.` under the crate.
+    // The scratch registry has no keyring: without --allow-unsigned the signature check fails.
+    let unsigned = medrl(MEDRL, work.path(), &["--registry", s(reg.path()), "rules", "verify", "referral-only@0.1.0"]).failed();
+    assert_eq!(unsigned.status, 5, "{}", unsigned.stdout);
+    assert!(unsigned.stdout.contains("cannot be verified: no keyring is configured"), "{}", unsigned.stdout);
     let rebuild = |root: &Path| {
-        medrl(MEDRL, work.path(), &["--registry", s(reg.path()), "rules", "verify", "referral-only@0.1.0", "--rebuild", "--source-root", s(root)])
+        medrl(
+            MEDRL,
+            work.path(),
+            &["--registry", s(reg.path()), "--allow-unsigned", "rules", "verify", "referral-only@0.1.0", "--rebuild", "--source-root", s(root)],
+        )
     };
     let ok = rebuild(&crate_dir).ok();
+    assert!(ok.stdout.contains("signatures: 0 signature file(s) present, NOT CHECKED"), "{}", ok.stdout);
     assert!(ok.stdout.contains("ok       rebuild referral@0.1.0: rebuilt module sha256"), "{}", ok.stdout);
     let lib = crate_dir.join("src/lib.rs");
     std::fs::write(&lib, std::fs::read_to_string(&lib).unwrap() + "\n// edited after publishing\n").unwrap();

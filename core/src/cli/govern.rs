@@ -8,8 +8,7 @@ use medrl::governance::inspect::Inspection;
 use medrl::governance::replay::{Lines, replay as replay_log};
 use medrl::governance::verify::{CheckStatus, Rebuild, verify_ruleset};
 use medrl::registry::VersionRef;
-use medrl::registry::signing::{KeyFile, SignatureFile};
-use medrl::registry::store::{RULESET_MANIFEST, Registry, read_json_canonical};
+use medrl::registry::signing::KeyFile;
 use medrl::reward::Sandbox;
 use std::path::Path;
 
@@ -23,17 +22,9 @@ pub fn now() -> String {
 
 pub fn sign(reference: &str, key: &Path, signed_at: Option<String>, g: &Globals) -> anyhow::Result<()> {
     let r = parse_ref(reference)?;
-    // Integrity only: a rule set must be signable before it has any signature.
-    let plain = Registry::new(g.registry.root());
-    let rs = plain.load_ruleset(&r)?;
     let key = KeyFile::read(key)?;
-    let dir = g.registry.ruleset_dir(&r.name, &r.version);
-    let (_, sha256, canonical) = read_json_canonical::<serde_json::Value>(&dir.join(RULESET_MANIFEST), "rule set manifest")?;
-    anyhow::ensure!(sha256 == rs.sha256, "{} changed while it was being signed; try again", dir.join(RULESET_MANIFEST).display());
-    let sig = SignatureFile::sign(&key, &r.to_string(), &canonical, signed_at.unwrap_or_else(now)).map_err(anyhow::Error::msg)?;
-    let out = dir.join(sig.file_name());
-    sig.write(&out)?;
-    println!("signed {r} (sha256 {sha256}) with key {} ({}) -> {}", key.key_id, key.name, out.display());
+    let signed = medrl::governance::publish::sign_ruleset(g.registry.root(), &r, &key, signed_at.unwrap_or_else(now))?;
+    println!("signed {r} (sha256 {}) with key {} ({}) -> {}", signed.sha256, key.key_id, key.name, signed.path.display());
     if let Some(ring) = &g.registry.trust().keyring
         && ring.get(&key.key_id).is_none()
     {

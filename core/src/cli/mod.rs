@@ -28,19 +28,25 @@ struct Cli {
     /// Worker threads for scoring (default: all cores).
     #[arg(long, global = true, env = "MEDRL_THREADS")]
     threads: Option<usize>,
-    /// Keyring of trusted public keys (TOML). When set, every rule-set load verifies signatures.
+    /// Keyring of trusted public keys (TOML) every rule-set load verifies against [default: the
+    /// registry's own, REGISTRY/keys/keyring.toml].
     #[arg(long, global = true, env = "MEDRL_KEYRING")]
     keyring: Option<PathBuf>,
     /// Require at least this many signatures (raises the keyring's `min_signatures`).
     #[arg(long, global = true, env = "MEDRL_MIN_SIGNATURES")]
     min_signatures: Option<usize>,
-    /// File remembering the last accepted revision of each rule set (default with a keyring:
-    /// .medrl/trust-state.json; without one, no revision check unless given).
+    /// Hash-chained record of every accepted rule-set revision; a lower or reused revision is
+    /// refused [default: the registry's own, REGISTRY/trust-state.jsonl].
     #[arg(long, global = true, env = "MEDRL_TRUST_STATE")]
     trust_state: Option<PathBuf>,
     /// Accept a rule-set revision lower than the last accepted one (logged as a rollback).
     #[arg(long, global = true)]
     allow_rollback: bool,
+    /// Score rule sets that cannot be verified (no keyring, too few signatures). Printed as a
+    /// warning and recorded in the run's settings and the audit log; a signature that does not
+    /// verify is refused all the same.
+    #[arg(long, global = true)]
+    allow_unsigned: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -119,7 +125,11 @@ pub fn main() -> ExitCode {
         min_signatures: cli.min_signatures,
         trust_state: cli.trust_state,
         allow_rollback: cli.allow_rollback,
+        allow_unsigned: cli.allow_unsigned,
     };
+    if flags.allow_unsigned {
+        eprintln!("warning: --allow-unsigned: rule sets that cannot be verified will be scored; every such load is recorded in the audit log");
+    }
     let registry = match flags.source().registry() {
         Ok(registry) => registry,
         Err(e) => return render_error(&e.into(), 1),

@@ -194,7 +194,7 @@ pub fn run(cmd: RulesCommand, g: &Globals) -> anyhow::Result<()> {
 
 /// The same registry without a keyring: a just-published version has no signature yet.
 fn plain(g: &Globals) -> Globals {
-    Globals { registry: medrl::registry::Registry::new(g.registry.root()), flags: medrl::reward::RuleFlags::default(), threads: g.threads }
+    Globals { registry: medrl::registry::Registry::integrity_only(g.registry.root()), flags: medrl::reward::RuleFlags::default(), threads: g.threads }
 }
 
 fn published(m: &RuleSetManifest, g: &Globals) {

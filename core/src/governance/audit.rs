@@ -86,10 +86,16 @@ pub struct RuleRef {
 #[serde(deny_unknown_fields)]
 pub struct LoadEvent {
     pub ruleset: RuleSetRef,
-    /// Key ids of the valid trusted signatures; `None` when no keyring was configured.
+    /// Key ids of the valid trusted signatures; `None` when they were not checked or too few
+    /// were found, which only `allow_unsigned` permits.
     pub signers: Option<Vec<String>>,
     pub required_signatures: usize,
-    /// Whether the revision was checked against a trust state.
+    /// The operator's `--allow-unsigned` was in force for this load (absent in logs written
+    /// before the flag existed, when an unsigned load needed no opt-out).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_unsigned: bool,
+    /// Whether the revision was checked against a trust state (not for a resumed run, which is
+    /// pinned to the rule set's sha256 at its step 0).
     pub revision_checked: bool,
     /// The last accepted revision this load went below, by `--allow-rollback`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -257,6 +263,7 @@ impl AuditLog {
             ruleset: ruleset_ref(&accepted.ruleset.manifest, &accepted.ruleset.sha256),
             signers: accepted.signers.as_ref().map(|s| s.iter().map(|s| s.key_id.0.clone()).collect()),
             required_signatures: accepted.required_signatures,
+            allow_unsigned: accepted.allow_unsigned,
             revision_checked: accepted.revision.is_some(),
             rollback_from: accepted.revision.as_ref().filter(|r| r.rollback).and_then(|r| r.previous.as_ref().map(|p| p.revision)),
             engine: engine_version(),
@@ -514,6 +521,7 @@ mod tests {
             ruleset: RuleSetRef { name: "t".into(), version: "1.0.0".parse().unwrap(), revision: i, sha256: "ab".into() },
             signers: None,
             required_signatures: 0,
+            allow_unsigned: false,
             revision_checked: false,
             rollback_from: None,
             engine: engine_version(),

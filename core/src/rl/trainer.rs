@@ -132,7 +132,7 @@ impl Trainer {
         let mode = if overwrite { OpenMode::Overwrite } else { OpenMode::Fresh };
         // Check everything that can be wrong (rule set, model, prompts) before the run folder is
         // created or cleared.
-        let prepared = Prepared::new(&config)?;
+        let prepared = Prepared::new(&config, None)?;
         let run = RunDir::open(&root, mode)?;
         std::fs::write(run.config_toml(), resolved_toml(&config, &prepared)).map_err(io(&run.config_toml()))?;
         let state = TrainerState {
@@ -165,7 +165,7 @@ impl Trainer {
         let mut config = TrainConfig::load(Some(&probe.config_toml()), overrides)?;
         config.rules.apply(flags);
         let state = TrainerState::read(&ckpt).map_err(io(&ckpt))?;
-        let prepared = Prepared::new(&config)?;
+        let prepared = Prepared::new(&config, Some(&state.ruleset_sha256))?;
         if prepared.ruleset_sha256 != state.ruleset_sha256 {
             return Err(resume_err(format!(
                 "it was trained with {} (sha256 {}), the registry now gives {} (sha256 {}); a run is scored by one rule set from start to end",
@@ -805,11 +805,17 @@ struct Prepared {
 }
 
 impl Prepared {
-    fn new(config: &TrainConfig) -> Result<Self, TrainError> {
+    /// `pinned`: the sha256 a resumed run started with; it is scored by exactly that rule set,
+    /// whatever revisions were accepted since (a new run goes through the revision guard).
+    fn new(config: &TrainConfig, pinned: Option<&str>) -> Result<Self, TrainError> {
         // The rule set first: an unknown version or a tampered rule stops the run before step 0.
         let reference: VersionRef = config.rules.ruleset.parse().map_err(|e: String| SettingsError::Invalid(format!("rules.ruleset: {e}")))?;
         let registry = config.rules.source().registry()?;
-        let session = ScoringSession::accept(&registry, &reference, rayon::current_num_threads())?;
+        let threads = rayon::current_num_threads();
+        let session = match pinned {
+            Some(sha256) => ScoringSession::accept_pinned(&registry, &reference, sha256, threads)?,
+            None => ScoringSession::accept(&registry, &reference, threads)?,
+        };
         let ruleset_sha256 = session.scorer.ruleset.sha256.clone();
 
         let device = pick_device();
