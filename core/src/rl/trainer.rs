@@ -1035,4 +1035,31 @@ mod tests {
         let err = TrainConfig::load(None, &["ppo.clip_range=0.1".into()]).unwrap_err().to_string();
         assert!(err.contains("clip_range"), "{err}");
     }
+
+    /// A run is scored by the rule set it started with: once anyone has accepted a newer revision
+    /// in the registry, a new run of the old one is a rollback, but the run's resume is not.
+    #[test]
+    fn a_resumed_run_is_pinned_to_its_rule_set_whatever_was_accepted_since() {
+        use crate::registry::trust::{AcceptedRevision, STATE_FILE, record_accepted};
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = Trainer::start(toy_config(dir.path(), "pinned", 8, 2), false).unwrap();
+        first.run_steps(2).unwrap();
+        drop(first);
+        let newer = AcceptedRevision {
+            name: "toy".into(),
+            revision: 9,
+            version: "9.0.0".parse().unwrap(),
+            sha256: "f".repeat(64),
+            accepted_at: "2026-12-02T00:00:00Z".into(),
+            rollback: false,
+        };
+        let state = dir.path().join("registry").join(STATE_FILE);
+        record_accepted(&state, newer).unwrap();
+        let err = Trainer::start(toy_config(dir.path(), "fresh", 8, 2), false).err().expect("a new run of an older revision is a rollback");
+        assert!(err.to_string().contains("lower than revision 9"), "{err}");
+        let lines = std::fs::read_to_string(&state).unwrap().lines().count();
+        let resumed = Trainer::resume(&dir.path().join("runs/pinned"), &["run.steps=3".into()]).unwrap();
+        assert_eq!(resumed.state.step, 2);
+        assert_eq!(std::fs::read_to_string(&state).unwrap().lines().count(), lines, "a resume records nothing in the trust state");
+    }
 }
