@@ -14,7 +14,8 @@
 //!
 //! Outputs in the plan's `out` folder: `answers-<set>-<variant>.jsonl`,
 //! `scored-<set>-<variant>.jsonl`, `plot-<set>-metrics.svg`, `plot-<set>-rewards.svg`,
-//! `report.json`, `eval_report.md`, `audit.jsonl`.
+//! `report.json`, `eval_report.md`, `audit.jsonl`, and `run_manifest.json` (the log's head and the
+//! sha256 of the report and scored files; signed as `run_manifest.sig` with an operator key).
 
 pub mod bootstrap;
 pub mod compare;
