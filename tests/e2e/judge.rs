@@ -177,7 +177,7 @@ fn the_judge_loads_by_hash_and_scores_its_sampled_share_with_the_tiny_model() {
         assert_eq!(e["plugin"]["abi"], JUDGE_ABI_VERSION);
         assert_eq!(e["outcome"], "ok");
     }
-    medrl(MEDRL, work.path(), &["audit", "verify", s(&audit)]).ok();
+    medrl(MEDRL, work.path(), &["--registry", s(registry.path()), "audit", "verify", s(&audit)]).ok();
     let replay = medrl(MEDRL, work.path(), &["--registry", s(registry.path()), "rules", "replay", s(&audit), "--all"]).ok();
     assert!(replay.stdout.contains(&format!("replayed {} evaluations", rows.len() * 4)), "{}", replay.stdout);
 

@@ -47,6 +47,10 @@ struct Cli {
     /// verify is refused all the same.
     #[arg(long, global = true)]
     allow_unsigned: bool,
+    /// The operator's Ed25519 key file (`medrl keys generate` format): `train` and `eval` sign
+    /// their run's final manifest with it (`audit verify --operator-keyring` checks it).
+    #[arg(long, global = true, env = "MEDRL_OPERATOR_KEY")]
+    operator_key: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -102,6 +106,15 @@ pub struct Globals {
     /// `quickstart`): a flag overrides the configuration's value, an absent one leaves it.
     pub flags: medrl::reward::RuleFlags,
     pub threads: usize,
+    /// `--operator-key`, unread: only the commands that sign read it.
+    pub operator_key: Option<PathBuf>,
+}
+
+impl Globals {
+    /// The operator's key, read and checked, when one is configured.
+    pub fn operator_key(&self) -> anyhow::Result<Option<(medrl::registry::signing::KeyFile, PathBuf)>> {
+        self.operator_key.as_ref().map(|p| Ok((medrl::registry::signing::KeyFile::read(p)?, p.clone()))).transpose()
+    }
 }
 
 /// Runs the CLI: exit 0 on success, 1 when the user's input or files are wrong, 2 on an internal error.
@@ -134,7 +147,7 @@ pub fn main() -> ExitCode {
         Ok(registry) => registry,
         Err(e) => return render_error(&e.into(), 1),
     };
-    let globals = Globals { registry, flags, threads };
+    let globals = Globals { registry, flags, threads, operator_key: cli.operator_key };
     let result = match cli.command {
         Command::Rules(cmd) => rules::run(cmd, &globals),
         Command::Bench(cmd) => bench::run(cmd, &globals),

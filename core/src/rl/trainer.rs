@@ -64,6 +64,8 @@ pub enum TrainError {
     Prompts(String),
     #[error("step {step}: rule `{rule}` failed and its on_error policy is `abort`; the step was not applied (last checkpoint: {checkpoint})")]
     RuleAbort { step: u64, rule: String, checkpoint: String },
+    #[error(transparent)]
+    Anchor(#[from] crate::governance::anchor::AnchorError),
     #[error("cannot resume {run}: {reason}")]
     Resume { run: PathBuf, reason: String },
 }
@@ -119,6 +121,8 @@ pub struct Trainer {
     stop: StopTokens,
     schedule: LrSchedule,
     device: Device,
+    /// Signs the final manifest when set ([`Self::sign_with`]).
+    operator_key: Option<(crate::registry::signing::KeyFile, PathBuf)>,
 }
 
 impl Trainer {
@@ -215,7 +219,24 @@ impl Trainer {
             failures: JsonlWriter::append(&run.failures())?,
         };
         let stop = StopTokens::of(tokenizer.special());
-        Ok(Trainer { config, run, state, model, tokenizer, head, opt, kl, prompts, prompt_ids, session, logs, stop, schedule, device })
+        Ok(Trainer {
+            config,
+            run,
+            state,
+            model,
+            tokenizer,
+            head,
+            opt,
+            kl,
+            prompts,
+            prompt_ids,
+            session,
+            logs,
+            stop,
+            schedule,
+            device,
+            operator_key: None,
+        })
     }
 
     /// Runs the remaining steps, checkpointing every `run.save_every` and at the end, then writes
@@ -231,7 +252,28 @@ impl Trainer {
             }
         }
         self.save(&self.run.final_dir())?;
+        self.write_manifest()?;
         Ok(reports)
+    }
+
+    /// Signs the run's final manifest with the operator's key (read from `path`).
+    pub fn sign_with(&mut self, key: crate::registry::signing::KeyFile, path: PathBuf) {
+        self.operator_key = Some((key, path));
+    }
+
+    /// `final/run_manifest.json`: the rule set, where the audit log ends, the sha256 of
+    /// `rewards.csv`; signed when an operator key is set.
+    fn write_manifest(&self) -> Result<(), TrainError> {
+        use crate::governance::anchor::{HeadFile, RunManifest};
+        let head = HeadFile::new("audit.jsonl", self.audit_log().head()?);
+        let files = ["rewards.csv".to_string()];
+        let manifest = RunManifest::new("train", self.state.ruleset.clone(), self.state.ruleset_sha256.clone(), head, &self.run.root, &files)?;
+        manifest.write(&self.run.final_dir(), self.operator_key.as_ref().map(|(k, p)| (k, p.as_path())))?;
+        Ok(())
+    }
+
+    fn audit_log(&self) -> &AuditLog {
+        self.session.audit().expect("assemble attaches the run's audit log")
     }
 
     /// Runs exactly `n` more steps (or fewer if the run ends), checkpointing as [`Self::run`] does,
@@ -255,6 +297,8 @@ impl Trainer {
         self.model.save_adapter(&dir.join(ADAPTER_DIR))?;
         self.head.save(&dir.join(VALUE_HEAD))?;
         self.opt.save(&dir.join(OPTIMIZER))?;
+        // Where the audit log stood: a later log must still hold this record (`audit verify RUN`).
+        crate::governance::anchor::HeadFile::new("audit.jsonl", self.audit_log().head()?).write(dir)?;
         self.state.write(dir, self.kl.coef()).map_err(io(dir))
     }
 
