@@ -30,6 +30,8 @@ fn train_args(model: &Path) -> Vec<String> {
         format!("model.path=\"{}\"", s(model)),
         format!("data.prompts=\"{}\"", s(&root.join("data/rl/training_prompts.jsonl"))),
         format!("rules.registry=\"{}\"", s(&root.join("data"))),
+        // The registry is the checkout's; its accepted revisions go to the working folder.
+        "rules.trust_state=\"trust-state.jsonl\"".into(),
         "run.out_dir=\"runs\"".into(),
         "run.steps=8".into(),
         "run.save_every=3".into(),
