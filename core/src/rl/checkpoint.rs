@@ -210,10 +210,9 @@ mod tests {
         let x = 0.010502989760945793_f64;
         let text = serde_json::to_string(&x).unwrap();
         assert_eq!(text, "0.010502989760945793");
-        let naive: f64 = serde_json::from_str(&text).unwrap();
-        // The premise: this value exercises the bug (if serde_json's default parser becomes
-        // exact, exact_f64 can go).
-        assert_ne!(naive.to_bits(), x.to_bits(), "serde_json now parses {text} exactly");
+        // This value is one serde_json reads one ULP off without its `float_roundtrip` feature
+        // (core turns it on); the checkpoint reads its floats from their text itself, so it is
+        // exact whatever serde_json's features.
         let exact = |x: f64| {
             let dir = tempfile::tempdir().unwrap();
             let s = TrainerState {
