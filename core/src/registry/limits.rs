@@ -55,8 +55,8 @@ pub struct HostLimits {
     pub max_fuel: u64,
     /// Wall-clock deadline of every guest call in milliseconds, and the most a rule may declare
     /// as `timeout_ms`. Default 60,000: a backstop, not a limit a rule should reach. The fuel
-    /// ceiling burns in 2.4-3.6 s on the 2-core development machine in the slowest of four
-    /// tight loops (1.2-1.8 ns per fuel; `medrl bench rules` prints the figure), so 60 s is 16×
+    /// ceiling burns in 1.9-4.2 s on the 2-core development machine in the slowest of four
+    /// tight loops (0.9-2.1 ns per fuel; `medrl bench rules` prints the figure), so 60 s is 14×
     /// that, and still 4.6× the 13 s it would take at the 6.5 ns per fuel the red team measured
     /// for real rule code on a loaded machine: an evaluation ends by fuel, deterministically,
     /// unless the machine stalls or the guest loops over bulk-memory instructions (which
