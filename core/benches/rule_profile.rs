@@ -44,7 +44,7 @@ fn main() {
         return;
     }
     let (set, id, mode, rounds) = (&args[1], &args[2], &args[3], args[4].parse::<usize>().unwrap());
-    let registry = Registry::new(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data"));
+    let registry = Registry::integrity_only(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data"));
     let sandbox = Sandbox::new(1).unwrap();
     let mut ruleset = registry.load_ruleset(&set.parse().unwrap()).unwrap();
     // MEDRL_PROFILE_MODULE=path.wasm swaps in another build of the rule (one with symbols).

@@ -93,7 +93,7 @@ fn fixture() -> &'static Fixture {
     static FIXTURE: std::sync::OnceLock<Fixture> = std::sync::OnceLock::new();
     FIXTURE.get_or_init(|| {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let registry = Registry::new(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data"));
+        let registry = Registry::integrity_only(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data"));
         // The sandbox lives as long as the process, as in the trainer.
         let sandbox: &'static Sandbox = Box::leak(Box::new(Sandbox::new(cores).unwrap()));
         let ruleset = registry.load_ruleset(&"medical-safety@1.0.0".parse().unwrap()).unwrap();

@@ -25,8 +25,6 @@ use std::path::{Path, PathBuf};
 pub enum PredictError {
     #[error(transparent)]
     Input(#[from] JsonlError),
-    #[error("{path} holds no prompts")]
-    NoPrompts { path: PathBuf },
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
     #[error(transparent)]
@@ -52,7 +50,8 @@ pub struct PromptRecord {
 
 /// Reads the prompts of a data file; a malformed line is reported with its file and line.
 pub fn read_prompts(path: &Path) -> Result<Vec<PromptRecord>, PredictError> {
-    let text = std::fs::read_to_string(path).map_err(|source| JsonlError::Io { path: path.into(), source })?;
+    // An empty file is refused here, with its path and the fix.
+    let text = crate::io::read_text(path).map_err(JsonlError::from)?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -77,9 +76,6 @@ pub fn read_prompts(path: &Path) -> Result<Vec<PromptRecord>, PredictError> {
             item.to_sample(String::new())
         };
         out.push(PromptRecord { sample });
-    }
-    if out.is_empty() {
-        return Err(PredictError::NoPrompts { path: path.into() });
     }
     Ok(out)
 }
@@ -306,6 +302,7 @@ mod tests {
         std::fs::write(&path, format!("{good}\nnot json\n")).unwrap();
         assert!(read_prompts(&path).unwrap_err().to_string().contains("p.jsonl:2:"));
         std::fs::write(&path, "\n").unwrap();
-        assert!(read_prompts(&path).unwrap_err().to_string().contains("holds no prompts"));
+        let err = read_prompts(&path).unwrap_err().to_string();
+        assert!(err.contains("p.jsonl is empty"), "{err}");
     }
 }

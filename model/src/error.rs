@@ -35,6 +35,10 @@ pub enum ModelError {
     /// `config.json` values that contradict each other (heads not dividing the hidden size…).
     #[error("{path}: invalid config: {reason}")]
     InvalidConfig { path: PathBuf, reason: String },
+    /// A safetensors file (checkpoint, shard or adapter) is truncated or corrupt: its header does
+    /// not parse, or its tensors do not fit in the file.
+    #[error("{path} is not a readable safetensors file ({reason}): it is truncated or corrupt; {hint}")]
+    CorruptSafetensors { path: PathBuf, reason: String, hint: &'static str },
     /// A tensor the architecture needs is in none of the safetensors files.
     #[error("tensor `{name}` is missing from {files}; is this checkpoint of the architecture config.json says?")]
     MissingTensor { name: String, files: String },

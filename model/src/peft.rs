@@ -159,7 +159,13 @@ impl CausalLm {
                 hint: "a PEFT adapter folder holds adapter_config.json and adapter_model.safetensors",
             });
         }
-        let mut tensors = candle_core::safetensors::load(&path, self.device())?;
+        let mut tensors = candle_core::safetensors::load(&path, self.device()).map_err(|e| {
+            super::weights::safetensors_error(
+                &path,
+                e,
+                "copy the adapter folder again, or load another checkpoint's adapter (runs/NAME/checkpoints/step-N/adapter) or train it again",
+            )
+        })?;
         let mismatch = |reason: String| ModelError::AdapterMismatch { dir: dir.to_path_buf(), reason };
         let mut layers = HashMap::new();
         for (stream, (path, lin)) in self.projections().into_iter().enumerate() {

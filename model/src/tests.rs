@@ -391,6 +391,38 @@ fn copy_dir(src: &Path) -> tempfile::TempDir {
     dir
 }
 
+/// Issue 14 item 6: a checkpoint or adapter cut short (a download or copy that stopped) or
+/// overwritten with other bytes is named, with what to do, not left to candle's bare message.
+#[test]
+fn truncated_or_corrupt_safetensors_are_named_with_the_fix() {
+    let dir = copy_dir(&fixture("qwen2").join("model"));
+    let weights = dir.path().join("model.safetensors");
+    let bytes = std::fs::read(&weights).unwrap();
+    for broken in [&bytes[..bytes.len() / 2], &bytes[..5], b"<html>404 Not Found</html>".as_slice()] {
+        std::fs::write(&weights, broken).unwrap();
+        let err = CausalLm::load(dir.path(), &Device::Cpu, DType::F32).unwrap_err();
+        assert!(matches!(err, ModelError::CorruptSafetensors { ref path, .. } if *path == weights), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("is not a readable safetensors file") && msg.contains("truncated or corrupt") && msg.contains("medrl model init"),
+            "{msg}"
+        );
+    }
+
+    let mut m = load("llama");
+    m.attach_lora(LoraConfig { r: 2, ..LoraConfig::default() }, 1).unwrap();
+    let adapter = tempfile::tempdir().unwrap();
+    m.save_adapter(adapter.path()).unwrap();
+    let file = adapter.path().join("adapter_model.safetensors");
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() - 7]).unwrap();
+    let msg = load("llama").load_adapter(adapter.path()).unwrap_err().to_string();
+    assert!(
+        msg.contains(&format!("{} is not a readable safetensors file", file.display())) && msg.contains("copy the adapter folder again"),
+        "{msg}"
+    );
+}
+
 #[test]
 fn missing_model_files_are_named() {
     let dir = copy_dir(&fixture("qwen2").join("model"));

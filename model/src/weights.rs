@@ -64,12 +64,47 @@ pub fn checkpoint_files(dir: &Path) -> Result<Vec<PathBuf>> {
     })
 }
 
+/// What to do about a checkpoint file that does not open.
+const CORRUPT_CHECKPOINT_HINT: &str = "download the checkpoint again (compare its size and sha256 with the source), or for a model made here run `medrl model init` again; check that the folder holds the complete files";
+
+/// The first of `files` that does not open as safetensors, as a [`ModelError`] naming it.
+fn corrupt_file(files: &[PathBuf]) -> Option<ModelError> {
+    files.iter().find_map(|path| {
+        // SAFETY: as in Weights::open.
+        let err = unsafe { MmapedSafetensors::new(path) }.err()?;
+        Some(safetensors_error(path, err, CORRUPT_CHECKPOINT_HINT))
+    })
+}
+
+/// A candle error from opening the safetensors file `path`, as a [`ModelError`] naming the file:
+/// [`ModelError::CorruptSafetensors`] with `hint` when the bytes are not safetensors (a cut-off
+/// download or copy), [`ModelError::Io`] when the file cannot be read.
+pub(crate) fn safetensors_error(path: &std::path::Path, err: candle_core::Error, hint: &'static str) -> ModelError {
+    // candle wraps the cause in a path, a backtrace or a context.
+    let mut inner = err;
+    while let candle_core::Error::WithPath { inner: cause, .. }
+    | candle_core::Error::WithBacktrace { inner: cause, .. }
+    | candle_core::Error::Context { inner: cause, .. } = inner
+    {
+        inner = *cause;
+    }
+    match inner {
+        candle_core::Error::Io(source) => ModelError::Io { path: path.to_path_buf(), source },
+        candle_core::Error::SafeTensor(e) => ModelError::CorruptSafetensors { path: path.to_path_buf(), reason: e.to_string(), hint },
+        other => other.into(),
+    }
+}
+
 impl Weights {
     /// Memory-maps the given safetensors files.
     pub fn open(files: Vec<PathBuf>, device: &Device, dtype: DType) -> Result<Self> {
         // SAFETY: the files are mapped read-only; like every safetensors reader we assume nobody
         // truncates a checkpoint while it is being loaded.
-        let st = unsafe { MmapedSafetensors::multi(&files) }?;
+        let st = match unsafe { MmapedSafetensors::multi(&files) } {
+            Ok(st) => st,
+            // candle's message names no file: find the one that does not open, and say what to do.
+            Err(e) => return Err(corrupt_file(&files).unwrap_or(e.into())),
+        };
         Ok(Weights { st, files, device: device.clone(), dtype })
     }
 

@@ -40,6 +40,10 @@ fn scaffold_build_publish_and_score_a_fifth_rule() {
     )
     .ok();
     assert!(run.stdout.contains("published rule set medical-safety@1.1.0 (revision 2, 5 rules, 15 pinned files)"), "{}", run.stdout);
+    // Unsigned, it is refused by every command that would score with it; the registry's keyring
+    // trusts the demo key, so a signature by it lets it through.
+    let demo = repo_root().join("data/keys/DEMO-ONLY-medrl-demo.key");
+    medrl(MEDRL, work.path(), &["--registry", reg_arg, "rules", "sign", "medical-safety@1.1.0", "--key", demo.to_str().unwrap()]).ok();
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(reg.path().join("rulesets/medical-safety/1.1.0/ruleset.json")).unwrap()).unwrap();
     assert_eq!(manifest["previous"]["version"], "1.0.0");

@@ -56,6 +56,8 @@ fn a_closed_pipe_ends_the_process_without_a_panic() {
             input.to_str().unwrap(),
             "--audit-log",
             audit.to_str().unwrap(),
+            "--trust-state",
+            tmp.path().join("trust-state.jsonl").to_str().unwrap(),
         ])
         .current_dir(repo_root())
         .stdout(Stdio::piped())

@@ -251,7 +251,7 @@ fn bump_sign_diff_and_a_lower_revision_needs_allow_rollback() {
     assert_eq!(loads.len(), 2);
     assert_eq!(loads[1]["event"]["rollback_from"], 2);
     assert_eq!(loads[1]["event"]["signers"][0], "403b367b77478977");
-    medrl(MEDRL, work.path(), &["audit", "verify", s(&work.path().join("audit.jsonl"))]).ok();
+    medrl(MEDRL, work.path(), &["--registry", s(reg.path()), "audit", "verify", s(&work.path().join("audit.jsonl"))]).ok();
 }
 
 /// 216 reference answers scored (864 evaluations), every one replayed exactly; then the chain
@@ -301,14 +301,18 @@ fn replay_reproduces_every_evaluation_and_audit_verify_finds_edits_deletions_and
     )
     .ok();
     assert_eq!(run.stdout.lines().count(), 216);
-    assert!(run.stderr.contains("audit: 864 evaluation records appended"), "{}", run.stderr);
+    assert!(run.stderr.contains("audit: 864 evaluation and 216 aggregate records appended"), "{}", run.stderr);
     let samples = std::fs::read_to_string(work.path().join("logs/audit.samples.jsonl")).unwrap();
     assert_eq!(samples.lines().count(), 216);
     let log = std::fs::read_to_string(&audit).unwrap();
     assert!(prompts.iter().all(|p| !log.contains(p.as_str())), "no medical text in the audit log");
 
-    let verify = medrl(MEDRL, work.path(), &["audit", "verify", s(&audit)]).ok();
-    assert!(verify.stdout.contains("865 records (864 evaluations, 1 rule-set loads), hash chain intact"), "{}", verify.stdout);
+    let verify = medrl(MEDRL, work.path(), &["--registry", s(&repo_root().join("data")), "audit", "verify", s(&audit)]).ok();
+    assert!(
+        verify.stdout.contains("1081 records (864 evaluations, 216 aggregates, 1 rule-set loads), hash chain intact; 864 decisions and 216 totals"),
+        "{}",
+        verify.stdout
+    );
     let replay = medrl(MEDRL, work.path(), &["--registry", s(&repo_root().join("data")), "rules", "replay", s(&audit), "--all"]).ok();
     assert!(
         replay.stdout.contains("replayed 864 evaluations") && replay.stdout.contains("864 match exactly") && replay.stdout.contains(", 0 differ"),
@@ -397,10 +401,19 @@ fn verify_rebuild_compares_a_fresh_build_with_the_published_module() {
     std::fs::write(&spec, "name = \"referral-only\"\nversion = \"0.1.0\"\n[[rules]]\nid = \"referral\"\nversion = \"0.1.0\"\nweight = 1.0\n[aggregation]\nclip = [0.0, 1.0]\n").unwrap();
     medrl(MEDRL, work.path(), &["--registry", s(reg.path()), "rules", "ruleset", "new", s(&spec)]).ok();
     // The scaffold is its own workspace, so its recorded source path is `.` under the crate.
+    // The scratch registry has no keyring: without --allow-unsigned the signature check fails.
+    let unsigned = medrl(MEDRL, work.path(), &["--registry", s(reg.path()), "rules", "verify", "referral-only@0.1.0"]).failed();
+    assert_eq!(unsigned.status, 5, "{}", unsigned.stdout);
+    assert!(unsigned.stdout.contains("cannot be verified: no keyring is configured"), "{}", unsigned.stdout);
     let rebuild = |root: &Path| {
-        medrl(MEDRL, work.path(), &["--registry", s(reg.path()), "rules", "verify", "referral-only@0.1.0", "--rebuild", "--source-root", s(root)])
+        medrl(
+            MEDRL,
+            work.path(),
+            &["--registry", s(reg.path()), "--allow-unsigned", "rules", "verify", "referral-only@0.1.0", "--rebuild", "--source-root", s(root)],
+        )
     };
     let ok = rebuild(&crate_dir).ok();
+    assert!(ok.stdout.contains("signatures: 0 signature file(s) present, NOT CHECKED"), "{}", ok.stdout);
     assert!(ok.stdout.contains("ok       rebuild referral@0.1.0: rebuilt module sha256"), "{}", ok.stdout);
     let lib = crate_dir.join("src/lib.rs");
     std::fs::write(&lib, std::fs::read_to_string(&lib).unwrap() + "\n// edited after publishing\n").unwrap();

@@ -60,6 +60,9 @@ fn publish_judged(registry: &Path, library: &Path, id: &str, name: &str, version
     let spec_path = registry.join(format!("{name}-{version}.toml"));
     std::fs::write(&spec_path, spec).unwrap();
     medrl(MEDRL, registry, &["--registry", s(registry), "rules", "ruleset", "new", s(&spec_path), "--created-at", "2026-12-01T00:00:00Z"]).ok();
+    // Signed by the demo key, which the registry copy's keyring trusts.
+    let demo = repo_root().join("data/keys/DEMO-ONLY-medrl-demo.key");
+    medrl(MEDRL, registry, &["--registry", s(registry), "rules", "sign", &format!("{name}@{version}"), "--key", s(&demo)]).ok();
     std::fs::remove_file(&spec_path).unwrap();
     installed
 }
@@ -174,7 +177,7 @@ fn the_judge_loads_by_hash_and_scores_its_sampled_share_with_the_tiny_model() {
         assert_eq!(e["plugin"]["abi"], JUDGE_ABI_VERSION);
         assert_eq!(e["outcome"], "ok");
     }
-    medrl(MEDRL, work.path(), &["audit", "verify", s(&audit)]).ok();
+    medrl(MEDRL, work.path(), &["--registry", s(registry.path()), "audit", "verify", s(&audit)]).ok();
     let replay = medrl(MEDRL, work.path(), &["--registry", s(registry.path()), "rules", "replay", s(&audit), "--all"]).ok();
     assert!(replay.stdout.contains(&format!("replayed {} evaluations", rows.len() * 4)), "{}", replay.stdout);
 

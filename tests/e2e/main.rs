@@ -1,6 +1,7 @@
 //! End-to-end tests: they drive the built `medrl` binary over real files, real cargo builds and
 //! the real wasmtime sandbox. One test binary (`cargo test -p medrl --test e2e`).
 
+mod audit_trail;
 mod author_workflow;
 mod bad_input;
 mod cli;
@@ -13,6 +14,7 @@ mod judge;
 mod model;
 mod quickstart;
 mod reproducible_build;
+mod resume;
 mod review;
 mod sft_config;
 mod shipped_rules;

@@ -54,12 +54,15 @@ fn s(x: impl AsRef<Path>) -> String {
 
 /// A trust state that has accepted revision 7 of `medical-safety`: the shipped revision 1 is a rollback.
 fn state_at_revision_7(path: &Path) {
-    std::fs::write(
-        path,
-        "{\"format\":\"medrl-trust-state/1\",\"rulesets\":{\"medical-safety\":{\"revision\":7,\"version\":\"1.0.0\",\
-         \"sha256\":\"0000000000000000000000000000000000000000000000000000000000000000\",\"accepted_at\":\"2026-01-01T00:00:00Z\"}}}\n",
-    )
-    .unwrap();
+    let accepted = medrl::registry::trust::AcceptedRevision {
+        name: "medical-safety".into(),
+        revision: 7,
+        version: "1.0.0".parse().unwrap(),
+        sha256: "0".repeat(64),
+        accepted_at: "2026-01-01T00:00:00Z".into(),
+        rollback: false,
+    };
+    medrl::registry::trust::record_accepted(path, accepted).unwrap();
 }
 
 #[test]
@@ -146,6 +149,79 @@ fn trust_state_and_allow_rollback_reach_every_command() {
         let r = run(&flags, &command(name, tmp.path()));
         assert!(!r.stderr.contains("refusing a rollback"), "{name}: {}", r.stderr);
         let after = std::fs::read_to_string(&state).unwrap();
-        assert!(after.contains("\"revision\": 1,"), "{name}: the rollback was not accepted: {after}\n{}", r.stderr);
+        assert!(
+            after.contains("\"revision\":1,") && after.contains("\"rollback\":true"),
+            "{name}: the rollback was not accepted: {after}\n{}",
+            r.stderr
+        );
+    }
+}
+
+/// Signed by default: a registry without a keyring is refused by every command, naming the
+/// keyring it looked for and the ways out; `--allow-unsigned` lets the same command past the
+/// rule set, loudly.
+#[test]
+fn unsigned_is_refused_by_default_and_allow_unsigned_reaches_every_command() {
+    for name in COMMANDS {
+        let tmp = tempfile::tempdir().unwrap();
+        let registry = registry_copy();
+        std::fs::remove_dir_all(registry.path().join("keys")).unwrap();
+        let flags = ["--registry".into(), s(registry.path())];
+        let r = run(&flags, &command(name, tmp.path())).failed();
+        assert_eq!(r.status, 1, "{name}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!(
+                "rule set medical-safety@1.0.0 cannot be verified: no keyring is configured and the registry has none ({} is missing)",
+                registry.path().join("keys/keyring.toml").display()
+            )) && r.stderr.contains("--allow-unsigned"),
+            "{name}: {}",
+            r.stderr
+        );
+        let flags = ["--registry".into(), s(registry.path()), "--allow-unsigned".into()];
+        let r = run(&flags, &command(name, tmp.path()));
+        assert!(!r.stderr.contains("cannot be verified: no keyring"), "{name}: {}", r.stderr);
+        assert!(r.stderr.starts_with("warning: --allow-unsigned"), "{name}: {}", r.stderr);
+    }
+}
+
+/// The opt-out is recorded where an auditor looks: the load's audit record, and the warning.
+#[test]
+fn an_unsigned_load_is_recorded_in_the_audit_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = registry_copy();
+    std::fs::remove_dir_all(registry.path().join("keys")).unwrap();
+    let flags = ["--registry".into(), s(registry.path()), "--allow-unsigned".into()];
+    let r = run(&flags, &command("rules score", tmp.path())).ok();
+    assert!(r.stderr.contains("warning: medical-safety@1.0.0 is scored UNSIGNED by --allow-unsigned"), "{}", r.stderr);
+    let log = std::fs::read_to_string(tmp.path().join("a.jsonl")).unwrap();
+    let load: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    assert_eq!(load["event"]["allow_unsigned"], true, "{load}");
+    assert_eq!(load["event"]["signers"], serde_json::Value::Null, "{load}");
+    // A signed load through the registry's own keyring names its signer and no opt-out.
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = registry_copy();
+    let r = run(&["--registry".into(), s(registry.path())], &command("rules score", tmp.path())).ok();
+    assert!(!r.stderr.contains("UNSIGNED"), "{}", r.stderr);
+    let log = std::fs::read_to_string(tmp.path().join("a.jsonl")).unwrap();
+    let load: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    assert_eq!(load["event"]["signers"], serde_json::json!(["403b367b77478977"]), "{load}");
+    assert!(load["event"].get("allow_unsigned").is_none(), "{load}");
+}
+
+/// The red-team case that used to pass silently: `ruleset.json` edited and its pins recomputed.
+/// With no flag at all, the registry's own keyring catches it; `--allow-unsigned` does not let a
+/// signature over other bytes through.
+#[test]
+fn an_edited_rule_set_is_refused_without_any_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = registry_copy();
+    let manifest = registry.path().join("rulesets/medical-safety/1.0.0/ruleset.json");
+    let mut json: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    json["aggregation"]["clip"] = serde_json::json!([0.0, 100.0]);
+    std::fs::write(&manifest, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+    for extra in [vec![], vec!["--allow-unsigned".to_string()]] {
+        let flags: Vec<String> = ["--registry".to_string(), s(registry.path())].into_iter().chain(extra.clone()).collect();
+        let r = run(&flags, &command("rules score", tmp.path())).failed();
+        assert!(r.stderr.contains("ruleset.json changed after signing"), "{extra:?}: {}", r.stderr);
     }
 }

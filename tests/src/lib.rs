@@ -30,10 +30,11 @@ pub fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-/// A temporary copy of the shipped registry (`data/rules`, `data/rulesets`).
+/// A temporary copy of the shipped registry (`data/rules`, `data/rulesets` and its keyring,
+/// `data/keys`).
 pub fn registry_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for sub in ["rules", "rulesets"] {
+    for sub in ["rules", "rulesets", "keys"] {
         copy_tree(&repo_root().join("data").join(sub), &dir.path().join(sub));
     }
     dir
@@ -64,8 +65,8 @@ impl Run {
 /// is in the checkout (most tests run from the repository root), the state files the binary
 /// writes by default relative to `cwd` go to a temporary folder that lives as long as this run:
 /// the audit log (`.medrl/audit.jsonl` and its `audit.samples.jsonl`) unless `args` name
-/// `--audit-log`, and, when `args` name `--keyring` but not `--trust-state`, the trust state
-/// (`.medrl/trust-state.json`). A test run must leave nothing in the checkout; a test that wants
+/// `--audit-log`, and the trust state (by default the registry's, `data/trust-state.jsonl`)
+/// unless `args` name `--trust-state`. A test run must leave nothing in the checkout; a test that wants
 /// one of these files passes its path; a run in a temporary `cwd` writes them there, as for a user.
 pub fn medrl(bin: &str, cwd: &Path, args: &[&str]) -> Run {
     let mut cmd = Command::new(bin);
@@ -75,19 +76,18 @@ pub fn medrl(bin: &str, cwd: &Path, args: &[&str]) -> Run {
         .env_remove("MEDRL_KEYRING")
         .env_remove("MEDRL_TRUST_STATE")
         .env_remove("MEDRL_MIN_SIGNATURES")
-        .env_remove("MEDRL_AUDIT_LOG");
+        .env_remove("MEDRL_AUDIT_LOG")
+        .env_remove("MEDRL_OPERATOR_KEY");
     // Deleted when this function returns, after the run.
     let state = in_checkout(cwd).then(|| tempfile::tempdir().unwrap());
     if let Some(state) = &state {
         let names = |flag: &str| args.iter().any(|a| *a == flag || a.strip_prefix(flag).is_some_and(|rest| rest.starts_with('=')));
-        // The flags beat the variables, so these only replace the defaults (and MEDRL_KEYRING is
-        // removed above, so `--keyring` is the only way a keyring, and with it the default trust
-        // state, comes in; without one, a trust state would turn on a revision check).
+        // The flags beat the variables, so these only replace the defaults.
         if !names("--audit-log") {
             cmd.env("MEDRL_AUDIT_LOG", state.path().join("audit.jsonl"));
         }
-        if names("--keyring") && !names("--trust-state") {
-            cmd.env("MEDRL_TRUST_STATE", state.path().join("trust-state.json"));
+        if !names("--trust-state") {
+            cmd.env("MEDRL_TRUST_STATE", state.path().join("trust-state.jsonl"));
         }
     }
     let out: Output = cmd.output().expect("running medrl");

@@ -92,7 +92,9 @@ pub fn run(a: EvalArgs, g: &super::Globals) -> anyhow::Result<()> {
         batch_size: a.batch_size,
         compare,
     };
-    let report = medrl::eval::evaluate(&plan, &g.registry, &medrl::training::pick_device())?;
+    let operator_key = g.operator_key()?;
+    let key = operator_key.as_ref().map(|(k, p)| (k, p.as_path()));
+    let report = medrl::eval::evaluate_signed(&plan, &g.registry, &medrl::training::pick_device(), key)?;
     print!("{}", summary(&report, &a.out));
     if let Some(message) = &report.rollback {
         let failed: Vec<&str> = report.failed_gates().map(|g| g.expression.as_str()).collect();

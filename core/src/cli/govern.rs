@@ -8,8 +8,7 @@ use medrl::governance::inspect::Inspection;
 use medrl::governance::replay::{Lines, replay as replay_log};
 use medrl::governance::verify::{CheckStatus, Rebuild, verify_ruleset};
 use medrl::registry::VersionRef;
-use medrl::registry::signing::{KeyFile, SignatureFile};
-use medrl::registry::store::{RULESET_MANIFEST, Registry, read_json_canonical};
+use medrl::registry::signing::KeyFile;
 use medrl::reward::Sandbox;
 use std::path::Path;
 
@@ -23,17 +22,9 @@ pub fn now() -> String {
 
 pub fn sign(reference: &str, key: &Path, signed_at: Option<String>, g: &Globals) -> anyhow::Result<()> {
     let r = parse_ref(reference)?;
-    // Integrity only: a rule set must be signable before it has any signature.
-    let plain = Registry::new(g.registry.root());
-    let rs = plain.load_ruleset(&r)?;
     let key = KeyFile::read(key)?;
-    let dir = g.registry.ruleset_dir(&r.name, &r.version);
-    let (_, sha256, canonical) = read_json_canonical::<serde_json::Value>(&dir.join(RULESET_MANIFEST), "rule set manifest")?;
-    anyhow::ensure!(sha256 == rs.sha256, "{} changed while it was being signed; try again", dir.join(RULESET_MANIFEST).display());
-    let sig = SignatureFile::sign(&key, &r.to_string(), &canonical, signed_at.unwrap_or_else(now)).map_err(anyhow::Error::msg)?;
-    let out = dir.join(sig.file_name());
-    sig.write(&out)?;
-    println!("signed {r} (sha256 {sha256}) with key {} ({}) -> {}", key.key_id, key.name, out.display());
+    let signed = medrl::governance::publish::sign_ruleset(g.registry.root(), &r, &key, signed_at.unwrap_or_else(now))?;
+    println!("signed {r} (sha256 {}) with key {} ({}) -> {}", signed.sha256, key.key_id, key.name, signed.path.display());
     if let Some(ring) = &g.registry.trust().keyring
         && ring.get(&key.key_id).is_none()
     {
@@ -212,11 +203,13 @@ pub fn replay(file: &Path, line: Option<u64>, all: bool, g: &Globals) -> anyhow:
         _ => anyhow::bail!("pass exactly one of --line N or --all"),
     };
     let sandbox = Sandbox::new(g.threads)?;
-    let results = replay_log(file, lines, &g.registry, &sandbox)?;
+    let replay = replay_log(file, lines, &g.registry, &sandbox)?;
+    let results = &replay.evaluations;
     let mismatched: Vec<_> = results.iter().filter(|r| !r.matches()).collect();
+    let totals_differ: Vec<_> = replay.totals.iter().filter(|t| !t.matches()).collect();
     let show = |r: &medrl::governance::replay::Replayed| {
         println!(
-            "line {}: {} on `{}`: outcome {} / {}, output sha256 {} / {}, fuel {} / {} (logged / replayed): {}",
+            "line {}: {} on `{}`: outcome {} / {}, output sha256 {} / {}, fuel {} / {}, decision {} / {} (logged / replayed): {}",
             r.line,
             r.rule,
             r.sample_id,
@@ -226,26 +219,60 @@ pub fn replay(file: &Path, line: Option<u64>, all: bool, g: &Globals) -> anyhow:
             r.replayed_output_sha256.as_deref().map_or("-", |s| &s[..16]),
             r.logged_fuel,
             r.replayed_fuel,
+            r.logged_decision,
+            r.replayed_decision,
             if r.matches() { "match" } else { "MISMATCH" }
         );
     };
-    if results.len() == 1 {
-        show(&results[0]);
+    let show_total = |t: &medrl::governance::replay::ReplayedTotal| {
+        let text = |r: &medrl::reward::Reward| serde_json::to_string(r).expect("plain data");
+        println!(
+            "line {}: reward of `{}`: {} / {} (logged / replayed): {}",
+            t.line,
+            t.sample_id,
+            text(&t.logged),
+            text(&t.replayed),
+            if t.matches() { "match" } else { "MISMATCH" }
+        );
+    };
+    if lines != Lines::All {
+        results.iter().for_each(show);
+        replay.totals.iter().for_each(show_total);
     } else {
-        for r in &mismatched {
-            show(r);
-        }
+        mismatched.iter().for_each(|r| show(r));
+        totals_differ.iter().for_each(|t| show_total(t));
     }
     let fuel: u64 = results.iter().map(|r| r.replayed_fuel).sum();
     println!(
-        "replayed {} evaluations of {}: {} match exactly (outcome, output sha256, fuel; {fuel} fuel in all), {} differ",
+        "replayed {} evaluations of {}: {} match exactly (outcome, output sha256, fuel, decision; {fuel} fuel in all), {} differ",
         results.len(),
         file.display(),
         results.len() - mismatched.len(),
         mismatched.len()
     );
-    if !mismatched.is_empty() {
-        anyhow::bail!("{} of {} replayed evaluations differ from the log", mismatched.len(), results.len());
+    if !replay.totals.is_empty() {
+        println!(
+            "recomputed {} rewards from the replayed decisions: {} equal the logged total, {} differ",
+            replay.totals.len(),
+            replay.totals.len() - totals_differ.len(),
+            totals_differ.len()
+        );
+    }
+    if replay.check.v1_evaluations > 0 {
+        println!(
+            "note: {} evaluations are {} records, written before rewards were logged: their decisions are checked, there is no total to check",
+            replay.check.v1_evaluations,
+            medrl::governance::audit::AUDIT_FORMAT_V1
+        );
+    }
+    if !mismatched.is_empty() || !totals_differ.is_empty() {
+        anyhow::bail!(
+            "{} of {} replayed evaluations and {} of {} rewards differ from the log: the rules or the engine no longer give the logged results; do not use these rewards, and find which rule changed with `medrl rules verify`",
+            mismatched.len(),
+            results.len(),
+            totals_differ.len(),
+            replay.totals.len()
+        );
     }
     Ok(())
 }

@@ -5,8 +5,7 @@ use super::Globals;
 use anyhow::Context;
 use clap::Subcommand;
 use medrl::registry::signing::KeyFile;
-use medrl::registry::trust::Keyring;
-use std::io::Write;
+use medrl::registry::trust::{Keyring, TrustedKey};
 use std::path::PathBuf;
 
 #[derive(Subcommand)]
@@ -19,7 +18,8 @@ pub enum KeysCommand {
         /// Where to write the private key file (refuses to overwrite).
         #[arg(long)]
         out: PathBuf,
-        /// Also append the public key to this keyring file (created when missing).
+        /// Also add the public key to this keyring file (created when missing, with
+        /// `min_signatures` written out: --min-signatures, else 1).
         #[arg(long)]
         add_to: Option<PathBuf>,
         /// The holder's role, recorded in the keyring entry (e.g. clinical-safety, compliance).
@@ -31,7 +31,7 @@ pub enum KeysCommand {
     },
 }
 
-pub fn run(cmd: KeysCommand, _g: &Globals) -> anyhow::Result<()> {
+pub fn run(cmd: KeysCommand, g: &Globals) -> anyhow::Result<()> {
     match cmd {
         KeysCommand::Generate { name, out, add_to, role, note } => {
             let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
@@ -40,18 +40,12 @@ pub fn run(cmd: KeysCommand, _g: &Globals) -> anyhow::Result<()> {
                 std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
             }
             key.write_new(&out)?;
-            let mut entry = format!("\n[[keys]]\nid = \"{}\"\nname = {}\npublic_key = \"{}\"\n", key.key_id, toml_string(&name), key.public_key);
-            if !role.is_empty() {
-                entry.push_str(&format!("role = {}\n", toml_string(&role)));
-            }
-            entry.push_str(&format!("added = \"{}\"\n", &now[..10]));
+            let entry = TrustedKey { id: key.key_id.clone(), name, public_key: key.public_key.clone(), role, added: now[..10].to_string() };
             println!("wrote private key {} (key id {}); keep it secret and out of the repository", out.display(), key.key_id);
             match add_to {
                 Some(ring) => {
-                    let mut file =
-                        std::fs::OpenOptions::new().create(true).append(true).open(&ring).with_context(|| format!("opening {}", ring.display()))?;
-                    file.write_all(entry.as_bytes()).with_context(|| format!("writing {}", ring.display()))?;
-                    let checked = Keyring::read(&ring)?;
+                    // A new keyring gets its threshold written out: --min-signatures, else 1.
+                    let checked = Keyring::add_key(&ring, &entry, g.flags.min_signatures.unwrap_or(1))?;
                     println!(
                         "added key {} to {} ({} trusted keys, {} signature(s) required)",
                         key.key_id,
@@ -60,13 +54,13 @@ pub fn run(cmd: KeysCommand, _g: &Globals) -> anyhow::Result<()> {
                         checked.min_signatures
                     );
                 }
-                None => println!("keyring entry:{entry}"),
+                None => {
+                    let mut table = toml::Table::new();
+                    table.insert("keys".into(), toml::Value::Array(vec![toml::Value::try_from(&entry)?]));
+                    println!("keyring entry:\n\n{}", toml::to_string(&table)?);
+                }
             }
             Ok(())
         }
     }
-}
-
-fn toml_string(s: &str) -> String {
-    toml::Value::String(s.to_string()).to_string()
 }

@@ -28,19 +28,29 @@ struct Cli {
     /// Worker threads for scoring (default: all cores).
     #[arg(long, global = true, env = "MEDRL_THREADS")]
     threads: Option<usize>,
-    /// Keyring of trusted public keys (TOML). When set, every rule-set load verifies signatures.
+    /// Keyring of trusted public keys (TOML) every rule-set load verifies against [default: the
+    /// registry's own, REGISTRY/keys/keyring.toml].
     #[arg(long, global = true, env = "MEDRL_KEYRING")]
     keyring: Option<PathBuf>,
     /// Require at least this many signatures (raises the keyring's `min_signatures`).
     #[arg(long, global = true, env = "MEDRL_MIN_SIGNATURES")]
     min_signatures: Option<usize>,
-    /// File remembering the last accepted revision of each rule set (default with a keyring:
-    /// .medrl/trust-state.json; without one, no revision check unless given).
+    /// Hash-chained record of every accepted rule-set revision; a lower or reused revision is
+    /// refused [default: the registry's own, REGISTRY/trust-state.jsonl].
     #[arg(long, global = true, env = "MEDRL_TRUST_STATE")]
     trust_state: Option<PathBuf>,
     /// Accept a rule-set revision lower than the last accepted one (logged as a rollback).
     #[arg(long, global = true)]
     allow_rollback: bool,
+    /// Score rule sets that cannot be verified (no keyring, too few signatures). Printed as a
+    /// warning and recorded in the run's settings and the audit log; a signature that does not
+    /// verify is refused all the same.
+    #[arg(long, global = true)]
+    allow_unsigned: bool,
+    /// The operator's Ed25519 key file (`medrl keys generate` format): `train` and `eval` sign
+    /// their run's final manifest with it (`audit verify --operator-keyring` checks it).
+    #[arg(long, global = true, env = "MEDRL_OPERATOR_KEY")]
+    operator_key: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -96,6 +106,15 @@ pub struct Globals {
     /// `quickstart`): a flag overrides the configuration's value, an absent one leaves it.
     pub flags: medrl::reward::RuleFlags,
     pub threads: usize,
+    /// `--operator-key`, unread: only the commands that sign read it.
+    pub operator_key: Option<PathBuf>,
+}
+
+impl Globals {
+    /// The operator's key, read and checked, when one is configured.
+    pub fn operator_key(&self) -> anyhow::Result<Option<(medrl::registry::signing::KeyFile, PathBuf)>> {
+        self.operator_key.as_ref().map(|p| Ok((medrl::registry::signing::KeyFile::read(p)?, p.clone()))).transpose()
+    }
 }
 
 /// Runs the CLI: exit 0 on success, 1 when the user's input or files are wrong, 2 on an internal error.
@@ -119,12 +138,16 @@ pub fn main() -> ExitCode {
         min_signatures: cli.min_signatures,
         trust_state: cli.trust_state,
         allow_rollback: cli.allow_rollback,
+        allow_unsigned: cli.allow_unsigned,
     };
+    if flags.allow_unsigned {
+        eprintln!("warning: --allow-unsigned: rule sets that cannot be verified will be scored; every such load is recorded in the audit log");
+    }
     let registry = match flags.source().registry() {
         Ok(registry) => registry,
         Err(e) => return render_error(&e.into(), 1),
     };
-    let globals = Globals { registry, flags, threads };
+    let globals = Globals { registry, flags, threads, operator_key: cli.operator_key };
     let result = match cli.command {
         Command::Rules(cmd) => rules::run(cmd, &globals),
         Command::Bench(cmd) => bench::run(cmd, &globals),

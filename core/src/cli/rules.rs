@@ -194,7 +194,12 @@ pub fn run(cmd: RulesCommand, g: &Globals) -> anyhow::Result<()> {
 
 /// The same registry without a keyring: a just-published version has no signature yet.
 fn plain(g: &Globals) -> Globals {
-    Globals { registry: medrl::registry::Registry::new(g.registry.root()), flags: medrl::reward::RuleFlags::default(), threads: g.threads }
+    Globals {
+        registry: medrl::registry::Registry::integrity_only(g.registry.root()),
+        flags: medrl::reward::RuleFlags::default(),
+        threads: g.threads,
+        operator_key: None,
+    }
 }
 
 fn published(m: &RuleSetManifest, g: &Globals) {
@@ -289,8 +294,9 @@ fn score(reference: &str, input: &std::path::Path, json: bool, audit_log: &std::
         Err(e) => return Err(e.into()),
     };
     eprintln!(
-        "audit: {} evaluation records appended to {} (lines {}-{}, head {}); inputs in {}",
-        appended.last + 1 - appended.first,
+        "audit: {} evaluation and {} aggregate records appended to {} (lines {}-{}, head {}); inputs in {}",
+        scores.iter().map(|s| s.rules.len()).sum::<usize>(),
+        scores.len(),
         log.path().display(),
         appended.first,
         appended.last,

@@ -22,6 +22,8 @@ pub struct TrainArgs {
 }
 
 pub fn run(args: TrainArgs, g: &super::Globals) -> anyhow::Result<()> {
+    // A bad key must stop the run before step 0, not after the last.
+    let operator_key = g.operator_key()?;
     // Every global trust flag given on the command line overrides the configuration's `[rules]`
     // (for a resume too: a run may be resumed against a stricter keyring, never a different rule
     // set, which the trainer checks by sha256).
@@ -33,6 +35,13 @@ pub fn run(args: TrainArgs, g: &super::Globals) -> anyhow::Result<()> {
             Trainer::start(config, args.overwrite)?
         }
     };
+    // What the resume cut from the logs (the interrupted step's rows, a torn last line).
+    for cut in &trainer.resume_cuts {
+        eprintln!("resume: {cut}");
+    }
+    if let Some((key, path)) = operator_key {
+        trainer.sign_with(key, path);
+    }
     let c = &trainer.config;
     eprintln!(
         "training {} with {} ({} prompts/step × {}, {} steps) into {}",

@@ -54,7 +54,7 @@ pub fn round_out(round: u32) -> String {
 /// (each line's `answer.sample.id`), any JSONL whose lines carry `id` or `sample_id`, or plain
 /// text with one id per line. Blank lines and `#` comments are skipped.
 pub fn read_reviewed_ids(path: &Path) -> Result<HashSet<String>, DataError> {
-    let text = std::fs::read_to_string(path).map_err(|source| DataError::Read { path: path.to_path_buf(), source })?;
+    let text = crate::io::read_text(path)?;
     let mut ids = HashSet::new();
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
         let id = match serde_json::from_str::<serde_json::Value>(line) {

@@ -12,6 +12,10 @@ pub enum DataError {
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
 
+    /// A data file is empty, starts with a byte order mark, or is not UTF-8.
+    #[error(transparent)]
+    Text(#[from] crate::io::TextError),
+
     /// One of the four split files is missing from the data directory.
     #[error(
         "{path} does not exist; a data directory holds pool.jsonl, sft.jsonl, gold.jsonl and redteam.jsonl \

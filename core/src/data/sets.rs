@@ -91,9 +91,10 @@ pub fn extra_pool_files(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
 }
 
 /// Reads a JSONL file: blank lines are skipped, a line that does not parse as `T` is returned as a
-/// [`Problem::Malformed`] with its 1-based line number.
+/// [`Problem::Malformed`] with its 1-based line number. A BOM and bytes that are not UTF-8 stop
+/// the command; an empty file is an empty split ([`crate::io::read_text_allow_empty`]).
 pub fn read_lines<T: DeserializeOwned>(path: &Path) -> Result<(Vec<Located<T>>, Vec<Problem>), DataError> {
-    let text = std::fs::read_to_string(path).map_err(|source| DataError::Read { path: path.to_path_buf(), source })?;
+    let text = crate::io::read_text_allow_empty(path)?;
     let mut values = Vec::new();
     let mut problems = Vec::new();
     for (i, line) in text.lines().enumerate() {

@@ -14,7 +14,8 @@
 //!
 //! Outputs in the plan's `out` folder: `answers-<set>-<variant>.jsonl`,
 //! `scored-<set>-<variant>.jsonl`, `plot-<set>-metrics.svg`, `plot-<set>-rewards.svg`,
-//! `report.json`, `eval_report.md`, `audit.jsonl`.
+//! `report.json`, `eval_report.md`, `audit.jsonl`, and `run_manifest.json` (the log's head and the
+//! sha256 of the report and scored files; signed as `run_manifest.sig` with an operator key).
 
 pub mod bootstrap;
 pub mod compare;
@@ -64,6 +65,8 @@ pub enum EvalError {
     Plot(#[from] plot::PlotError),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Anchor(#[from] crate::governance::anchor::AnchorError),
     #[error("{0}")]
     Invalid(String),
 }
@@ -225,6 +228,17 @@ fn write_file(path: PathBuf, text: &str) -> Result<(), EvalError> {
 /// is checked before the first model loads. A failed gate is not an error: the report says so
 /// ([`Report::gates_passed`], [`Report::rollback`]) and the caller decides the exit code.
 pub fn evaluate(plan: &EvalPlan, registry: &Registry, device: &Device) -> Result<Report, EvalError> {
+    evaluate_signed(plan, registry, device, None)
+}
+
+/// [`evaluate`], signing the folder's `run_manifest.json` with the operator's key (and the path
+/// it was read from, for messages) when one is given.
+pub fn evaluate_signed(
+    plan: &EvalPlan,
+    registry: &Registry,
+    device: &Device,
+    operator_key: Option<(&crate::registry::signing::KeyFile, &Path)>,
+) -> Result<Report, EvalError> {
     let (baseline, candidate) = resolve(plan)?;
     let reference: VersionRef = plan.ruleset.parse().map_err(EvalError::Invalid)?;
     let reference = &reference;
@@ -261,6 +275,13 @@ pub fn evaluate(plan: &EvalPlan, registry: &Registry, device: &Device) -> Result
     let header = ReportHeader { ruleset: reference.to_string(), ruleset_sha256, model: plan.model.clone() };
     let report = build_report(plan, header, baseline, candidate, &metrics, &scored)?;
     write_outputs(&plan.out, &report, &scored)?;
+    // Where the audit log ends and what the scores were, anchored (`medrl audit verify OUT`).
+    let head = crate::governance::anchor::HeadFile::new("audit.jsonl", session.audit().expect("attached above").head()?);
+    let mut files = vec!["report.json".to_string()];
+    files.extend(plan.sets.iter().flat_map(|(set, _)| plan.variants.iter().map(move |v| scored::file_name(set, &v.name))));
+    let manifest =
+        crate::governance::anchor::RunManifest::new("eval", reference.to_string(), session.scorer.ruleset.sha256.clone(), head, &plan.out, &files)?;
+    manifest.write(&plan.out, operator_key)?;
     Ok(report)
 }
 

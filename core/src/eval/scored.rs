@@ -5,7 +5,7 @@
 
 use medrl_sdk::{Hit, Sample};
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// One rule's verdict on one answer.
@@ -70,6 +70,9 @@ pub enum ScoredError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path}:{line}: not a scored answer: {message}")]
     Parse { path: PathBuf, line: usize, message: String },
+    /// Empty, a byte order mark, or not UTF-8.
+    #[error(transparent)]
+    Text(#[from] crate::io::TextError),
 }
 
 pub fn write(path: &Path, answers: &[ScoredAnswer]) -> Result<(), ScoredError> {
@@ -84,15 +87,13 @@ pub fn write(path: &Path, answers: &[ScoredAnswer]) -> Result<(), ScoredError> {
 
 /// Reads a scored-answers file; a malformed line names the file and the line.
 pub fn read(path: &Path) -> Result<Vec<ScoredAnswer>, ScoredError> {
-    let io = |source| ScoredError::Io { path: path.to_path_buf(), source };
-    let file = std::fs::File::open(path).map_err(io)?;
+    let text = crate::io::read_text(path)?;
     let mut answers = Vec::new();
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(io)?;
+    for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let a = serde_json::from_str(&line).map_err(|e| ScoredError::Parse { path: path.to_path_buf(), line: i + 1, message: e.to_string() })?;
+        let a = serde_json::from_str(line).map_err(|e| ScoredError::Parse { path: path.to_path_buf(), line: i + 1, message: e.to_string() })?;
         answers.push(a);
     }
     Ok(answers)

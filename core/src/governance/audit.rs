@@ -2,7 +2,7 @@
 //! each hash-chained to the one before, so an edited, removed or reordered line is found by
 //! [`verify_chain`].
 //!
-//! Record (`medrl-audit/1`), one canonical JSON object per line (sorted keys, no whitespace):
+//! Record (`medrl-audit/2`), one canonical JSON object per line (sorted keys, no whitespace):
 //! `{"seq": n, "prev": <hash of record n-1, or 64 zeros>, "time": RFC 3339, "event": {...},
 //! "hash": sha256 of the canonical JSON of the record without "hash"}`. `event.kind` is
 //! `ruleset_loaded` (rule set id, version, revision, sha256; signers; rollback) or `evaluation`
@@ -10,7 +10,14 @@
 //! input sha256; outcome, output and its sha256, error, decision; fuel used; elapsed µs) or
 //! `judge_evaluation` (the same for a judge plugin on a sample of its share, with the plugin's
 //! id, version, ABI and library sha256 in place of the rule's, and `sandboxed: false`: the
-//! judge is native code, trusted by its pin, not confined by the sandbox).
+//! judge is native code, trusted by its pin, not confined by the sandbox) or `aggregate` (one per
+//! scored sample, right after that sample's evaluation records: the rule set's aggregation
+//! settings, each contribution's rule, kind, weight, decision, applied weight and term, the
+//! score-weight scale, the sum before gates and clip, and the reward the caller used).
+//!
+//! `medrl-audit/1` logs (written before aggregate records existed) stay readable: their chain
+//! verifies and their evaluations replay, but they carry no totals to check, and replay says so.
+//! A log may hold both: the format is per record.
 //!
 //! The medical text never enters the log. The exact input bytes of each evaluation go to a
 //! separate samples file beside it (`<log stem>.samples.jsonl`, one encoded sample per line,
@@ -22,7 +29,10 @@
 //! trainer and an eval) can share one log and the chain stays linear.
 
 use crate::registry::hash::{canonical_json, sha256_hex};
+use crate::registry::manifest::RuleKind;
+use crate::registry::ruleset::Aggregation;
 use crate::registry::store::AcceptedRuleSet;
+use crate::reward::aggregate::{Reward, aggregate_with_formula};
 use crate::reward::outcome::{Decision, Evaluation, OutcomeKind};
 use crate::reward::scorer::{RuleSetScorer, SampleScore, encode_sample};
 use medrl_sdk::{RuleOutput, Sample};
@@ -32,7 +42,10 @@ use std::io::{BufRead, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-pub const AUDIT_FORMAT: &str = "medrl-audit/1";
+/// The format of every record written now.
+pub const AUDIT_FORMAT: &str = "medrl-audit/2";
+/// Records of logs written before `aggregate` records: same record shape, no aggregates.
+pub const AUDIT_FORMAT_V1: &str = "medrl-audit/1";
 /// `prev` of the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -86,10 +99,16 @@ pub struct RuleRef {
 #[serde(deny_unknown_fields)]
 pub struct LoadEvent {
     pub ruleset: RuleSetRef,
-    /// Key ids of the valid trusted signatures; `None` when no keyring was configured.
+    /// Key ids of the valid trusted signatures; `None` when they were not checked or too few
+    /// were found, which only `allow_unsigned` permits.
     pub signers: Option<Vec<String>>,
     pub required_signatures: usize,
-    /// Whether the revision was checked against a trust state.
+    /// The operator's `--allow-unsigned` was in force for this load (absent in logs written
+    /// before the flag existed, when an unsigned load needed no opt-out).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_unsigned: bool,
+    /// Whether the revision was checked against a trust state (not for a resumed run, which is
+    /// pinned to the rule set's sha256 at its step 0).
     pub revision_checked: bool,
     /// The last accepted revision this load went below, by `--allow-rollback`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -160,6 +179,49 @@ pub struct JudgeEvaluationEvent {
     pub elapsed_us: u64,
 }
 
+/// One contribution to a sample's reward, as the aggregator saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregatePart {
+    /// `id@version` of the rule, or `judge:<id>@<version>`.
+    pub rule: String,
+    pub kind: RuleKind,
+    /// The rule set's weight for it.
+    pub weight: f64,
+    pub decision: Decision,
+    /// Whether its evaluation record precedes this aggregate (a judge outside its sampled share
+    /// was not called and has none; every rule has one).
+    pub evaluated: bool,
+    /// The weight as applied (score weights × `score_scale`); absent when the sample was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_weight: Option<f64>,
+    /// `effective_weight · score` when counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub term: Option<f64>,
+}
+
+/// A sample's reward and the formula's inputs. Written right after the sample's evaluation
+/// records (one per `evaluated` part, in `parts` order), in the same append.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateEvent {
+    pub ruleset: RuleSetRef,
+    pub sample_id: String,
+    pub input_sha256: String,
+    /// The rule set's `aggregation` (renormalize, gates, clip).
+    pub aggregation: Aggregation,
+    pub parts: Vec<AggregatePart>,
+    /// Factor on score weights; absent when the sample was skipped or aborted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score_scale: Option<f64>,
+    /// Σ terms before gates and clip; absent when skipped or aborted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sum: Option<f64>,
+    /// The reward the caller used: `{"status":"scored","total":…,"gates_fired":[…]}`, or
+    /// `skipped` / `aborted` with the rule.
+    pub reward: Reward,
+}
+
 /// What a record is about. Evaluations are nearly every record, so the larger variant is not boxed.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -168,13 +230,26 @@ pub enum AuditEvent {
     RulesetLoaded(LoadEvent),
     Evaluation(EvaluationEvent),
     JudgeEvaluation(JudgeEvaluationEvent),
+    Aggregate(AggregateEvent),
+}
+
+impl AuditEvent {
+    /// The `kind` tag, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AuditEvent::RulesetLoaded(_) => "ruleset_loaded",
+            AuditEvent::Evaluation(_) => "evaluation",
+            AuditEvent::JudgeEvaluation(_) => "judge_evaluation",
+            AuditEvent::Aggregate(_) => "aggregate",
+        }
+    }
 }
 
 /// One line of the log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditRecord {
-    /// Always `medrl-audit/1`.
+    /// `medrl-audit/2` ([`AUDIT_FORMAT`]); `medrl-audit/1` in logs written before aggregates.
     pub format: String,
     /// 1-based line number in the log.
     pub seq: u64,
@@ -257,6 +332,7 @@ impl AuditLog {
             ruleset: ruleset_ref(&accepted.ruleset.manifest, &accepted.ruleset.sha256),
             signers: accepted.signers.as_ref().map(|s| s.iter().map(|s| s.key_id.0.clone()).collect()),
             required_signatures: accepted.required_signatures,
+            allow_unsigned: accepted.allow_unsigned,
             revision_checked: accepted.revision.is_some(),
             rollback_from: accepted.revision.as_ref().filter(|r| r.rollback).and_then(|r| r.previous.as_ref().map(|p| p.revision)),
             engine: engine_version(),
@@ -324,8 +400,27 @@ impl AuditLog {
                     elapsed_us: eval.elapsed_us,
                 }));
             }
+            events.push(AuditEvent::Aggregate(aggregate_event(scorer, &ruleset, sample, score)));
         }
         self.append(events, inputs)
+    }
+
+    /// The log's last record: its `seq` and `hash` (0 and [`GENESIS`] when empty), read under the
+    /// lock, so it is a head another writer's half-done append cannot tear.
+    pub fn head(&self) -> Result<AuditHead, AuditError> {
+        let mut file = std::fs::OpenOptions::new().read(true).append(true).open(&self.path).map_err(io(&self.path))?;
+        file.lock().map_err(io(&self.path))?;
+        Ok(match last_line(&mut file, &self.path)? {
+            None => AuditHead { records: 0, hash: GENESIS.to_string() },
+            Some(line) => {
+                let record: AuditRecord = serde_json::from_slice(&line).map_err(|e| AuditError::Broken {
+                    path: self.path.clone(),
+                    line: 0,
+                    reason: format!("the last line is not an audit record ({e}); run `medrl audit verify`"),
+                })?;
+                AuditHead { records: record.seq, hash: record.hash }
+            }
+        })
     }
 
     /// Appends events under the log's lock: inputs go to the samples file first, so a record
@@ -373,6 +468,50 @@ impl AuditLog {
         file.write_all(&out).map_err(io(&self.path))?;
         file.sync_data().map_err(io(&self.path))?;
         Ok(Appended { first, last: seq, head: prev })
+    }
+}
+
+/// Where a log stood at one moment: how many records it had and the hash of the last. A log that
+/// still holds record `records` with hash `hash` has not been cut or rewritten up to there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditHead {
+    pub records: u64,
+    pub hash: String,
+}
+
+/// The aggregate record of one scored sample: the contributions rebuilt by the scorer's own
+/// [`RuleSetScorer::contributions`] and run through the aggregator once more for the formula's
+/// figures. `reward` is the score's own (what the caller used), not the recomputation: were the
+/// two ever to differ, replay would report it rather than the log hide it.
+fn aggregate_event(scorer: &RuleSetScorer, ruleset: &RuleSetRef, sample: &Sample, score: &SampleScore) -> AggregateEvent {
+    let aggregation = &scorer.ruleset.manifest.aggregation;
+    let contributions = scorer.contributions(&score.rules);
+    let (_, formula) = aggregate_with_formula(aggregation, &contributions);
+    let judged = scorer.judge.as_ref().is_some_and(|j| j.selects(&sample.id));
+    let parts = contributions
+        .iter()
+        .zip(&score.rules)
+        .enumerate()
+        .map(|(i, (c, r))| AggregatePart {
+            rule: r.rule.clone(),
+            kind: c.kind,
+            weight: c.weight,
+            decision: c.decision,
+            evaluated: i < scorer.rules.len() || judged,
+            effective_weight: formula.as_ref().map(|f| f.effective_weights[i]),
+            term: formula.as_ref().and_then(|f| f.terms[i]),
+        })
+        .collect();
+    AggregateEvent {
+        ruleset: ruleset.clone(),
+        sample_id: sample.id.clone(),
+        input_sha256: score.sample_sha256.clone(),
+        aggregation: aggregation.clone(),
+        parts,
+        score_scale: formula.as_ref().map(|f| f.score_scale),
+        sum: formula.as_ref().map(|f| f.sum),
+        reward: score.reward.clone(),
     }
 }
 
@@ -445,6 +584,8 @@ pub struct ChainReport {
     pub records: u64,
     pub evaluations: u64,
     pub loads: u64,
+    /// `aggregate` records (one per scored sample; none in a `medrl-audit/1` log).
+    pub aggregates: u64,
     /// hash of the last record ([`GENESIS`] for an empty log). Keep it elsewhere (the trainer
     /// writes it into its checkpoints) to detect records removed from the end.
     pub head: String,
@@ -455,7 +596,7 @@ pub struct ChainReport {
 /// the last hash must equal it (records removed from the end are otherwise invisible).
 pub fn verify_chain(path: &Path, expect_head: Option<&str>) -> Result<(ChainReport, Vec<AuditRecord>), AuditError> {
     let file = std::fs::File::open(path).map_err(io(path))?;
-    let mut report = ChainReport { records: 0, evaluations: 0, loads: 0, head: GENESIS.to_string() };
+    let mut report = ChainReport { records: 0, evaluations: 0, loads: 0, aggregates: 0, head: GENESIS.to_string() };
     let mut records = Vec::new();
     let broken = |line: u64, reason: String| AuditError::Broken { path: path.to_path_buf(), line, reason };
     let lines: Vec<Vec<u8>> = std::io::BufReader::new(file).split(b'\n').collect::<Result<_, _>>().map_err(io(path))?;
@@ -471,6 +612,12 @@ pub fn verify_chain(path: &Path, expect_head: Option<&str>) -> Result<(ChainRepo
         let recomputed = record_hash(&value);
         let record: AuditRecord =
             serde_json::from_value(value).map_err(|e| broken(n, format!("not a {AUDIT_FORMAT} record: {e}; the line was edited")))?;
+        if record.format != AUDIT_FORMAT && record.format != AUDIT_FORMAT_V1 {
+            return Err(broken(
+                n,
+                format!("format `{}` is not one this medrl reads ({AUDIT_FORMAT}, {AUDIT_FORMAT_V1}); use the medrl that wrote it", record.format),
+            ));
+        }
         if record.hash != recomputed {
             return Err(broken(n, format!("content hashes to {recomputed} but the record says {}: the line was edited", record.hash)));
         }
@@ -490,6 +637,7 @@ pub fn verify_chain(path: &Path, expect_head: Option<&str>) -> Result<(ChainRepo
         match record.event {
             AuditEvent::Evaluation(_) | AuditEvent::JudgeEvaluation(_) => report.evaluations += 1,
             AuditEvent::RulesetLoaded(_) => report.loads += 1,
+            AuditEvent::Aggregate(_) => report.aggregates += 1,
         }
         records.push(record);
     }
@@ -514,6 +662,7 @@ mod tests {
             ruleset: RuleSetRef { name: "t".into(), version: "1.0.0".parse().unwrap(), revision: i, sha256: "ab".into() },
             signers: None,
             required_signatures: 0,
+            allow_unsigned: false,
             revision_checked: false,
             rollback_from: None,
             engine: engine_version(),

@@ -11,7 +11,8 @@ use crate::registry::manifest::valid_id;
 use crate::registry::ruleset::{
     Aggregation, Approval, JudgeEntry, PinnedLibrary, PreviousRevision, RuleEntry, RuleSetManifest, VersionRef, default_judge_share,
 };
-use crate::registry::store::{RULESET_MANIFEST, Registry, RegistryError, check_weight_sign, read_json};
+use crate::registry::signing::{KeyFile, SignatureFile};
+use crate::registry::store::{RULESET_MANIFEST, Registry, RegistryError, check_weight_sign, read_json, read_json_canonical};
 use crate::reward::outcome::OnError;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -81,6 +82,37 @@ pub enum PublishError {
     NoChange { path: PathBuf, latest: String },
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    #[error("{path} changed while it was being signed; try again")]
+    ChangedWhileSigning { path: PathBuf },
+    #[error("cannot sign with {key}: {msg}")]
+    Signing { key: String, msg: String },
+}
+
+/// What [`sign_ruleset`] wrote.
+#[derive(Debug, Clone)]
+pub struct Signed {
+    /// sha256 of the canonical `ruleset.json` the signature covers.
+    pub sha256: String,
+    /// The signature file (`<key id>.sig` beside the manifest).
+    pub path: PathBuf,
+}
+
+/// Signs published rule set `r` with `key`: checks the rule set's integrity first (every pin;
+/// a rule set must be signable before it has any signature), then writes `<key id>.sig` over the
+/// canonical bytes of its `ruleset.json`.
+pub fn sign_ruleset(root: &Path, r: &VersionRef, key: &KeyFile, signed_at: String) -> Result<Signed, PublishError> {
+    let registry = Registry::integrity_only(root);
+    let verified = registry.load_ruleset(r)?;
+    let manifest = registry.ruleset_dir(&r.name, &r.version).join(RULESET_MANIFEST);
+    let (_, sha256, canonical) = read_json_canonical::<serde_json::Value>(&manifest, "rule set manifest")?;
+    if sha256 != verified.sha256 {
+        return Err(PublishError::ChangedWhileSigning { path: manifest });
+    }
+    let signing = |msg: String| PublishError::Signing { key: format!("key {} ({})", key.key_id, key.name), msg };
+    let sig = SignatureFile::sign(key, &r.to_string(), &canonical, signed_at).map_err(signing)?;
+    let path = manifest.with_file_name(sig.file_name());
+    sig.write(&path).map_err(|e| signing(e.to_string()))?;
+    Ok(Signed { sha256, path })
 }
 
 /// Which part of the version a bump raises.

@@ -11,7 +11,7 @@ use super::author::{self, source_tree_sha256};
 use crate::registry::hash::sha256_hex;
 use crate::registry::ruleset::{RuleSetManifest, VersionRef};
 use crate::registry::store::{RULE_MANIFEST, RULESET_MANIFEST, Registry, RegistryError, check_weight_sign, read_json, read_json_canonical};
-use crate::registry::trust::{signature_files, verify_signatures};
+use crate::registry::trust::{TrustError, signature_files, verify_signatures};
 use crate::reward::sandbox::Sandbox;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -174,11 +174,20 @@ pub fn verify_ruleset(registry: &Registry, r: &VersionRef, rebuild: Option<Rebui
                 .map_err(RegistryError::from);
             report.push_result("signatures", result);
         }
-        None => {
+        // Fail closed: "verifies" never stands for an unchecked signature unless the operator
+        // said --allow-unsigned.
+        None if trust.allow_unsigned => {
             let n = signature_files(&dir).map(|f| f.len()).unwrap_or(0);
             report.push(
                 "signatures",
-                CheckStatus::Skipped { reason: format!("{n} signature file(s) present, not checked: no keyring given (pass --keyring)") },
+                CheckStatus::Skipped { reason: format!("{n} signature file(s) present, NOT CHECKED: no keyring, --allow-unsigned") },
+            );
+        }
+        None => {
+            let registry_keyring = registry.root().join(crate::registry::trust::REGISTRY_KEYRING);
+            report.push_result(
+                "signatures",
+                Err::<String, _>(RegistryError::from(TrustError::NoKeyring { reference: r.to_string(), registry_keyring })),
             );
         }
     }
@@ -322,7 +331,7 @@ fn rebuild_rule(rb: &Rebuild<'_>, rule: &crate::registry::store::VerifiedRule) -
         Ok(d) => d,
         Err(e) => return failed(format!("cannot create a scratch registry: {e}")),
     };
-    match author::build(&crate_dir, &Registry::new(scratch.path()), rb.sandbox) {
+    match author::build(&crate_dir, &Registry::integrity_only(scratch.path()), rb.sandbox) {
         Err(e) => failed(format!("rebuilding {} failed: {e}", crate_dir.display())),
         Ok(built) if built.module_sha256 == m.module.sha256 => {
             CheckStatus::Ok { detail: format!("rebuilt module sha256 {} matches", built.module_sha256) }

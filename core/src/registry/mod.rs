@@ -11,6 +11,9 @@ pub mod signing;
 pub mod store;
 pub mod trust;
 
+#[cfg(test)]
+mod proptests;
+
 pub use limits::SandboxLimits;
 pub use manifest::{RuleKind, RuleManifest};
 pub use ruleset::{JudgeEntry, RuleSetManifest, VersionRef};

@@ -15,7 +15,7 @@
 use super::hash::{canonical_json, sha256_hex};
 use super::manifest::{RuleKind, RuleManifest};
 use super::ruleset::{FileEntry, JudgeEntry, RuleSetManifest, VersionRef};
-use super::trust::{RevisionCheck, Signer, TrustError, TrustPolicy, check_and_record_revision, verify_signatures};
+use super::trust::{REGISTRY_KEYRING, RevisionCheck, Signer, TrustError, TrustPolicy, check_and_record_revision, verify_signatures};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -117,8 +117,11 @@ pub struct VerifiedRuleSet {
 #[derive(Debug, Clone)]
 pub struct AcceptedRuleSet {
     pub ruleset: VerifiedRuleSet,
-    /// `None` when no keyring is configured (signatures were not checked).
+    /// `None` when signatures were not checked or too few were found, which only the
+    /// operator's `--allow-unsigned` permits (and the audit log records).
     pub signers: Option<Vec<Signer>>,
+    /// Whether the operator's `--allow-unsigned` was in force for this load.
+    pub allow_unsigned: bool,
     /// Signatures the policy required (0 without a keyring).
     pub required_signatures: usize,
     /// `None` when no trust state is configured (revisions were not checked).
@@ -133,9 +136,17 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// A registry without a keyring or trust state: integrity is checked, signatures are not.
+    /// A registry with no keyring yet: every rule-set load is refused until a policy with a
+    /// keyring (or an explicit `allow_unsigned`) is attached with [`Self::with_trust`]. Commands
+    /// get theirs from [`crate::reward::RuleSource::registry`].
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Registry { root: root.into(), trust: Arc::new(TrustPolicy::default()) }
+    }
+
+    /// A registry that checks integrity (every pin) but not authenticity: for tools that only
+    /// read rule sets, and for tests and benchmarks ([`TrustPolicy::integrity_only`]).
+    pub fn integrity_only(root: impl Into<PathBuf>) -> Self {
+        Registry::new(root).with_trust(TrustPolicy::integrity_only())
     }
 
     /// The same registry, trusting by `policy`.
@@ -314,7 +325,31 @@ impl Registry {
             )?),
             None => None,
         };
-        Ok(AcceptedRuleSet { ruleset, signers, required_signatures: self.trust.required(), revision })
+        Ok(AcceptedRuleSet { ruleset, signers, allow_unsigned: self.trust.allow_unsigned, required_signatures: self.trust.required(), revision })
+    }
+
+    /// Loads the rule set a run was pinned to at its step 0, for its resume: signatures and every
+    /// pin are checked as for any load, and its sha256 must be `pinned`; the revision guard is
+    /// not consulted, so revisions accepted since (by anyone) do not stop the run, and nothing is
+    /// recorded in the trust state.
+    pub fn accept_pinned(&self, r: &VersionRef, pinned: &str) -> Result<AcceptedRuleSet, RegistryError> {
+        let (ruleset, signers) = self.load_ruleset_signed(r)?;
+        if ruleset.sha256 != pinned {
+            let path = self.ruleset_dir(&r.name, &r.version).join(RULESET_MANIFEST);
+            return Err(RegistryError::HashMismatch {
+                path,
+                expected: pinned.to_string(),
+                actual: ruleset.sha256,
+                pinned_by: "the run's checkpoint (a run is scored by the rule set it started with)".into(),
+            });
+        }
+        Ok(AcceptedRuleSet {
+            ruleset,
+            signers,
+            allow_unsigned: self.trust.allow_unsigned,
+            required_signatures: self.trust.required(),
+            revision: None,
+        })
     }
 
     /// [`Self::load_ruleset`] with the signers it verified (`None` without a keyring).
@@ -335,12 +370,22 @@ impl Registry {
             }
         }
         // Authenticity of the root before any of its pins is trusted.
+        // Fail closed: without a keyring, or with too few signatures, only the operator's
+        // explicit `allow_unsigned` lets it through; a signature that does not verify never does.
         let signers = match &self.trust.keyring {
-            Some(keyring) => Some(verify_signatures(keyring, self.trust.required(), &r.to_string(), &dir, &path, &canonical, &sha256)?),
-            None => {
-                tracing::debug!(ruleset = %r, "no keyring configured: signatures not checked");
+            Some(keyring) => match verify_signatures(keyring, self.trust.required(), &r.to_string(), &dir, &path, &canonical, &sha256) {
+                Ok(signers) => Some(signers),
+                Err(e @ (TrustError::Unsigned { .. } | TrustError::TooFewSignatures { .. })) if self.trust.allow_unsigned => {
+                    tracing::warn!(ruleset = %r, "accepted without enough signatures by --allow-unsigned: {e}");
+                    None
+                }
+                Err(e) => return Err(e.into()),
+            },
+            None if self.trust.allow_unsigned => {
+                tracing::debug!(ruleset = %r, "no keyring and --allow-unsigned: signatures not checked");
                 None
             }
+            None => return Err(TrustError::NoKeyring { reference: r.to_string(), registry_keyring: self.root.join(REGISTRY_KEYRING) }.into()),
         };
         let owner = format!("{}", path.display());
         let mut rules = Vec::with_capacity(manifest.rules.len());

@@ -40,13 +40,36 @@ impl Reward {
     }
 }
 
+/// The formula's inputs and intermediate values for one scored sample, in the order of the
+/// contributions given: what the audit log records beside the total, so an auditor can redo the
+/// sum by hand (`R = clip(min over fired gates(cap, Σ term))`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Formula {
+    /// Factor on the score rules' weights (`renormalize = "scores"`: total score weight over the
+    /// applicable score weight; 1 otherwise).
+    pub score_scale: f64,
+    /// Each contribution's weight as applied: score weights × `score_scale`, others unchanged.
+    pub effective_weights: Vec<f64>,
+    /// `effective_weight · score` for a counted contribution, `None` for one left out.
+    pub terms: Vec<Option<f64>>,
+    /// Σ terms, before gates and clip.
+    pub sum: f64,
+}
+
 /// Aggregates one sample. Abort wins over skip, which wins over scoring.
 pub fn aggregate(agg: &Aggregation, parts: &[Contribution<'_>]) -> Reward {
+    aggregate_with_formula(agg, parts).0
+}
+
+/// [`aggregate`] and, for a scored sample, the [`Formula`] it computed. The one implementation:
+/// the trainer's reward and the audit record's figures come from the same operations in the same
+/// order, so they agree to the bit.
+pub fn aggregate_with_formula(agg: &Aggregation, parts: &[Contribution<'_>]) -> (Reward, Option<Formula>) {
     if let Some(p) = parts.iter().find(|p| p.decision == Decision::Abort) {
-        return Reward::Aborted { rule: p.rule.to_string() };
+        return (Reward::Aborted { rule: p.rule.to_string() }, None);
     }
     if let Some(p) = parts.iter().find(|p| p.decision == Decision::SkipSample) {
-        return Reward::Skipped { rule: p.rule.to_string() };
+        return (Reward::Skipped { rule: p.rule.to_string() }, None);
     }
     let score_weight = |only_applicable: bool| -> f64 {
         parts
@@ -64,12 +87,20 @@ pub fn aggregate(agg: &Aggregation, parts: &[Contribution<'_>]) -> Reward {
         }
     };
     let mut total = 0.0;
+    let mut effective_weights = Vec::with_capacity(parts.len());
+    let mut terms = Vec::with_capacity(parts.len());
     for p in parts {
+        let w = if p.kind == RuleKind::Score { p.weight * scale } else { p.weight };
+        effective_weights.push(w);
         if let Decision::Counted { score } = p.decision {
-            let w = if p.kind == RuleKind::Score { p.weight * scale } else { p.weight };
-            total += w * score;
+            let term = w * score;
+            total += term;
+            terms.push(Some(term));
+        } else {
+            terms.push(None);
         }
     }
+    let sum = total;
     let mut gates_fired = Vec::new();
     for gate in &agg.gates {
         let fired = parts.iter().any(|p| p.rule == gate.rule && matches!(p.decision, Decision::Counted { score } if score >= gate.at_least));
@@ -78,7 +109,8 @@ pub fn aggregate(agg: &Aggregation, parts: &[Contribution<'_>]) -> Reward {
             gates_fired.push(gate.rule.clone());
         }
     }
-    Reward::Scored { total: total.clamp(agg.clip[0], agg.clip[1]), gates_fired }
+    let reward = Reward::Scored { total: total.clamp(agg.clip[0], agg.clip[1]), gates_fired };
+    (reward, Some(Formula { score_scale: scale, effective_weights, terms, sum }))
 }
 
 #[cfg(test)]
@@ -141,5 +173,24 @@ mod tests {
         let parts = [part("a", RuleKind::Score, 1.0, Decision::SkipSample), part("b", RuleKind::Score, 1.0, Decision::Abort)];
         assert_eq!(aggregate(&plan(), &parts), Reward::Aborted { rule: "b".into() });
         assert_eq!(aggregate(&plan(), &parts[..1]), Reward::Skipped { rule: "a".into() });
+    }
+
+    #[test]
+    fn the_formula_shows_each_term_and_adds_up_to_the_total() {
+        // emergency steps aside: scale (0.4 + 0.4) / 0.4 = 2; terms 0.8·0.75 = 0.6 and
+        // −0.2·0.5 = −0.1; sum 0.5, no gate, inside the clip.
+        let parts = [
+            part("chain", RuleKind::Score, 0.4, counted(0.75)),
+            part("emergency", RuleKind::Score, 0.4, Decision::NotApplicable),
+            part("risk", RuleKind::Penalty, -0.2, counted(0.5)),
+        ];
+        let (reward, formula) = aggregate_with_formula(&plan(), &parts);
+        let f = formula.expect("a scored sample has a formula");
+        assert_eq!(f.score_scale, 2.0);
+        assert_eq!(f.effective_weights, vec![0.8, 0.8, -0.2]);
+        assert_eq!(f.terms, vec![Some(0.8 * 0.75), None, Some(-0.2 * 0.5)]);
+        assert_eq!(Some(f.sum), reward.total());
+        let skipped = [part("a", RuleKind::Score, 1.0, Decision::SkipSample)];
+        assert_eq!(aggregate_with_formula(&plan(), &skipped).1, None);
     }
 }

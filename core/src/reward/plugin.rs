@@ -12,10 +12,16 @@
 //! 4. the other four symbols, then `create` with the JSON config.
 //!
 //! Calls into one plugin are serialised by a mutex: the model inside is not assumed to be
-//! thread safe (the ABI promises plugins one caller at a time). Outputs are validated: UTF-8
-//! JSON of exactly `{score, explanation}`, at most [`MAX_OUTPUT_BYTES`], score finite in
-//! `[0, 1]`. Every failure becomes an [`Evaluation`] with a typed outcome that the judge's
-//! `on_error` turns into a reward decision, as for a rule.
+//! thread safe (the ABI promises plugins one caller at a time). Everything a plugin returns is
+//! checked before the host reads or allocates by it: the ABI version string is read at most
+//! [`MAX_VERSION_BYTES`] far; a buffer's length must be at most [`MAX_OUTPUT_BYTES`] and its
+//! pointer non-null when the length is not 0, or the buffer is not read at all (a length of 2^36
+//! would otherwise be copied into a 64 GiB allocation, and the process would abort); the bytes
+//! must be UTF-8 JSON of exactly `{score, explanation}`, the score finite in `[0, 1]`. The host
+//! cannot check that a non-null pointer points to as many readable bytes as claimed: that
+//! remains the plugin's word (it is native code, trusted by its pin, see `docs/judge.md`).
+//! Every failure becomes an [`Evaluation`] with a typed outcome that the judge's `on_error`
+//! turns into a reward decision, as for a rule.
 //!
 //! A loaded library is never unloaded (its handle is destroyed, freeing the model, but the code
 //! stays mapped until the process exits): a Rust `cdylib` may leave threads (a thread pool of
@@ -31,14 +37,17 @@ use medrl_sdk::plugin::{
     AbiVersionFn, CreateFn, DestroyFn, FreeFn, JUDGE_ABI_VERSION, JudgeBuffer, JudgeConfig, JudgeOutput, STATUS_ERROR, STATUS_OK, STATUS_PANIC,
     SYMBOL_ABI_VERSION, SYMBOL_CREATE, SYMBOL_DESTROY, SYMBOL_FREE, SYMBOL_SCORE, ScoreFn,
 };
-use std::ffi::CStr;
 use std::mem::ManuallyDrop;
 use std::os::raw::c_void;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-/// The largest output a judge may return for one sample; larger is `limit`.
+/// The largest buffer (output or error) a judge may return for one call; a longer one is not
+/// read, and is `limit`.
 pub const MAX_OUTPUT_BYTES: usize = 64 * 1024;
+
+/// How far the ABI version string is read looking for its NUL (`medrl-judge/1` is 13 bytes).
+pub const MAX_VERSION_BYTES: usize = 64;
 
 /// How the rule result of a judge is named in a [`super::scorer::SampleScore`]:
 /// `judge:<id>@<version>`.
@@ -157,10 +166,18 @@ impl JudgePlugin {
         if raw.is_null() {
             return Err(PluginError::BadVersion { path: path.into(), what: "a null pointer".into() });
         }
-        // SAFETY: non-null, NUL-terminated, static (ABI contract).
-        let abi = match unsafe { CStr::from_ptr(raw) }.to_str() {
-            Ok(s) => s.to_string(),
-            Err(_) => return Err(PluginError::BadVersion { path: path.into(), what: "bytes that are not UTF-8".into() }),
+        // SAFETY: non-null and, by the ABI, a static NUL-terminated string; read byte by byte
+        // and never past MAX_VERSION_BYTES, so a string without its NUL is not followed on.
+        let version = unsafe { read_c_string(raw, MAX_VERSION_BYTES) };
+        let abi = match version.map(String::from_utf8) {
+            Some(Ok(s)) => s,
+            Some(Err(_)) => return Err(PluginError::BadVersion { path: path.into(), what: "bytes that are not UTF-8".into() }),
+            None => {
+                return Err(PluginError::BadVersion {
+                    path: path.into(),
+                    what: format!("a string with no NUL in its first {MAX_VERSION_BYTES} bytes"),
+                });
+            }
         };
         if medrl_sdk::plugin::parse_judge_abi_major(&abi).is_none() {
             return Err(PluginError::BadVersion { path: path.into(), what: format!("`{abi}`") });
@@ -185,6 +202,10 @@ impl JudgePlugin {
         let status = unsafe { create_fn(config_json.as_ptr(), config_json.len(), &mut handle, &mut out) };
         // SAFETY: `out` was written by this plugin's create (ABI); taken once.
         let body = unsafe { take_buffer(&out, free_fn) };
+        let body = match body {
+            Ok(body) => body,
+            Err(bad) => return Err(PluginError::Create { reference: config.plugin.clone(), path: path.into(), msg: format!("create {bad}") }),
+        };
         if status != STATUS_OK || handle.is_null() {
             let msg = match status {
                 STATUS_PANIC => format!("it panicked: {}", error_text(&body)),
@@ -221,14 +242,22 @@ impl JudgePlugin {
         };
         let elapsed_us = start.elapsed().as_micros() as u64;
         let failed = |kind, msg: String| Evaluation::failed(kind, format!("judge {}: {msg}", self.reference), 0, elapsed_us);
+        let body = match body {
+            Ok(body) => body,
+            Err(bad @ BadBuffer::TooLong { .. }) => return failed(OutcomeKind::Limit, format!("score {bad}")),
+            Err(bad) => return failed(OutcomeKind::InvalidOutput, format!("score {bad}")),
+        };
         match status {
             STATUS_OK => {}
             STATUS_ERROR => return failed(OutcomeKind::RuleError, error_text(&body)),
             STATUS_PANIC => return failed(OutcomeKind::Trap, format!("the plugin panicked: {}", error_text(&body))),
             other => return failed(OutcomeKind::InvalidOutput, format!("unknown status {other} (the ABI has 0, 1, 2)")),
         }
-        if body.len() > MAX_OUTPUT_BYTES {
-            return failed(OutcomeKind::Limit, format!("output of {} bytes is over the {MAX_OUTPUT_BYTES}-byte limit", body.len()));
+        if let Err(e) = std::str::from_utf8(&body) {
+            return failed(
+                OutcomeKind::InvalidOutput,
+                format!("output is not UTF-8 (invalid byte at offset {}); a judge returns UTF-8 JSON", e.valid_up_to()),
+            );
         }
         let output: JudgeOutput = match serde_json::from_slice(&body) {
             Ok(o) => o,
@@ -256,19 +285,67 @@ impl Drop for JudgePlugin {
     }
 }
 
-/// Copies a plugin buffer out and releases it with the plugin's own `free`.
+/// A buffer a plugin returned that the host does not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BadBuffer {
+    /// Longer than [`MAX_OUTPUT_BYTES`].
+    TooLong { len: usize },
+    /// A null pointer with a length that is not 0.
+    NullWithLength { len: usize },
+}
+
+impl std::fmt::Display for BadBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BadBuffer::TooLong { len } => {
+                write!(f, "returned a buffer of {len} bytes, over the {MAX_OUTPUT_BYTES}-byte limit; it was not read")
+            }
+            BadBuffer::NullWithLength { len } => write!(f, "returned a null pointer with a length of {len} bytes; it was not read"),
+        }
+    }
+}
+
+/// Copies a plugin buffer out and releases it with the plugin's own `free`, after checking its
+/// length and pointer: a buffer over [`MAX_OUTPUT_BYTES`] or a null pointer with a length is
+/// not read (nothing is allocated by its length). Each is still handed to `free` as returned:
+/// the ABI has the plugin release what it gave, and the host cannot tell an honest large buffer
+/// from a lie about its length.
 ///
 /// # Safety
 /// `buf` was written by a call of the plugin that `free` belongs to and is not taken twice.
-unsafe fn take_buffer(buf: &JudgeBuffer, free: FreeFn) -> Vec<u8> {
-    if buf.ptr.is_null() {
-        return Vec::new();
+unsafe fn take_buffer(buf: &JudgeBuffer, free: FreeFn) -> Result<Vec<u8>, BadBuffer> {
+    let checked = if buf.ptr.is_null() {
+        if buf.len == 0 { Ok(Vec::new()) } else { Err(BadBuffer::NullWithLength { len: buf.len }) }
+    } else if buf.len > MAX_OUTPUT_BYTES {
+        Err(BadBuffer::TooLong { len: buf.len })
+    } else {
+        // SAFETY: plugin-owned, `len` readable bytes (ABI contract); `len` is at most
+        // MAX_OUTPUT_BYTES, so the copy is small whatever the plugin claims.
+        Ok(unsafe { std::slice::from_raw_parts(buf.ptr, buf.len) }.to_vec())
+    };
+    if !buf.ptr.is_null() {
+        // SAFETY: released once, by the allocator that made it.
+        unsafe { free(buf.ptr, buf.len) };
     }
-    // SAFETY: plugin-owned, `len` readable bytes (ABI contract).
-    let bytes = unsafe { std::slice::from_raw_parts(buf.ptr, buf.len) }.to_vec();
-    // SAFETY: released once, by the allocator that made it.
-    unsafe { free(buf.ptr, buf.len) };
-    bytes
+    checked
+}
+
+/// The bytes before the first NUL at `ptr`, reading at most `max` bytes; `None` when there is
+/// no NUL among them.
+///
+/// # Safety
+/// `ptr` is non-null and readable up to its NUL or `max` bytes, whichever comes first.
+unsafe fn read_c_string(ptr: *const std::os::raw::c_char, max: usize) -> Option<Vec<u8>> {
+    let mut bytes = Vec::new();
+    for i in 0..max {
+        // SAFETY: within the readable prefix (caller's contract); stops at the NUL.
+        let b = unsafe { ptr.add(i).read() } as u8;
+        if b == 0 {
+            return Some(bytes);
+        }
+        bytes.push(b);
+    }
+    None
 }
 
 /// The `error` of a `{"error": …}` buffer, or the buffer as text.
@@ -351,6 +428,53 @@ mod tests {
         // Another seed picks other samples.
         let other = ids.iter().filter(|id| judge_selects(0, 0.1, id) != judge_selects(1, 0.1, id)).count();
         assert!(other > 400, "{other}");
+    }
+
+    /// The `medrl-judge-liar-fixture` cdylib (a dev-dependency, so cargo builds it into the
+    /// test binary's `deps/` folder first), loaded through the real loader with `params.lie`.
+    fn liar(lie: &str) -> JudgePlugin {
+        let deps = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
+        let name = format!("{}medrl_judge_liar_fixture{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
+        let path = deps.join(name);
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; it is a dev-dependency of medrl (core/Cargo.toml)", path.display()));
+        let pin = PinnedLibrary { file: "liar".into(), sha256: sha256_hex(&bytes), size: bytes.len() as u64 };
+        let config = JudgeConfig {
+            abi: JUDGE_ABI_VERSION.into(),
+            plugin: format!("liar-{lie}@0.1.0"),
+            params: serde_json::json!({ "lie": lie }),
+            registry_root: "/".into(),
+        };
+        JudgePlugin::load_pinned(&bytes, &pin, &path, "the test's pin", &config).unwrap()
+    }
+
+    /// Issue 14 item 8: a plugin's returned length and pointer are checked before the host copies
+    /// or allocates. A length of 2^36 aborted the process (`memory allocation of 68719476736
+    /// bytes failed`); this test process must survive every lie and name plugin and value.
+    #[test]
+    fn a_plugin_that_lies_about_its_buffers_is_refused_and_the_host_survives() {
+        let sample = br#"{"id":"a","prompt":"p","response":"r","lang":"en","category":"general","risk":"low"}"#;
+        let honest = liar("honest").score(sample);
+        assert_eq!((honest.outcome, honest.output.map(|o| o.score)), (OutcomeKind::Ok, Some(0.5)), "{:?}", honest.error);
+        for (lie, outcome, says) in [
+            (
+                "huge_length",
+                OutcomeKind::Limit,
+                "judge liar-huge_length@0.1.0: score returned a buffer of 68719476736 bytes, over the 65536-byte limit; it was not read",
+            ),
+            (
+                "huge_error",
+                OutcomeKind::Limit,
+                "judge liar-huge_error@0.1.0: score returned a buffer of 68719476736 bytes, over the 65536-byte limit",
+            ),
+            ("null_pointer", OutcomeKind::InvalidOutput, "judge liar-null_pointer@0.1.0: score returned a null pointer with a length of 31 bytes"),
+            ("not_utf8", OutcomeKind::InvalidOutput, "judge liar-not_utf8@0.1.0: output is not UTF-8 (invalid byte at offset 28)"),
+        ] {
+            let eval = liar(lie).score(sample);
+            assert_eq!(eval.outcome, outcome, "{lie}: {:?}", eval.error);
+            assert!(eval.output.is_none(), "{lie}");
+            let error = eval.error.unwrap_or_default();
+            assert!(error.starts_with(says), "{lie}: {error}");
+        }
     }
 
     #[test]

@@ -232,6 +232,22 @@ impl RuleSetScorer {
         Ok(RuleSetScorer { ruleset, rules, judge })
     }
 
+    /// What each result of a sample adds to its reward: the rules' in rule-set order, then the
+    /// judge's (a `score` contribution) when `results` holds one. The scorer and the audit log's
+    /// aggregate records both build the aggregator's input here, so they cannot drift.
+    pub fn contributions<'a>(&'a self, results: &[RuleResult]) -> Vec<Contribution<'a>> {
+        let mut parts: Vec<Contribution<'a>> = self
+            .rules
+            .iter()
+            .zip(results)
+            .map(|(rule, r)| Contribution { rule: &rule.manifest.id, kind: rule.manifest.kind, weight: rule.weight, decision: r.decision })
+            .collect();
+        if let (Some(judge), Some(r)) = (&self.judge, results.get(self.rules.len())) {
+            parts.push(Contribution { rule: &judge.entry.id, kind: RuleKind::Score, weight: judge.entry.weight, decision: r.decision });
+        }
+        parts
+    }
+
     /// Scores a batch on the current rayon pool. Each task is one rule on a run of samples in
     /// one reused instance, kept idle between tasks and batches, so preparing a rule (decoding
     /// its parameters, building its tables) is paid about once per worker thread for the life of
@@ -285,19 +301,12 @@ impl RuleSetScorer {
                         RuleResult { rule: rule.manifest.reference(), evaluation, decision }
                     })
                     .collect();
-                let mut parts: Vec<Contribution<'_>> = self
-                    .rules
-                    .iter()
-                    .zip(&results)
-                    .map(|(rule, r)| Contribution { rule: &rule.manifest.id, kind: rule.manifest.kind, weight: rule.weight, decision: r.decision })
-                    .collect();
                 if let (Some(judge), Some(evaluation)) = (&self.judge, judged) {
                     // A judge score is in [0, 1]: its worst (for `max_penalty`) is 0.
                     let decision = decide(&evaluation, judge.entry.on_error, 0.0);
-                    parts.push(Contribution { rule: &judge.entry.id, kind: RuleKind::Score, weight: judge.entry.weight, decision });
                     results.push(RuleResult { rule: judge.result_name(), evaluation, decision });
                 }
-                let reward = aggregate(&self.ruleset.manifest.aggregation, &parts);
+                let reward = aggregate(&self.ruleset.manifest.aggregation, &self.contributions(&results));
                 SampleScore { sample_id: sample.id.clone(), sample_sha256: sha256_hex(json), rules: results, reward }
             })
             .collect()

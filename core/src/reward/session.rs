@@ -11,13 +11,10 @@ use super::scorer::{RuleSetScorer, SampleScore, ScorerError};
 use crate::governance::audit::{Appended, AuditError, AuditLog};
 use crate::registry::ruleset::VersionRef;
 use crate::registry::store::{AcceptedRuleSet, Registry, RegistryError};
-use crate::registry::trust::{Keyring, TrustPolicy};
+use crate::registry::trust::{Keyring, REGISTRY_KEYRING, STATE_FILE, TrustPolicy};
 use medrl_sdk::Sample;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-
-/// Default trust-state file when a keyring is configured and none is named.
-pub const DEFAULT_TRUST_STATE: &str = ".medrl/trust-state.json";
 
 /// Where rule sets come from and how they must be trusted: what the global flags (`--registry`,
 /// `--keyring`, `--min-signatures`, `--trust-state`, `--allow-rollback`) or a run's `[rules]`
@@ -27,33 +24,56 @@ pub const DEFAULT_TRUST_STATE: &str = ".medrl/trust-state.json";
 pub struct RuleSource {
     /// Registry root holding `rules/` and `rulesets/`.
     pub registry: PathBuf,
-    /// Keyring of trusted keys; `None`: signatures are not checked (every load says so).
+    /// Keyring of trusted keys; `None`: the registry's own (`<registry>/keys/keyring.toml`).
+    /// Without either, every load is refused unless `allow_unsigned`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keyring: Option<PathBuf>,
     /// Raises the keyring's `min_signatures`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_signatures: Option<usize>,
-    /// Last accepted revision per rule set; with a keyring and none named,
-    /// [`DEFAULT_TRUST_STATE`].
+    /// Every accepted revision per rule set; `None`: the registry's own
+    /// (`<registry>/trust-state.jsonl`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust_state: Option<PathBuf>,
     /// Accept a revision lower than the last accepted one (logged as a rollback).
     #[serde(default)]
     pub allow_rollback: bool,
+    /// Score rule sets that cannot be verified (no keyring, or too few signatures): the
+    /// operator's explicit opt-out, printed as a warning and recorded in the run's settings and
+    /// the audit log. A signature that does not verify is refused all the same.
+    #[serde(default)]
+    pub allow_unsigned: bool,
 }
 
 impl Default for RuleSource {
     fn default() -> Self {
-        RuleSource { registry: "data".into(), keyring: None, min_signatures: None, trust_state: None, allow_rollback: false }
+        RuleSource { registry: "data".into(), keyring: None, min_signatures: None, trust_state: None, allow_rollback: false, allow_unsigned: false }
     }
 }
 
 impl RuleSource {
-    /// The registry with this trust policy; reads and checks the keyring.
+    /// The keyring in force: the one named, else the registry's own if it has one.
+    pub fn keyring_path(&self) -> Option<PathBuf> {
+        self.keyring.clone().or_else(|| Some(self.registry.join(REGISTRY_KEYRING)).filter(|p| p.is_file()))
+    }
+
+    /// The trust state in force: the one named, else the registry's own.
+    pub fn trust_state_path(&self) -> PathBuf {
+        self.trust_state.clone().unwrap_or_else(|| self.registry.join(STATE_FILE))
+    }
+
+    /// The registry with this trust policy; reads and checks the keyring. Loads through it are
+    /// verified against the keyring and checked against the trust state; without a keyring they
+    /// are refused unless `allow_unsigned`.
     pub fn registry(&self) -> Result<Registry, RegistryError> {
-        let keyring = self.keyring.as_deref().map(Keyring::read).transpose()?;
-        let state = self.trust_state.clone().or_else(|| keyring.as_ref().map(|_| PathBuf::from(DEFAULT_TRUST_STATE)));
-        let policy = TrustPolicy { keyring, min_signatures: self.min_signatures, state, allow_rollback: self.allow_rollback };
+        let keyring = self.keyring_path().as_deref().map(Keyring::read).transpose()?;
+        let policy = TrustPolicy {
+            keyring,
+            min_signatures: self.min_signatures,
+            state: Some(self.trust_state_path()),
+            allow_rollback: self.allow_rollback,
+            allow_unsigned: self.allow_unsigned,
+        };
         Ok(Registry::new(&self.registry).with_trust(policy))
     }
 
@@ -73,6 +93,7 @@ impl RuleSource {
             self.trust_state = Some(s.clone());
         }
         self.allow_rollback |= flags.allow_rollback;
+        self.allow_unsigned |= flags.allow_unsigned;
         self
     }
 }
@@ -86,6 +107,7 @@ pub struct RuleFlags {
     pub min_signatures: Option<usize>,
     pub trust_state: Option<PathBuf>,
     pub allow_rollback: bool,
+    pub allow_unsigned: bool,
 }
 
 impl RuleFlags {
@@ -139,7 +161,16 @@ impl ScoringSession {
     /// [`Self::log_to`] before scoring.
     pub fn accept(registry: &Registry, reference: &VersionRef, threads: usize) -> Result<Self, SessionError> {
         let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-        let accepted = registry.accept_ruleset(reference, now)?;
+        Self::compile(registry.accept_ruleset(reference, now)?, threads)
+    }
+
+    /// [`Self::accept`] for a resumed run: the rule set it was pinned to at step 0
+    /// ([`Registry::accept_pinned`]), whatever revisions were accepted since.
+    pub fn accept_pinned(registry: &Registry, reference: &VersionRef, sha256: &str, threads: usize) -> Result<Self, SessionError> {
+        Self::compile(registry.accept_pinned(reference, sha256)?, threads)
+    }
+
+    fn compile(accepted: AcceptedRuleSet, threads: usize) -> Result<Self, SessionError> {
         let sandbox = Sandbox::new(threads).map_err(ScorerError::from)?;
         let scorer = RuleSetScorer::new(&sandbox, accepted.ruleset.clone())?;
         Ok(ScoringSession { scorer, accepted, audit: None })
@@ -162,7 +193,11 @@ impl ScoringSession {
     pub fn notices(&self) -> Vec<String> {
         let mut notes = Vec::new();
         if self.accepted.signers.is_none() {
-            notes.push("note: no keyring configured, signatures not checked (pass --keyring, e.g. data/keys/keyring.toml)".to_string());
+            let log = self.audit.as_ref().map_or("the audit log".to_string(), |l| l.path().display().to_string());
+            notes.push(format!(
+                "warning: {} is scored UNSIGNED by --allow-unsigned: its signatures were not checked or too few were found; recorded in {log}",
+                self.scorer.ruleset.manifest.reference()
+            ));
         }
         if let Some(check) = self.accepted.revision.as_ref().filter(|c| c.rollback) {
             let from = check.previous.as_ref().map_or(0, |p| p.revision);
@@ -204,25 +239,43 @@ mod tests {
             min_signatures: Some(1),
             trust_state: None,
             allow_rollback: false,
+            allow_unsigned: false,
         };
         assert_eq!(configured.clone().overridden_by(&RuleFlags::default()), configured);
-        let flags = RuleFlags { min_signatures: Some(2), trust_state: Some("t.json".into()), allow_rollback: true, ..RuleFlags::default() };
+        let flags = RuleFlags {
+            min_signatures: Some(2),
+            trust_state: Some("t.json".into()),
+            allow_rollback: true,
+            allow_unsigned: true,
+            ..RuleFlags::default()
+        };
         let got = configured.overridden_by(&flags);
+        assert!(got.allow_unsigned);
         assert_eq!((got.registry.as_path(), got.keyring.as_deref()), (Path::new("reg"), Some(Path::new("ring.toml"))));
         assert_eq!((got.min_signatures, got.trust_state.as_deref(), got.allow_rollback), (Some(2), Some(Path::new("t.json")), true));
         assert_eq!(RuleFlags::default().source(), RuleSource::default());
     }
 
     #[test]
-    fn a_keyring_brings_the_default_trust_state_and_the_threshold() {
+    fn the_registry_brings_its_own_keyring_and_trust_state() {
         let dir = tempfile::tempdir().unwrap();
-        let ring = dir.path().join("ring.toml");
-        std::fs::write(&ring, "min_signatures = 1\n").unwrap();
-        let source = RuleSource { keyring: Some(ring), min_signatures: Some(3), ..RuleSource::default() };
+        let source = RuleSource { registry: dir.path().to_path_buf(), min_signatures: Some(3), ..RuleSource::default() };
+        // No keyring anywhere: loads are refused (the trust policy has none and no opt-out).
         let registry = source.registry().unwrap();
-        assert_eq!(registry.trust().state.as_deref(), Some(Path::new(DEFAULT_TRUST_STATE)));
+        assert_eq!(registry.trust().state.as_deref(), Some(dir.path().join(STATE_FILE).as_path()));
+        assert!(registry.trust().keyring.is_none() && !registry.trust().allow_unsigned);
+        // The registry's own keyring is found and read.
+        std::fs::create_dir_all(dir.path().join("keys")).unwrap();
+        std::fs::write(dir.path().join(REGISTRY_KEYRING), "min_signatures = 1\n").unwrap();
+        let registry = source.registry().unwrap();
+        assert_eq!(registry.trust().keyring.as_ref().map(|k| k.path.clone()), Some(dir.path().join(REGISTRY_KEYRING)));
         assert_eq!(registry.trust().required(), 3);
-        let plain = RuleSource::default().registry().unwrap();
-        assert_eq!((plain.trust().state.as_ref(), plain.trust().required()), (None, 0));
+        // A named one wins, and so does a named trust state.
+        let ring = dir.path().join("ring.toml");
+        std::fs::write(&ring, "min_signatures = 2\n").unwrap();
+        let named = RuleSource { keyring: Some(ring.clone()), trust_state: Some("t.jsonl".into()), min_signatures: None, ..source };
+        let registry = named.registry().unwrap();
+        assert_eq!((registry.trust().keyring.as_ref().unwrap().path.as_path(), registry.trust().required()), (ring.as_path(), 2));
+        assert_eq!(registry.trust().state.as_deref(), Some(Path::new("t.jsonl")));
     }
 }

@@ -99,13 +99,17 @@ pub struct RulesConfig {
     pub ruleset: String,
     /// Registry root (default "data").
     pub registry: PathBuf,
-    /// Keyring of trusted rule-set signers; when set, the rule set must verify (default none).
+    /// Keyring of trusted rule-set signers; the rule set must verify against it (default: the
+    /// registry's own, `<registry>/keys/keyring.toml`).
     pub keyring: Option<PathBuf>,
-    /// The last accepted revision of each rule set; a lower one is refused (default with a
-    /// keyring: ".medrl/trust-state.json", the file `medrl rules score` uses too).
+    /// Every accepted revision of each rule set; a lower one is refused (default: the
+    /// registry's own, `<registry>/trust-state.jsonl`, the file `medrl rules score` uses too).
     pub trust_state: Option<PathBuf>,
     /// Accept a revision lower than the last accepted one; logged (default false).
     pub allow_rollback: bool,
+    /// Score a rule set that cannot be verified (no keyring, too few signatures); printed as a
+    /// warning and recorded here and in the audit log (default false).
+    pub allow_unsigned: bool,
     /// Raises the keyring's `min_signatures` (default none: the keyring's own).
     pub min_signatures: Option<usize>,
 }
@@ -118,6 +122,7 @@ impl Default for RulesConfig {
             keyring: None,
             trust_state: None,
             allow_rollback: false,
+            allow_unsigned: false,
             min_signatures: None,
         }
     }
@@ -132,6 +137,7 @@ impl RulesConfig {
             min_signatures: self.min_signatures,
             trust_state: self.trust_state.clone(),
             allow_rollback: self.allow_rollback,
+            allow_unsigned: self.allow_unsigned,
         }
     }
 
@@ -142,6 +148,7 @@ impl RulesConfig {
         self.min_signatures = source.min_signatures;
         self.trust_state = source.trust_state.clone();
         self.allow_rollback = source.allow_rollback;
+        self.allow_unsigned = source.allow_unsigned;
     }
 
     /// Puts every trust flag given on the command line over this configuration.

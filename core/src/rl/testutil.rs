@@ -70,7 +70,8 @@ pub fn toy_rule_wasm(target: u8) -> Vec<u8> {
     wat::parse_str(&text).unwrap_or_else(|e| panic!("bad WAT: {e}\n{text}"))
 }
 
-/// A registry in `dir` holding rule `toy@1.0.0` (rewarding `target`) and rule set `toy@1.0.0`.
+/// A registry in `dir` holding rule `toy@1.0.0` (rewarding `target`) and rule set `toy@1.0.0`,
+/// signed by a fresh key in the registry's own keyring (`keys/keyring.toml`), as a real one is.
 pub fn toy_registry(dir: &Path, target: u8) -> Registry {
     let module = toy_rule_wasm(target);
     let rule_dir = dir.join("rules/toy/1.0.0");
@@ -88,9 +89,22 @@ pub fn toy_registry(dir: &Path, target: u8) -> Registry {
     )
     .unwrap();
     let spec: RuleSetSpec = toml::from_str(&std::fs::read_to_string(&spec_path).unwrap()).unwrap();
-    let registry = Registry::new(dir);
+    let registry = Registry::integrity_only(dir);
     create_ruleset(&registry, &spec, &spec_path, "2026-12-01T00:00:00Z".into()).unwrap();
+    sign_with_registry_key(dir, "toy@1.0.0");
     registry
+}
+
+/// Signs rule set `reference` in the registry at `dir` with a fresh key added to the registry's
+/// own keyring.
+pub fn sign_with_registry_key(dir: &Path, reference: &str) {
+    use crate::registry::signing::KeyFile;
+    use crate::registry::trust::{Keyring, REGISTRY_KEYRING, TrustedKey};
+    let key = KeyFile::generate("test signer", String::new(), String::new()).unwrap();
+    let trusted =
+        TrustedKey { id: key.key_id.clone(), name: key.name.clone(), public_key: key.public_key.clone(), role: String::new(), added: String::new() };
+    Keyring::add_key(&dir.join(REGISTRY_KEYRING), &trusted, 1).unwrap();
+    crate::governance::publish::sign_ruleset(dir, &reference.parse().unwrap(), &key, "2026-12-01T00:00:00Z".into()).unwrap();
 }
 
 /// The first `n` shipped training prompts, in `dir`.

@@ -28,7 +28,7 @@ use crate::training::cursor::epoch_order;
 use crate::training::masked::masked_mean;
 use crate::training::optim::{AdamW, AdamWConfig, Grads, LrSchedule, clip_scale};
 use crate::training::pick_device;
-use crate::training::run_dir::{JsonlWriter, OpenMode, RewardsCsv, RunDir, RunDirError};
+use crate::training::run_dir::{JsonlWriter, LogCut, OpenMode, RewardsCsv, RunDir, RunDirError};
 use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -64,6 +64,8 @@ pub enum TrainError {
     Prompts(String),
     #[error("step {step}: rule `{rule}` failed and its on_error policy is `abort`; the step was not applied (last checkpoint: {checkpoint})")]
     RuleAbort { step: u64, rule: String, checkpoint: String },
+    #[error(transparent)]
+    Anchor(#[from] crate::governance::anchor::AnchorError),
     #[error("cannot resume {run}: {reason}")]
     Resume { run: PathBuf, reason: String },
 }
@@ -119,6 +121,11 @@ pub struct Trainer {
     stop: StopTokens,
     schedule: LrSchedule,
     device: Device,
+    /// What a resume cut from the logs (bytes of the interrupted step, torn lines); empty for a
+    /// fresh run.
+    pub resume_cuts: Vec<LogCut>,
+    /// Signs the final manifest when set ([`Self::sign_with`]).
+    operator_key: Option<(crate::registry::signing::KeyFile, PathBuf)>,
 }
 
 impl Trainer {
@@ -132,7 +139,7 @@ impl Trainer {
         let mode = if overwrite { OpenMode::Overwrite } else { OpenMode::Fresh };
         // Check everything that can be wrong (rule set, model, prompts) before the run folder is
         // created or cleared.
-        let prepared = Prepared::new(&config)?;
+        let prepared = Prepared::new(&config, None)?;
         let run = RunDir::open(&root, mode)?;
         std::fs::write(run.config_toml(), resolved_toml(&config, &prepared)).map_err(io(&run.config_toml()))?;
         let state = TrainerState {
@@ -165,16 +172,22 @@ impl Trainer {
         let mut config = TrainConfig::load(Some(&probe.config_toml()), overrides)?;
         config.rules.apply(flags);
         let state = TrainerState::read(&ckpt).map_err(io(&ckpt))?;
-        let prepared = Prepared::new(&config)?;
+        let prepared = Prepared::new(&config, Some(&state.ruleset_sha256))?;
         if prepared.ruleset_sha256 != state.ruleset_sha256 {
             return Err(resume_err(format!(
                 "it was trained with {} (sha256 {}), the registry now gives {} (sha256 {}); a run is scored by one rule set from start to end",
                 state.ruleset, state.ruleset_sha256, prepared.ruleset_ref, prepared.ruleset_sha256
             )));
         }
-        let run = RunDir::open(root, OpenMode::Resume { step })?;
+        // Logs are cut back to the lengths the checkpoint recorded (older checkpoints: by step).
+        let (run, cuts) = match checkpoint::read_log_lengths(&ckpt).map_err(io(&ckpt))? {
+            Some(lengths) => RunDir::resume(root, step, &lengths)?,
+            None => (RunDir::open(root, OpenMode::Resume { step })?, Vec::new()),
+        };
         tracing::info!(step, checkpoint = %ckpt.display(), "resuming");
-        Self::assemble(config, run, state, prepared, Some(ckpt))
+        let mut trainer = Self::assemble(config, run, state, prepared, Some(ckpt))?;
+        trainer.resume_cuts = cuts;
+        Ok(trainer)
     }
 
     fn assemble(config: TrainConfig, run: RunDir, state: TrainerState, p: Prepared, checkpoint: Option<PathBuf>) -> Result<Self, TrainError> {
@@ -215,7 +228,25 @@ impl Trainer {
             failures: JsonlWriter::append(&run.failures())?,
         };
         let stop = StopTokens::of(tokenizer.special());
-        Ok(Trainer { config, run, state, model, tokenizer, head, opt, kl, prompts, prompt_ids, session, logs, stop, schedule, device })
+        Ok(Trainer {
+            config,
+            run,
+            state,
+            model,
+            tokenizer,
+            head,
+            opt,
+            kl,
+            prompts,
+            prompt_ids,
+            session,
+            logs,
+            stop,
+            schedule,
+            device,
+            resume_cuts: Vec::new(),
+            operator_key: None,
+        })
     }
 
     /// Runs the remaining steps, checkpointing every `run.save_every` and at the end, then writes
@@ -231,7 +262,28 @@ impl Trainer {
             }
         }
         self.save(&self.run.final_dir())?;
+        self.write_manifest()?;
         Ok(reports)
+    }
+
+    /// Signs the run's final manifest with the operator's key (read from `path`).
+    pub fn sign_with(&mut self, key: crate::registry::signing::KeyFile, path: PathBuf) {
+        self.operator_key = Some((key, path));
+    }
+
+    /// `final/run_manifest.json`: the rule set, where the audit log ends, the sha256 of
+    /// `rewards.csv`; signed when an operator key is set.
+    fn write_manifest(&self) -> Result<(), TrainError> {
+        use crate::governance::anchor::{HeadFile, RunManifest};
+        let head = HeadFile::new("audit.jsonl", self.audit_log().head()?);
+        let files = ["rewards.csv".to_string()];
+        let manifest = RunManifest::new("train", self.state.ruleset.clone(), self.state.ruleset_sha256.clone(), head, &self.run.root, &files)?;
+        manifest.write(&self.run.final_dir(), self.operator_key.as_ref().map(|(k, p)| (k, p.as_path())))?;
+        Ok(())
+    }
+
+    fn audit_log(&self) -> &AuditLog {
+        self.session.audit().expect("assemble attaches the run's audit log")
     }
 
     /// Runs exactly `n` more steps (or fewer if the run ends), checkpointing as [`Self::run`] does,
@@ -255,6 +307,11 @@ impl Trainer {
         self.model.save_adapter(&dir.join(ADAPTER_DIR))?;
         self.head.save(&dir.join(VALUE_HEAD))?;
         self.opt.save(&dir.join(OPTIMIZER))?;
+        // Every log row of this step is on disk (the writers flush per row), so these lengths
+        // are where a resume from this checkpoint continues.
+        checkpoint::write_log_lengths(dir, &self.run.log_lengths()?).map_err(io(dir))?;
+        // Where the audit log stood: a later log must still hold this record (`audit verify RUN`).
+        crate::governance::anchor::HeadFile::new("audit.jsonl", self.audit_log().head()?).write(dir)?;
         self.state.write(dir, self.kl.coef()).map_err(io(dir))
     }
 
@@ -805,11 +862,17 @@ struct Prepared {
 }
 
 impl Prepared {
-    fn new(config: &TrainConfig) -> Result<Self, TrainError> {
+    /// `pinned`: the sha256 a resumed run started with; it is scored by exactly that rule set,
+    /// whatever revisions were accepted since (a new run goes through the revision guard).
+    fn new(config: &TrainConfig, pinned: Option<&str>) -> Result<Self, TrainError> {
         // The rule set first: an unknown version or a tampered rule stops the run before step 0.
         let reference: VersionRef = config.rules.ruleset.parse().map_err(|e: String| SettingsError::Invalid(format!("rules.ruleset: {e}")))?;
         let registry = config.rules.source().registry()?;
-        let session = ScoringSession::accept(&registry, &reference, rayon::current_num_threads())?;
+        let threads = rayon::current_num_threads();
+        let session = match pinned {
+            Some(sha256) => ScoringSession::accept_pinned(&registry, &reference, sha256, threads)?,
+            None => ScoringSession::accept(&registry, &reference, threads)?,
+        };
         let ruleset_sha256 = session.scorer.ruleset.sha256.clone();
 
         let device = pick_device();
@@ -818,10 +881,9 @@ impl Prepared {
             model.merge_adapter(sft)?;
         }
         let tokenizer = Tokenizer::load(&config.model.path)?;
+        // read_jsonl refuses an empty file (and a BOM, and bytes that are not UTF-8), so there
+        // is at least one prompt.
         let prompts: Vec<TrainingPrompt> = crate::io::read_jsonl(&config.data.prompts).map_err(|e| TrainError::Prompts(e.to_string()))?;
-        if prompts.is_empty() {
-            return Err(TrainError::Prompts(format!("{} has no prompts", config.data.prompts.display())));
-        }
         let prompt_ids = prompts
             .iter()
             .map(|p| {
@@ -1028,5 +1090,32 @@ mod tests {
         Trainer::start(c, true).unwrap();
         let err = TrainConfig::load(None, &["ppo.clip_range=0.1".into()]).unwrap_err().to_string();
         assert!(err.contains("clip_range"), "{err}");
+    }
+
+    /// A run is scored by the rule set it started with: once anyone has accepted a newer revision
+    /// in the registry, a new run of the old one is a rollback, but the run's resume is not.
+    #[test]
+    fn a_resumed_run_is_pinned_to_its_rule_set_whatever_was_accepted_since() {
+        use crate::registry::trust::{AcceptedRevision, STATE_FILE, record_accepted};
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = Trainer::start(toy_config(dir.path(), "pinned", 8, 2), false).unwrap();
+        first.run_steps(2).unwrap();
+        drop(first);
+        let newer = AcceptedRevision {
+            name: "toy".into(),
+            revision: 9,
+            version: "9.0.0".parse().unwrap(),
+            sha256: "f".repeat(64),
+            accepted_at: "2026-12-02T00:00:00Z".into(),
+            rollback: false,
+        };
+        let state = dir.path().join("registry").join(STATE_FILE);
+        record_accepted(&state, newer).unwrap();
+        let err = Trainer::start(toy_config(dir.path(), "fresh", 8, 2), false).err().expect("a new run of an older revision is a rollback");
+        assert!(err.to_string().contains("lower than revision 9"), "{err}");
+        let lines = std::fs::read_to_string(&state).unwrap().lines().count();
+        let resumed = Trainer::resume(&dir.path().join("runs/pinned"), &["run.steps=3".into()]).unwrap();
+        assert_eq!(resumed.state.step, 2);
+        assert_eq!(std::fs::read_to_string(&state).unwrap().lines().count(), lines, "a resume records nothing in the trust state");
     }
 }

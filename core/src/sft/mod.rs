@@ -99,6 +99,7 @@ pub fn run(cfg: &SftConfig, overwrite: bool, mut on_step: impl FnMut(u64, u64, f
     let device = pick_device();
     let mut model = CausalLm::load(&cfg.model, &device, default_dtype(&device))?;
     let tokenizer = Tokenizer::load(&cfg.model)?;
+    // read_jsonl refuses an empty file, so there is at least one item (and one example).
     let items: Vec<Item> = crate::io::read_jsonl(&cfg.data).map_err(|e| SftError::Data(e.to_string()))?;
     let examples: Vec<Example> = items
         .iter()
@@ -110,9 +111,6 @@ pub fn run(cfg: &SftConfig, overwrite: bool, mut on_step: impl FnMut(u64, u64, f
             example(&tokenizer, &item.prompt, answer, cfg.max_seq_len)
         })
         .collect::<Result<_, _>>()?;
-    if examples.is_empty() {
-        return Err(SftError::Data(format!("{} has no items", cfg.data.display())));
-    }
     let out = RunDir::open(&cfg.out, if overwrite { OpenMode::Overwrite } else { OpenMode::Fresh })?;
     // The resolved settings, which `medrl sft --config <out>/config.toml` reads back.
     let config_path = cfg.out.join("config.toml");
