@@ -9,6 +9,7 @@ mod data;
 mod data_import;
 mod eval;
 mod governance;
+mod hostile_modules;
 mod judge;
 mod model;
 mod quickstart;

@@ -1,6 +1,6 @@
 //! Throughput measurement of rule sets, shared by `medrl bench rules` and `cargo bench`.
 
-use crate::reward::RuleSetScorer;
+use crate::reward::{RuleSetScorer, Sandbox};
 use medrl_sdk::Sample;
 use std::time::{Duration, Instant};
 
@@ -143,4 +143,42 @@ pub fn per_rule_micros(scorer: &RuleSetScorer, samples: &[Sample], rounds: usize
             RuleCost { rule: rule.manifest.reference(), evaluate_us, prepare_us }
         })
         .collect()
+}
+
+/// How long the host's fuel ceiling takes to burn on this machine: the calibration behind the
+/// default deadline (`HostLimits::timeout_ms`, a backstop that must sit far above it).
+#[derive(Debug, Clone)]
+pub struct FuelCalibration {
+    /// Nanoseconds per unit of fuel in each tight-loop probe.
+    pub ns_per_fuel: Vec<(&'static str, f64)>,
+    /// The host's fuel ceiling.
+    pub max_fuel: u64,
+    /// Milliseconds the ceiling takes in the slowest probe.
+    pub worst_ms: f64,
+    /// The deadline of every guest call, in ms.
+    pub deadline_ms: u64,
+}
+
+impl FuelCalibration {
+    /// How many times the worst case fits in the deadline.
+    pub fn margin(&self) -> f64 {
+        self.deadline_ms as f64 / self.worst_ms
+    }
+}
+
+/// Burns `probe_fuel` in each probe (best of three runs) and scales to the host's ceiling.
+pub fn fuel_calibration(sandbox: &Sandbox, probe_fuel: u64) -> FuelCalibration {
+    let host = sandbox.host_limits();
+    let mut best: Vec<(&'static str, f64)> = Vec::new();
+    for _ in 0..3 {
+        for (i, (name, took)) in sandbox.calibrate_fuel(probe_fuel).into_iter().enumerate() {
+            let ns = took.as_nanos() as f64 / probe_fuel as f64;
+            match best.get_mut(i) {
+                Some((_, b)) => *b = b.min(ns),
+                None => best.push((name, ns)),
+            }
+        }
+    }
+    let slowest = best.iter().map(|(_, ns)| *ns).fold(0.0, f64::max);
+    FuelCalibration { worst_ms: slowest * host.max_fuel as f64 / 1e6, ns_per_fuel: best, max_fuel: host.max_fuel, deadline_ms: host.timeout_ms }
 }

@@ -2,6 +2,7 @@
 
 use super::Globals;
 use clap::Subcommand;
+use medrl::bench::rules::fuel_calibration;
 use medrl::bench::{per_rule_micros, samples_per_second, synthetic_samples};
 use medrl::registry::VersionRef;
 use medrl::reward::{RuleSetScorer, Sandbox};
@@ -76,6 +77,16 @@ pub fn run(cmd: BenchCommand, g: &Globals) -> anyhow::Result<()> {
             None => println!("  {label} {:>10.0} samples/s", t.samples_per_second),
         }
     }
+    let fuel = fuel_calibration(&sandbox, 100_000_000);
+    let probes: Vec<String> = fuel.ns_per_fuel.iter().map(|(name, ns)| format!("{name} {ns:.2}")).collect();
+    println!(
+        "  fuel: the host ceiling of {} burns in {:.0} ms in the slowest tight loop (ns/fuel: {}); deadline {} ms, {:.1}× that",
+        fuel.max_fuel,
+        fuel.worst_ms,
+        probes.join(", "),
+        fuel.deadline_ms,
+        fuel.margin()
+    );
     Ok(())
 }
 

@@ -87,6 +87,11 @@ pub fn inspect(reference: &str, json: bool, g: &Globals) -> anyhow::Result<()> {
         );
     }
     println!();
+    println!("limits (each checked against the host's ceilings at load):");
+    for rule in &ins.rules {
+        println!("  {:<20} {}", format!("{}@{}", rule.id, rule.version), rule.limits_words());
+    }
+    println!();
     println!("{} pinned files:", ins.files.len());
     for f in &ins.files {
         println!("  {:<40} {} {:>8} bytes", f.path, f.sha256, f.size);

@@ -145,12 +145,7 @@ pub fn render(ins: &Inspection, history: &[HistoryEntry]) -> String {
         let _ = writeln!(w, "- range: [{}, {}]; weight in this rule set: {}", r.output_range[0], r.output_range[1], r.weight);
         let _ =
             writeln!(w, "- on error: `{}`", serde_json::to_value(r.on_error).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default());
-        let l = &r.limits;
-        let _ = writeln!(
-            w,
-            "- limits: fuel {}, memory {} pages, timeout {} ms, input ≤ {} bytes, output ≤ {} bytes",
-            l.fuel, l.memory_pages, l.timeout_ms, l.max_input_bytes, l.max_output_bytes
-        );
+        let _ = writeln!(w, "- limits: {}", r.limits_words());
         if !r.owners.is_empty() {
             let _ = writeln!(w, "- owners: {}", r.owners.join(", "));
         }

@@ -53,6 +53,24 @@ pub struct InspectedRule {
     pub changelog: Vec<ChangelogEntry>,
 }
 
+impl InspectedRule {
+    /// The rule's declared limits in words, as `rules inspect` and `rules doc` show them to
+    /// whoever signs: each is checked against the host's ceilings when the rule loads.
+    pub fn limits_words(&self) -> String {
+        let l = &self.limits;
+        format!(
+            "fuel {} per call, memory {} pages ({} MiB), tables {} elements, input {} bytes, output {} bytes, timeout {} ms declared (the host's deadline is a backstop: fuel ends a long evaluation)",
+            l.fuel,
+            l.memory_pages,
+            l.memory_pages / 16,
+            l.table_elements,
+            l.max_input_bytes,
+            l.max_output_bytes,
+            l.timeout_ms
+        )
+    }
+}
+
 /// Everything `rules inspect` shows.
 #[derive(Debug, Clone, Serialize)]
 pub struct Inspection {

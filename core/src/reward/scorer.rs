@@ -10,7 +10,7 @@
 use super::aggregate::{Contribution, Reward, aggregate};
 use super::outcome::{Decision, Evaluation, OutcomeKind, decide};
 use super::plugin::{JUDGE_RESULT_PREFIX, LoadedJudge, PluginError};
-use super::sandbox::{CompiledRule, InstanceCache, ModuleError, Sandbox};
+use super::sandbox::{CompiledRule, ModuleError, PreparedCache, Sandbox};
 use crate::registry::hash::{json_sha256, sha256_hex};
 use crate::registry::manifest::{RuleKind, RuleManifest};
 use crate::registry::store::{VerifiedRule, VerifiedRuleSet};
@@ -31,8 +31,8 @@ pub struct LoadedRule {
     compiled: CompiledRule,
     /// The `medrl_prepare` document for `params`, encoded once.
     prepare_input: Vec<u8>,
-    /// Instances prepared with `prepare_input`, idle between runs.
-    idle: InstanceCache,
+    /// The state `medrl_prepare` leaves for `prepare_input`, kept between runs.
+    prepared: PreparedCache,
 }
 
 /// The `medrl_prepare` document: ABI, parameters and the memory the guest may reserve.
@@ -44,10 +44,11 @@ pub fn prepare_input(params: &serde_json::Value, memory_pages: u32) -> Vec<u8> {
 impl LoadedRule {
     /// Compiles a verified rule with the given parameter overrides.
     pub fn new(sandbox: &Sandbox, rule: &VerifiedRule, weight: f64, overrides: Option<&serde_json::Value>) -> Result<Self, ModuleError> {
-        let compiled = sandbox.compile(&rule.module, rule.manifest.limits)?;
+        let module_path = rule.dir.join(&rule.manifest.module.file);
+        let compiled = sandbox.compile(&rule.manifest.reference(), &module_path, &rule.module, rule.manifest.limits)?;
         let params = merge_params(&rule.manifest.params, overrides);
         Ok(LoadedRule {
-            idle: compiled.instance_cache(),
+            prepared: compiled.prepared_cache(),
             params_sha256: json_sha256(&params),
             module_sha256: rule.manifest.module.sha256.clone(),
             prepare_input: prepare_input(&params, rule.manifest.limits.memory_pages),
@@ -73,11 +74,11 @@ impl LoadedRule {
         self.evaluate_encoded(&encode_sample(sample))
     }
 
-    /// Evaluates samples in order in one reused instance (replaced after a trap). The instance
-    /// is an idle one kept from an earlier run when there is one, and is kept for a later run
-    /// afterwards, so a long-lived scorer pays `medrl_prepare` once per worker thread.
+    /// Evaluates samples in order, each in a fresh instance restored to the state
+    /// `medrl_prepare` left; the prepared state is kept from an earlier run when there is one,
+    /// so a long-lived scorer pays `medrl_prepare` once.
     pub fn evaluate_many(&self, samples_json: &[&[u8]]) -> Vec<Evaluation> {
-        self.compiled.evaluate_cached(&self.idle, &self.prepare_input, samples_json, self.manifest.output_range)
+        self.compiled.evaluate_cached(&self.prepared, &self.prepare_input, samples_json, self.manifest.output_range)
     }
 
     /// Microseconds one `medrl_prepare` of this rule takes in a fresh instance (the cost an
@@ -104,9 +105,11 @@ impl LoadedRule {
         vectors.iter().filter_map(|v| self.run_vector(v).err().map(|e| format!("{}: {e}", v.name))).collect()
     }
 
-    /// Checks that the rule keeps no state between evaluations: each sample scored alone in a
-    /// fresh instance, and all of them in one reused instance (forwards and backwards), must give
-    /// the same outcome, output and fuel. A rule that fails this could not be replayed exactly.
+    /// Checks that scoring from the prepared snapshot is exact for this rule: each sample scored
+    /// alone in a fresh instance that runs `medrl_prepare` itself, and all of them from one
+    /// snapshot (forwards and backwards), must give the same outcome, output and fuel. State
+    /// cannot pass between evaluations (each runs in a fresh instance), so this fails only if
+    /// the snapshot missed state `medrl_prepare` left; such a rule could not be replayed exactly.
     pub fn check_isolation(&self, samples: &[Sample]) -> Result<(), String> {
         let encoded: Vec<Vec<u8>> = samples.iter().map(encode_sample).collect();
         let alone: Vec<Evaluation> = encoded.iter().map(|s| self.evaluate_encoded(s)).collect();
@@ -122,7 +125,7 @@ impl LoadedRule {
                 let same = alone[i].outcome == other.outcome && alone[i].output == other.output && alone[i].fuel_used == other.fuel_used;
                 if !same {
                     return Err(format!(
-                        "rule {} gives sample `{}` a different result when it follows other samples {order} (alone: {} fuel {}, reused: {} fuel {}); a rule must keep no state between evaluations (no statics)",
+                        "rule {} gives sample `{}` a different result from its prepared snapshot, scored {order} (alone: {} fuel {}, from the snapshot: {} fuel {}); the host did not restore the state `medrl_prepare` left exactly: report this with the rule, and keep its state to memory and numeric globals",
                         self.manifest.reference(),
                         sample.id,
                         alone[i].outcome.as_str(),
@@ -386,10 +389,8 @@ mod tests {
         let scorer = RuleSetScorer::new(&sandbox, ruleset(vec![(good, 1.0)])).unwrap();
         let samples: Vec<_> = (0..10).map(|i| sample(&format!("s{i}"))).collect();
         let first = scorer.score_batch(&samples);
-        let kept = scorer.rules[0].idle.idle();
-        assert!(kept >= 1, "the first batch leaves its instances idle");
+        assert!(scorer.rules[0].prepared.is_prepared(), "the first batch keeps the prepared state");
         let second = scorer.score_batch(&samples);
-        assert!(scorer.rules[0].idle.idle() <= kept.max(rayon::current_num_threads()));
         for (a, b) in first.iter().zip(&second) {
             let (a, b) = (&a.rules[0].evaluation, &b.rules[0].evaluation);
             assert_eq!((a.outcome, &a.output, a.fuel_used), (b.outcome, &b.output, b.fuel_used));
@@ -411,8 +412,9 @@ mod tests {
     }
 
     #[test]
-    fn a_rule_that_keeps_state_between_evaluations_is_caught() {
-        // A counter in a global: the n-th evaluation of an instance returns score n/10.
+    fn a_rule_that_keeps_state_between_evaluations_scores_every_sample_afresh() {
+        // A counter in a global: the n-th evaluation of an instance would return score n/10;
+        // every evaluation starts from the prepared state, so each is the first.
         let counting = crate::reward::testutil::wat_rule_with(
             "(global.set $n (i32.add (global.get $n) (i32.const 1))) (i32.store8 (i32.const 27) (i32.add (i32.const 48) (global.get $n))) i64.const 68719476767",
             r#"{\"score\":0.1,\"applicable\":true}"#,
@@ -421,8 +423,10 @@ mod tests {
         );
         let rule = verified("counting", RuleKind::Score, OnError::Zero, SandboxLimits::default(), counting);
         let loaded = LoadedRule::new(&Sandbox::new(1).unwrap(), &rule, 1.0, None).unwrap();
-        let err = loaded.check_isolation(&[sample("a"), sample("b")]).unwrap_err();
-        assert!(err.contains("counting@1.0.0") && err.contains("no statics"), "{err}");
+        loaded.check_isolation(&[sample("a"), sample("b")]).unwrap();
+        let encoded: Vec<Vec<u8>> = (0..5).map(|i| encode_sample(&sample(&format!("s{i}")))).collect();
+        let evals = loaded.evaluate_many(&encoded.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        assert!(evals.iter().all(|e| e.output.as_ref().map(|o| o.score) == Some(0.1)), "{evals:?}");
         let honest =
             verified("honest", RuleKind::Score, OnError::Zero, SandboxLimits::default(), constant_rule(r#"{"score":0.5,"applicable":true}"#));
         let loaded = LoadedRule::new(&Sandbox::new(1).unwrap(), &honest, 1.0, None).unwrap();
