@@ -22,6 +22,8 @@ pub enum QuickstartError {
     Eval(#[from] crate::eval::EvalError),
     #[error("rule set: {0}")]
     Rules(Box<crate::registry::RegistryError>),
+    #[error("rule set: {0}")]
+    Session(Box<crate::reward::SessionError>),
     #[error("rule set name: {0}")]
     RuleSetName(String),
     /// A stage's settings (the quickstart's own with `--sft-config`/`--rl-config` and `--set`
@@ -171,11 +173,11 @@ pub fn run(
         }
         std::fs::remove_dir_all(&q.out).map_err(|source| QuickstartError::Io { path: q.out.clone(), source })?;
     }
-    // The rule set is checked first (registry, signatures, revision), so a refused rule set
-    // stops the quickstart before minutes of SFT, not at its RL stage.
+    // The rule set is checked first (registry, signatures, revision, every rule compiled under
+    // the host's limits), so a refused rule set stops the quickstart before minutes of SFT, not
+    // at its RL stage.
     let reference: crate::registry::VersionRef = q.ruleset.parse().map_err(QuickstartError::RuleSetName)?;
-    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    q.rules.registry().and_then(|r| r.accept_ruleset(&reference, now))?;
+    crate::reward::ScoringSession::accept(&q.rules.registry()?, &reference, 1).map_err(|e| QuickstartError::Session(Box::new(e)))?;
     let model = q.out.join("model");
     // Both stages' settings, with the caller's overrides, are checked before anything is written.
     let sft_cfg = sft_settings(q, &model)?;

@@ -225,3 +225,24 @@ fn an_edited_rule_set_is_refused_without_any_flag() {
         assert!(r.stderr.contains("ruleset.json changed after signing"), "{extra:?}: {}", r.stderr);
     }
 }
+
+/// The operator's ceilings reach every command: a rule asking for more fuel than `--host-limits`
+/// allows is refused at load, naming the rule, its file, the limit and the fix.
+#[test]
+fn host_limits_reach_every_command() {
+    let keys = tempfile::tempdir().unwrap();
+    let limits = keys.path().join("host.toml");
+    std::fs::write(&limits, "max_fuel = 1000\n").unwrap();
+    for name in COMMANDS {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = run(&["--host-limits".into(), s(&limits)], &command(name, tmp.path())).failed();
+        assert!(r.stderr.contains("over the host's ceiling of 1000") && r.stderr.contains("max_fuel"), "{name}: {}", r.stderr);
+        assert!(r.stderr.contains("chain@1.0.0") || r.stderr.contains("risk@1.0.0"), "{name}: the refusal names the rule: {}", r.stderr);
+    }
+    std::fs::write(&limits, "max_fuel = 0\n").unwrap();
+    let r = run(&["--host-limits".into(), s(&limits)], &command("rules score", keys.path())).failed();
+    assert!(r.stderr.contains("`max_fuel` is 0"), "{}", r.stderr);
+    std::fs::write(&limits, "max_fuels = 10\n").unwrap();
+    let r = run(&["--host-limits".into(), s(&limits)], &command("rules score", keys.path())).failed();
+    assert!(r.stderr.contains("unknown field `max_fuels`"), "{}", r.stderr);
+}

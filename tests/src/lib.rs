@@ -77,7 +77,8 @@ pub fn medrl(bin: &str, cwd: &Path, args: &[&str]) -> Run {
         .env_remove("MEDRL_TRUST_STATE")
         .env_remove("MEDRL_MIN_SIGNATURES")
         .env_remove("MEDRL_AUDIT_LOG")
-        .env_remove("MEDRL_OPERATOR_KEY");
+        .env_remove("MEDRL_OPERATOR_KEY")
+        .env_remove("MEDRL_HOST_LIMITS");
     // Deleted when this function returns, after the run.
     let state = in_checkout(cwd).then(|| tempfile::tempdir().unwrap());
     if let Some(state) = &state {

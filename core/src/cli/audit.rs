@@ -118,7 +118,7 @@ pub fn run(cmd: AuditCommand, g: &Globals) -> anyhow::Result<()> {
                 (None, Some(id)) => Target::Sample(id),
                 _ => anyhow::bail!("pass a ROW number or --sample ID"),
             };
-            let sandbox = Sandbox::new(g.threads)?;
+            let sandbox = Sandbox::with_limits(g.threads, g.registry.host_limits())?;
             let e = explain(&run, &target, &g.registry, &sandbox)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&e).expect("plain data"));

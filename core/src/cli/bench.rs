@@ -57,7 +57,7 @@ pub fn run(cmd: BenchCommand, g: &Globals) -> anyhow::Result<()> {
         }
     };
     let reference: VersionRef = ruleset.parse().map_err(anyhow::Error::msg)?;
-    let sandbox = Sandbox::new(g.threads)?;
+    let sandbox = Sandbox::with_limits(g.threads, g.registry.host_limits())?;
     let scorer = RuleSetScorer::new(&sandbox, g.registry.load_ruleset(&reference)?)?;
     let batch = synthetic_samples(samples, bytes);
     println!("rule set {reference}: {} rules, {samples} samples of ~{bytes} bytes, best of {rounds}", scorer.rules.len());

@@ -101,7 +101,7 @@ pub fn inspect(reference: &str, json: bool, g: &Globals) -> anyhow::Result<()> {
 
 pub fn verify(reference: &str, rebuild: bool, source_root: &Path, json: bool, g: &Globals) -> anyhow::Result<()> {
     let r = parse_ref(reference)?;
-    let sandbox = Sandbox::new(1)?;
+    let sandbox = Sandbox::with_limits(1, g.registry.host_limits())?;
     let rb = rebuild.then(|| Rebuild { source_root: source_root.to_path_buf(), sandbox: &sandbox });
     let report = verify_ruleset(&g.registry, &r, rb)?;
     if json {
@@ -202,7 +202,7 @@ pub fn replay(file: &Path, line: Option<u64>, all: bool, g: &Globals) -> anyhow:
         (None, true) => Lines::All,
         _ => anyhow::bail!("pass exactly one of --line N or --all"),
     };
-    let sandbox = Sandbox::new(g.threads)?;
+    let sandbox = Sandbox::with_limits(g.threads, g.registry.host_limits())?;
     let replay = replay_log(file, lines, &g.registry, &sandbox)?;
     let results = &replay.evaluations;
     let mismatched: Vec<_> = results.iter().filter(|r| !r.matches()).collect();

@@ -47,6 +47,11 @@ struct Cli {
     /// verify is refused all the same.
     #[arg(long, global = true)]
     allow_unsigned: bool,
+    /// The operator's ceilings on what a rule's manifest may ask for (TOML: max_fuel, timeout_ms,
+    /// max_memory_pages, max_table_elements, max_input_bytes, max_output_bytes,
+    /// max_module_bytes); a rule asking for more is refused at load [default: the host's].
+    #[arg(long, global = true, env = "MEDRL_HOST_LIMITS")]
+    host_limits: Option<PathBuf>,
     /// The operator's Ed25519 key file (`medrl keys generate` format): `train` and `eval` sign
     /// their run's final manifest with it (`audit verify --operator-keyring` checks it).
     #[arg(long, global = true, env = "MEDRL_OPERATOR_KEY")]
@@ -139,6 +144,7 @@ pub fn main() -> ExitCode {
         trust_state: cli.trust_state,
         allow_rollback: cli.allow_rollback,
         allow_unsigned: cli.allow_unsigned,
+        host_limits: cli.host_limits,
     };
     if flags.allow_unsigned {
         eprintln!("warning: --allow-unsigned: rule sets that cannot be verified will be scored; every such load is recorded in the audit log");

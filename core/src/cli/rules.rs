@@ -145,7 +145,7 @@ pub fn run(cmd: RulesCommand, g: &Globals) -> anyhow::Result<()> {
             Ok(())
         }
         RulesCommand::Build { dirs } => {
-            let sandbox = Sandbox::new(1)?;
+            let sandbox = Sandbox::with_limits(1, g.registry.host_limits())?;
             for dir in dirs {
                 let report = author::build(&dir, &g.registry, &sandbox).with_context(|| format!("building the rule in {}", dir.display()))?;
                 let verb = if report.written { "published" } else { "unchanged" };
@@ -227,7 +227,7 @@ fn test(selected: Vec<String>, g: &Globals) -> anyhow::Result<()> {
     if refs.is_empty() {
         bail!("no rules in {}; build one with `medrl rules build DIR`", g.registry.root().display());
     }
-    let sandbox = Sandbox::new(1)?;
+    let sandbox = Sandbox::with_limits(1, g.registry.host_limits())?;
     let mut failed = 0;
     for r in refs {
         let rule = g.registry.load_rule(&r)?;

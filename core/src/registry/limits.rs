@@ -117,6 +117,30 @@ impl std::fmt::Display for LimitRefusal {
 }
 
 impl HostLimits {
+    /// Reads the operator's ceilings from a TOML file (any field may be left out: the default
+    /// stands; unknown fields refused, with their name).
+    pub fn read(path: &std::path::Path) -> Result<Self, crate::registry::RegistryError> {
+        use crate::registry::RegistryError;
+        let text = std::fs::read_to_string(path).map_err(|source| RegistryError::Io { path: path.into(), source })?;
+        let limits: HostLimits = toml::from_str(&text).map_err(|e| RegistryError::Parse {
+            path: path.into(),
+            what: "host limits file",
+            msg: e.to_string().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" "),
+        })?;
+        let zero = [("max_fuel", limits.max_fuel), ("timeout_ms", limits.timeout_ms), ("max_module_bytes", limits.max_module_bytes)]
+            .into_iter()
+            .chain([("max_input_bytes", limits.max_input_bytes.into()), ("max_output_bytes", limits.max_output_bytes.into())])
+            .find(|(_, v)| *v == 0);
+        if let Some((field, _)) = zero {
+            return Err(RegistryError::Parse {
+                path: path.into(),
+                what: "host limits file",
+                msg: format!("`{field}` is 0, which no rule could run under; leave it out for the default"),
+            });
+        }
+        Ok(limits)
+    }
+
     /// Checks a rule's declared limits against the ceilings: the first that asks for too much
     /// (or for zero fuel or a zero deadline), in manifest order.
     pub fn check(&self, l: &SandboxLimits) -> Result<(), LimitRefusal> {

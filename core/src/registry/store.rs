@@ -13,6 +13,7 @@
 //! path) refuses a revision lower than the last accepted one.
 
 use super::hash::{canonical_json, sha256_hex};
+use super::limits::HostLimits;
 use super::manifest::{RuleKind, RuleManifest};
 use super::ruleset::{FileEntry, JudgeEntry, RuleSetManifest, VersionRef};
 use super::trust::{REGISTRY_KEYRING, RevisionCheck, Signer, TrustError, TrustPolicy, check_and_record_revision, verify_signatures};
@@ -133,6 +134,9 @@ pub struct AcceptedRuleSet {
 pub struct Registry {
     root: PathBuf,
     trust: Arc<TrustPolicy>,
+    /// The operator's ceilings on what a rule's manifest may ask for; every sandbox that runs
+    /// this registry's rules enforces them.
+    host_limits: HostLimits,
 }
 
 impl Registry {
@@ -140,7 +144,7 @@ impl Registry {
     /// keyring (or an explicit `allow_unsigned`) is attached with [`Self::with_trust`]. Commands
     /// get theirs from [`crate::reward::RuleSource::registry`].
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Registry { root: root.into(), trust: Arc::new(TrustPolicy::default()) }
+        Registry { root: root.into(), trust: Arc::new(TrustPolicy::default()), host_limits: HostLimits::default() }
     }
 
     /// A registry that checks integrity (every pin) but not authenticity: for tools that only
@@ -153,6 +157,17 @@ impl Registry {
     pub fn with_trust(mut self, policy: TrustPolicy) -> Self {
         self.trust = Arc::new(policy);
         self
+    }
+
+    /// The same registry, with the operator's ceilings on rule limits.
+    pub fn with_host_limits(mut self, host_limits: HostLimits) -> Self {
+        self.host_limits = host_limits;
+        self
+    }
+
+    /// The ceilings a sandbox running this registry's rules enforces.
+    pub fn host_limits(&self) -> HostLimits {
+        self.host_limits
     }
 
     pub fn trust(&self) -> &TrustPolicy {

@@ -9,6 +9,7 @@ use super::Reward;
 use super::sandbox::Sandbox;
 use super::scorer::{RuleSetScorer, SampleScore, ScorerError};
 use crate::governance::audit::{Appended, AuditError, AuditLog};
+use crate::registry::limits::HostLimits;
 use crate::registry::ruleset::VersionRef;
 use crate::registry::store::{AcceptedRuleSet, Registry, RegistryError};
 use crate::registry::trust::{Keyring, REGISTRY_KEYRING, STATE_FILE, TrustPolicy};
@@ -43,11 +44,23 @@ pub struct RuleSource {
     /// the audit log. A signature that does not verify is refused all the same.
     #[serde(default)]
     pub allow_unsigned: bool,
+    /// A TOML file of the operator's ceilings on rule limits (`max_fuel`, `timeout_ms`,
+    /// `max_memory_pages`, …; docs/sandbox.md); `None`: the host's defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_limits: Option<PathBuf>,
 }
 
 impl Default for RuleSource {
     fn default() -> Self {
-        RuleSource { registry: "data".into(), keyring: None, min_signatures: None, trust_state: None, allow_rollback: false, allow_unsigned: false }
+        RuleSource {
+            registry: "data".into(),
+            keyring: None,
+            min_signatures: None,
+            trust_state: None,
+            allow_rollback: false,
+            allow_unsigned: false,
+            host_limits: None,
+        }
     }
 }
 
@@ -74,7 +87,11 @@ impl RuleSource {
             allow_rollback: self.allow_rollback,
             allow_unsigned: self.allow_unsigned,
         };
-        Ok(Registry::new(&self.registry).with_trust(policy))
+        let host_limits = match &self.host_limits {
+            Some(path) => HostLimits::read(path)?,
+            None => HostLimits::default(),
+        };
+        Ok(Registry::new(&self.registry).with_trust(policy).with_host_limits(host_limits))
     }
 
     /// `self` with every setting that `flags` sets explicitly put over it (the command line wins
@@ -94,6 +111,9 @@ impl RuleSource {
         }
         self.allow_rollback |= flags.allow_rollback;
         self.allow_unsigned |= flags.allow_unsigned;
+        if let Some(h) = &flags.host_limits {
+            self.host_limits = Some(h.clone());
+        }
         self
     }
 }
@@ -108,6 +128,7 @@ pub struct RuleFlags {
     pub trust_state: Option<PathBuf>,
     pub allow_rollback: bool,
     pub allow_unsigned: bool,
+    pub host_limits: Option<PathBuf>,
 }
 
 impl RuleFlags {
@@ -161,17 +182,17 @@ impl ScoringSession {
     /// [`Self::log_to`] before scoring.
     pub fn accept(registry: &Registry, reference: &VersionRef, threads: usize) -> Result<Self, SessionError> {
         let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-        Self::compile(registry.accept_ruleset(reference, now)?, threads)
+        Self::compile(registry.accept_ruleset(reference, now)?, registry.host_limits(), threads)
     }
 
     /// [`Self::accept`] for a resumed run: the rule set it was pinned to at step 0
     /// ([`Registry::accept_pinned`]), whatever revisions were accepted since.
     pub fn accept_pinned(registry: &Registry, reference: &VersionRef, sha256: &str, threads: usize) -> Result<Self, SessionError> {
-        Self::compile(registry.accept_pinned(reference, sha256)?, threads)
+        Self::compile(registry.accept_pinned(reference, sha256)?, registry.host_limits(), threads)
     }
 
-    fn compile(accepted: AcceptedRuleSet, threads: usize) -> Result<Self, SessionError> {
-        let sandbox = Sandbox::new(threads).map_err(ScorerError::from)?;
+    fn compile(accepted: AcceptedRuleSet, host_limits: HostLimits, threads: usize) -> Result<Self, SessionError> {
+        let sandbox = Sandbox::with_limits(threads, host_limits).map_err(ScorerError::from)?;
         let scorer = RuleSetScorer::new(&sandbox, accepted.ruleset.clone())?;
         Ok(ScoringSession { scorer, accepted, audit: None })
     }
@@ -240,6 +261,7 @@ mod tests {
             trust_state: None,
             allow_rollback: false,
             allow_unsigned: false,
+            host_limits: None,
         };
         assert_eq!(configured.clone().overridden_by(&RuleFlags::default()), configured);
         let flags = RuleFlags {

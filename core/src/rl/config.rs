@@ -110,6 +110,8 @@ pub struct RulesConfig {
     /// Score a rule set that cannot be verified (no keyring, too few signatures); printed as a
     /// warning and recorded here and in the audit log (default false).
     pub allow_unsigned: bool,
+    /// The operator's ceilings on rule limits, a TOML file (default none: the host's defaults).
+    pub host_limits: Option<PathBuf>,
     /// Raises the keyring's `min_signatures` (default none: the keyring's own).
     pub min_signatures: Option<usize>,
 }
@@ -123,6 +125,7 @@ impl Default for RulesConfig {
             trust_state: None,
             allow_rollback: false,
             allow_unsigned: false,
+            host_limits: None,
             min_signatures: None,
         }
     }
@@ -138,6 +141,7 @@ impl RulesConfig {
             trust_state: self.trust_state.clone(),
             allow_rollback: self.allow_rollback,
             allow_unsigned: self.allow_unsigned,
+            host_limits: self.host_limits.clone(),
         }
     }
 
@@ -149,6 +153,7 @@ impl RulesConfig {
         self.trust_state = source.trust_state.clone();
         self.allow_rollback = source.allow_rollback;
         self.allow_unsigned = source.allow_unsigned;
+        self.host_limits = source.host_limits.clone();
     }
 
     /// Puts every trust flag given on the command line over this configuration.
