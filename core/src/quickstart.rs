@@ -65,6 +65,9 @@ pub struct Quickstart {
     pub rl_config: Option<PathBuf>,
     /// `--set` overrides of the RL stage (`ppo.learning_rate=1e-3`), over [`rl_config`].
     pub rl_overrides: Vec<String>,
+    /// The operator's key and its file: the RL run's and the evaluation's manifests are signed
+    /// with it, as `medrl train` and `medrl eval` sign theirs.
+    pub operator_key: Option<(crate::registry::signing::KeyFile, PathBuf)>,
 }
 
 /// SFT epochs of the shipped quickstart.
@@ -85,6 +88,7 @@ impl Default for Quickstart {
             sft_overrides: Vec::new(),
             rl_config: None,
             rl_overrides: Vec::new(),
+            operator_key: None,
         }
     }
 }
@@ -188,6 +192,9 @@ pub fn run(
     let sft = crate::sft::run(&sft_cfg, false, |_, _, _| {})?;
     say("3/4 PPO with the rule set");
     let mut trainer = Trainer::start(rl_settings(q, &sft.output)?, false)?;
+    if let Some((key, path)) = &q.operator_key {
+        trainer.sign_with(key.clone(), path.clone());
+    }
     let rl_run = trainer.run.root.clone();
     let rl_reports = trainer.run(on_step)?;
     drop(trainer);
@@ -212,7 +219,8 @@ pub fn run(
         },
     };
     let registry = q.rules.registry()?;
-    let eval = crate::eval::evaluate(&plan, &registry, &crate::training::pick_device())?;
+    let key = q.operator_key.as_ref().map(|(k, p)| (k, p.as_path()));
+    let eval = crate::eval::evaluate_signed(&plan, &registry, &crate::training::pick_device(), key)?;
     Ok(QuickstartOutputs { model, sft, rl_run, rl_reports, eval_dir, eval })
 }
 

@@ -22,7 +22,23 @@ fn quickstart_runs_every_stage_and_names_every_output() {
     let data = dir.path().join("data");
     small_data(&data, 16);
     let out = dir.path().join("qs");
-    let args = ["--registry", data.to_str().unwrap(), "quickstart", "--out", out.to_str().unwrap(), "--steps", "2", "--sft-epochs", "1"];
+    // The operator's key signs the RL run's and the evaluation's manifests.
+    let (key, operators) = (dir.path().join("operator.key"), dir.path().join("operators.toml"));
+    medrl(MEDRL, dir.path(), &["keys", "generate", "--name", "operator", "--out", key.to_str().unwrap(), "--add-to", operators.to_str().unwrap()])
+        .ok();
+    let args = [
+        "--registry",
+        data.to_str().unwrap(),
+        "--operator-key",
+        key.to_str().unwrap(),
+        "quickstart",
+        "--out",
+        out.to_str().unwrap(),
+        "--steps",
+        "2",
+        "--sft-epochs",
+        "1",
+    ];
     let r = medrl(MEDRL, &repo_root(), &args).ok();
     for stage in ["1/4 making the tiny model", "2/4 SFT", "3/4 PPO", "4/4 evaluating SFT against RL"] {
         assert!(r.stderr.contains(stage), "{stage} missing:\n{}", r.stderr);
@@ -60,6 +76,22 @@ fn quickstart_runs_every_stage_and_names_every_output() {
     assert!(config.contains(&format!("path = \"{}\"", out.join("sft/model").display())), "{config}");
     // Two steps of 32 prompts × 1 answer.
     assert_eq!(std::fs::read_to_string(out.join("rl/rewards.csv")).unwrap().lines().count(), 1 + 2 * 32);
+    assert!(out.join("rl/final/run_manifest.sig").exists() && out.join("eval/run_manifest.sig").exists());
+    let verified = medrl(
+        MEDRL,
+        &repo_root(),
+        &[
+            "--registry",
+            data.to_str().unwrap(),
+            "audit",
+            "verify",
+            out.join("rl").to_str().unwrap(),
+            "--operator-keyring",
+            operators.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    assert!(verified.stdout.contains("(operator): valid"), "{}", verified.stdout);
     // A second run never deletes the first one's outputs unless told to.
     let again = medrl(MEDRL, &repo_root(), &args).failed();
     assert!(again.stderr.contains("already exists; pass --overwrite"), "{}", again.stderr);

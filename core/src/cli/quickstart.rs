@@ -50,6 +50,7 @@ pub fn run(a: QuickstartArgs, g: &super::Globals) -> anyhow::Result<()> {
         sft_config: a.sft_config,
         sft_overrides: a.sft_overrides,
         rl_config: a.rl_config,
+        operator_key: g.operator_key()?,
         rl_overrides: a.rl_overrides,
         ..Quickstart::default()
     };
