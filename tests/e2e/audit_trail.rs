@@ -208,3 +208,29 @@ fn explain_walks_a_reward_to_its_rules_and_every_tamper_is_found() {
     assert!(r.stdout.contains("ok       final manifest: the log ends at its head"), "{}", r.stdout);
     assert!(r.stdout.contains("does not verify over run_manifest.json: the manifest was changed after it was signed"), "{}", r.stdout);
 }
+
+/// A `medrl-audit/1` log written by the trainer before aggregates existed (the first 9 records
+/// of the quickstart's RL log at e54a663, `tests/fixtures/audit-v1/`) still verifies and replays:
+/// its decisions are recomputed, and the missing totals are said, not invented. A decision edited
+/// and re-hashed in it is found all the same.
+#[test]
+fn a_medrl_audit_1_log_still_verifies_and_replays() {
+    let work = tempfile::tempdir().unwrap();
+    copy_tree(&repo_root().join("tests/fixtures/audit-v1"), work.path());
+    let log = work.path().join("audit.jsonl");
+    let verified = medrl(MEDRL, &repo_root(), &["audit", "verify", s(&log)]).ok();
+    assert!(verified.stdout.contains("9 records (8 evaluations, 0 aggregates, 1 rule-set loads), hash chain intact"), "{}", verified.stdout);
+    assert!(verified.stdout.contains("8 decisions and 0 totals recomputed from data: all equal"), "{}", verified.stdout);
+    assert!(format!("{}{}", verified.stdout, verified.stderr).contains("medrl-audit/1 records"), "{}", verified.stderr);
+    let replayed = medrl(MEDRL, &repo_root(), &["rules", "replay", s(&log), "--all"]).ok();
+    assert!(replayed.stdout.contains("replayed 8 evaluations") && replayed.stdout.contains("8 match exactly"), "{}", replayed.stdout);
+    // A decision's score changed, the chain re-hashed as a forger would.
+    let mut recs = records(&log);
+    let at = recs.iter().position(|r| kind(r) == "evaluation" && r["event"]["decision"]["score"].is_number()).expect("a counted evaluation");
+    let score = recs[at]["event"]["decision"]["score"].as_f64().unwrap();
+    recs[at]["event"]["decision"]["score"] = (score + 0.5).into();
+    write_rehashed(&log, recs);
+    let refused = medrl(MEDRL, &repo_root(), &["audit", "verify", s(&log)]).failed();
+    let said = format!("{}{}", refused.stdout, refused.stderr);
+    assert!(said.contains(&format!("line {}", at + 1)) && said.contains("decision"), "{said}");
+}
