@@ -10,6 +10,12 @@
 
 use std::path::{Path, PathBuf};
 
+/// A parser's message on one line, its lines trimmed and joined by spaces (toml's "unknown
+/// field `x`, expected one of … in `ppo`" spans several), so an error stays one line.
+pub fn one_line(message: &str) -> String {
+    message.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+}
+
 /// Why an input file cannot be read as text.
 #[derive(Debug, thiserror::Error)]
 pub enum TextError {

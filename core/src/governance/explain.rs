@@ -179,7 +179,7 @@ pub fn explain(run: &Path, target: &Target, registry: &Registry, sandbox: &Sandb
         };
         let registered = ruleset.manifest.rules.get(j).zip(ruleset.rules.get(j));
         let params = registered.map(|(entry, rule)| {
-            let overrides = (!entry.params.is_empty()).then(|| serde_json::Value::Object(entry.params.clone()));
+            let overrides = entry.param_overrides();
             merge_params(&rule.manifest.params, overrides.as_ref())
         });
         let replay = line.and_then(|l| replayed.evaluations.iter().find(|r| r.line == l)).map(|r: &Replayed| ReplayLine {

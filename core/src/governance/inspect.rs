@@ -137,7 +137,7 @@ impl Inspection {
             .iter()
             .zip(&rs.rules)
             .map(|(entry, rule)| {
-                let overrides = (!entry.params.is_empty()).then(|| serde_json::Value::Object(entry.params.clone()));
+                let overrides = entry.param_overrides();
                 let params = merge_params(&rule.manifest.params, overrides.as_ref());
                 let rm = &rule.manifest;
                 InspectedRule {

@@ -134,7 +134,7 @@ impl RuleSetView {
             .iter()
             .zip(&ruleset.rules)
             .map(|(entry, rule)| {
-                let overrides = (!entry.params.is_empty()).then(|| serde_json::Value::Object(entry.params.clone()));
+                let overrides = entry.param_overrides();
                 let params = merge_params(&rule.manifest.params, overrides.as_ref());
                 PartView {
                     name: rule.manifest.reference(),

@@ -11,7 +11,7 @@ use super::author::{self, source_tree_sha256};
 use crate::registry::hash::sha256_hex;
 use crate::registry::ruleset::{RuleSetManifest, VersionRef};
 use crate::registry::store::{RULE_MANIFEST, RULESET_MANIFEST, Registry, RegistryError, check_weight_sign, read_json, read_json_canonical};
-use crate::registry::trust::{TrustError, signature_files, verify_signatures};
+use crate::registry::trust::{signature_files, verify_signatures};
 use crate::reward::sandbox::Sandbox;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -183,13 +183,7 @@ pub fn verify_ruleset(registry: &Registry, r: &VersionRef, rebuild: Option<Rebui
                 CheckStatus::Skipped { reason: format!("{n} signature file(s) present, NOT CHECKED: no keyring, --allow-unsigned") },
             );
         }
-        None => {
-            let registry_keyring = registry.root().join(crate::registry::trust::REGISTRY_KEYRING);
-            report.push_result(
-                "signatures",
-                Err::<String, _>(RegistryError::from(TrustError::NoKeyring { reference: r.to_string(), registry_keyring })),
-            );
-        }
+        None => report.push_result("signatures", Err::<String, _>(RegistryError::from(registry.no_keyring(r)))),
     }
 
     // Every pinned file, as the rule set lists it.

@@ -125,7 +125,7 @@ impl HostLimits {
         let limits: HostLimits = toml::from_str(&text).map_err(|e| RegistryError::Parse {
             path: path.into(),
             what: "host limits file",
-            msg: e.to_string().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" "),
+            msg: crate::io::one_line(&e.to_string()),
         })?;
         let zero = [("max_fuel", limits.max_fuel), ("timeout_ms", limits.timeout_ms), ("max_module_bytes", limits.max_module_bytes)]
             .into_iter()

@@ -19,6 +19,14 @@ pub struct RuleEntry {
     pub params: serde_json::Map<String, serde_json::Value>,
 }
 
+impl RuleEntry {
+    /// The params this rule set puts over the rule's defaults, as the sandbox takes them (`None`
+    /// when it sets none).
+    pub fn param_overrides(&self) -> Option<serde_json::Value> {
+        (!self.params.is_empty()).then(|| serde_json::Value::Object(self.params.clone()))
+    }
+}
+
 /// A native library pinned by sha256 and size.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -367,6 +367,12 @@ impl Registry {
         })
     }
 
+    /// The refusal of a load that has no keyring to verify `r` against, naming the registry's
+    /// own keyring path (what a load and `rules verify` both say).
+    pub fn no_keyring(&self, r: &VersionRef) -> TrustError {
+        TrustError::NoKeyring { reference: r.to_string(), registry_keyring: self.root.join(REGISTRY_KEYRING) }
+    }
+
     /// [`Self::load_ruleset`] with the signers it verified (`None` without a keyring).
     pub fn load_ruleset_signed(&self, r: &VersionRef) -> Result<(VerifiedRuleSet, Option<Vec<Signer>>), RegistryError> {
         self.ensure_exists("rule set", "rulesets", r)?;
@@ -400,7 +406,7 @@ impl Registry {
                 tracing::debug!(ruleset = %r, "no keyring and --allow-unsigned: signatures not checked");
                 None
             }
-            None => return Err(TrustError::NoKeyring { reference: r.to_string(), registry_keyring: self.root.join(REGISTRY_KEYRING) }.into()),
+            None => return Err(self.no_keyring(r).into()),
         };
         let owner = format!("{}", path.display());
         let mut rules = Vec::with_capacity(manifest.rules.len());

@@ -220,7 +220,7 @@ impl RuleSetScorer {
             .iter()
             .zip(&ruleset.rules)
             .map(|(entry, rule)| {
-                let overrides = (!entry.params.is_empty()).then(|| serde_json::Value::Object(entry.params.clone()));
+                let overrides = entry.param_overrides();
                 LoadedRule::new(sandbox, rule, entry.weight, overrides.as_ref())
             })
             .collect::<Result<_, _>>()?;

@@ -5,6 +5,7 @@
 //! mistake is reported the same way in both: blamed on the file or the flag that made it, on one
 //! line, with the fix.
 
+use crate::io::one_line;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
@@ -109,11 +110,6 @@ pub fn apply_override(doc: &mut toml::Table, given: &str, shape: &OverrideShape)
     }
     cursor.insert(parts[parts.len() - 1].to_string(), parsed);
     Ok(())
-}
-
-/// toml's message on one line ("unknown field `x`, expected one of … in `ppo`").
-pub fn one_line(message: &str) -> String {
-    message.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
 /// A number as TOML writes it, so a fix can be pasted into `--set` (`0.003`, `nan`, `-inf`).
