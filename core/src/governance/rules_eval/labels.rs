@@ -561,6 +561,12 @@ fn parse_pair(line: &str, origin: &Origin) -> Result<Box<LabelledPair>, Vec<Stri
     }))
 }
 
+/// The problems [`read`] would report for `line` as a line of an `answers*.jsonl` file (all but
+/// duplicate ids, which need the whole corpus): for a writer to check what it writes.
+pub fn check_answer_line(line: &str) -> Result<(), Vec<String>> {
+    parse_answer(line, &Origin { file: PathBuf::new(), line: 0 }).map(|_| ())
+}
+
 /// One answer as a line of an `answers*.jsonl` file (what the review conversion writes), keys
 /// in the order FORMAT.md shows them; [`read`] reads it back to the same [`LabelledAnswer`].
 pub fn answer_line(id: &str, class: &str, sample: &Sample, labels: &BTreeMap<String, Verdict>, why: &str, author: &str) -> String {
