@@ -274,6 +274,60 @@ fn review_round_trip_gives_the_hand_computed_agreement() {
     assert_eq!(rejected, ["g02", "g00"]);
     check_golden("review/review_report.md", &std::fs::read_to_string(out.join("review_report.md")).unwrap());
 
+    // The round's verdicts become labels for `rules eval`: all 20 rows have one; chain is blank on
+    // i = 19, so 19 chain labels; emergency `na` (i 9, 11..19) becomes "n/a"; none is dropped.
+    let labels = dir.path().join("labels/test/answers-review-r1.jsonl");
+    let run = medrl(
+        MEDRL,
+        dir.path(),
+        &["review", "labels", filled.to_str().unwrap(), "--manifest", manifest_path.to_str().unwrap(), "--out", labels.to_str().unwrap()],
+    )
+    .ok();
+    assert!(
+        run.stdout.contains("wrote 20 labelled answers to") && run.stdout.contains("(verdicts: chain 19, emergency 20, risk 20, verbosity 20)"),
+        "{}",
+        run.stdout
+    );
+    // `ingest --labels-out` writes the same bytes.
+    let via_ingest = dir.path().join("labels/answers-via-ingest.jsonl");
+    let mut with_labels = args.to_vec();
+    with_labels.extend_from_slice(&["--labels-out", via_ingest.to_str().unwrap()]);
+    medrl(MEDRL, dir.path(), &with_labels).ok();
+    assert_eq!(std::fs::read(&labels).unwrap(), std::fs::read(&via_ingest).unwrap());
+    // A second conversion to the same file is refused: labels are never overwritten.
+    let again = medrl(
+        MEDRL,
+        dir.path(),
+        &["review", "labels", filled.to_str().unwrap(), "--manifest", manifest_path.to_str().unwrap(), "--out", labels.to_str().unwrap()],
+    )
+    .failed();
+    assert!(again.stderr.contains("labels are never overwritten"), "{}", again.stderr);
+    // And `rules eval` reads them as the `test` split, with one figure per labelled rule.
+    let eval_json = dir.path().join("eval.json");
+    medrl(
+        MEDRL,
+        dir.path(),
+        &[
+            "--registry",
+            registry,
+            "rules",
+            "eval",
+            "--ruleset",
+            "medical-safety@1.0.0",
+            "--labels",
+            labels.to_str().unwrap(),
+            "--json",
+            eval_json.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    let eval_report: Value = serde_json::from_str(&std::fs::read_to_string(&eval_json).unwrap()).unwrap();
+    let split = &eval_report["splits"][0];
+    assert_eq!(split["name"], "test");
+    let n: Vec<(String, u64)> =
+        split["rules"].as_array().unwrap().iter().map(|r| (r["rule"].as_str().unwrap().to_string(), r["overall"]["n"].as_u64().unwrap())).collect();
+    assert_eq!(n, [("chain".to_string(), 19), ("emergency".to_string(), 20), ("risk".to_string(), 20), ("verbosity".to_string(), 20)]);
+
     // A tampered row is reported and left out: the figures shrink by exactly that row.
     let tampered = std::fs::read_to_string(&filled).unwrap().replacen("第5个回答", "第五个回答", 1);
     std::fs::write(&filled, tampered).unwrap();

@@ -1,4 +1,5 @@
-//! `medrl review sample` and `medrl review ingest`: the clinician spot check.
+//! `medrl review sample`, `ingest` and `labels`: the clinician spot check, and its verdicts as
+//! labels for `medrl rules eval`.
 
 use clap::{Args, Subcommand};
 use medrl::review::{IngestOptions, SampleOptions};
@@ -10,6 +11,24 @@ pub enum ReviewCommand {
     Sample(SampleArgs),
     /// Read a filled sheet and report agreement between clinicians and each rule.
     Ingest(IngestArgs),
+    /// Turn a filled sheet's verdicts into labelled answers for `medrl rules eval`
+    /// (data/rules-eval/FORMAT.md), so each review round grows the test set.
+    Labels(LabelsArgs),
+}
+
+#[derive(Args)]
+pub struct LabelsArgs {
+    /// The filled sheet (CSV).
+    sheet: PathBuf,
+    /// The sheet's manifest (default: review_manifest.json beside the sheet).
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    /// The labels file to write, named answers….jsonl (e.g. data/rules-eval/test/answers-review-r1.jsonl); never overwritten.
+    #[arg(long)]
+    out: PathBuf,
+    /// Who judged (the lines' `author`; default: "clinician review, round N").
+    #[arg(long)]
+    author: Option<String>,
 }
 
 #[derive(Args)]
@@ -50,6 +69,12 @@ pub struct IngestArgs {
     /// Folder for review_report.md and review_report.json (default: the sheet's folder).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Also write the verdicts as labelled answers for `medrl rules eval` (as `review labels --out`).
+    #[arg(long)]
+    labels_out: Option<PathBuf>,
+    /// With --labels-out: who judged (default: "clinician review, round N").
+    #[arg(long, requires = "labels_out")]
+    author: Option<String>,
 }
 
 pub fn run(cmd: ReviewCommand, g: &super::Globals) -> anyhow::Result<()> {
@@ -79,6 +104,8 @@ pub fn run(cmd: ReviewCommand, g: &super::Globals) -> anyhow::Result<()> {
         }
         ReviewCommand::Ingest(a) => {
             let out = a.out.clone().unwrap_or_else(|| a.sheet.parent().map(PathBuf::from).unwrap_or_default());
+            let labels_opts =
+                a.labels_out.map(|out| medrl::review::LabelsOptions { sheet: a.sheet.clone(), manifest: a.manifest.clone(), out, author: a.author });
             let opts = IngestOptions { sheet: a.sheet, manifest: a.manifest, ruleset: a.ruleset, out: a.out };
             let r = medrl::review::ingest(&opts, &g.registry)?;
             println!("round {}, variant {}: {} rows compared, {} with problems", r.round, r.variant, r.rows_compared, r.integrity.problems.len());
@@ -92,7 +119,27 @@ pub fn run(cmd: ReviewCommand, g: &super::Globals) -> anyhow::Result<()> {
             }
             println!("wrote {}", out.join(medrl::review::REPORT_MD).display());
             println!("wrote {}", out.join(medrl::review::REPORT_JSON).display());
+            if let Some(opts) = labels_opts {
+                print_labels(&medrl::review::labels(&opts)?);
+            }
+            Ok(())
+        }
+        ReviewCommand::Labels(a) => {
+            let opts = medrl::review::LabelsOptions { sheet: a.sheet, manifest: a.manifest, out: a.out, author: a.author };
+            print_labels(&medrl::review::labels(&opts)?);
             Ok(())
         }
     }
+}
+
+fn print_labels(s: &medrl::review::LabelsSummary) {
+    let verdicts: Vec<String> = s.verdicts.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    println!("wrote {} labelled answers to {} (verdicts: {})", s.answers, s.out.display(), verdicts.join(", "));
+    if s.unjudged_rows + s.integrity_problems + s.dropped_na > 0 {
+        println!(
+            "  left out: {} rows without a verdict, {} rows with integrity problems (see the ingest report), {} `na` verdicts on chain or verbosity (no such label)",
+            s.unjudged_rows, s.integrity_problems, s.dropped_na
+        );
+    }
+    println!("next: check it with `medrl rules eval --ruleset NAME@VERSION --labels {}`", s.out.display());
 }

@@ -1,11 +1,15 @@
-//! `medrl rules …`: scaffold, build, test, publish and score with rules; sign, inspect, verify,
-//! diff, document and replay them (handlers of the governance commands are in `govern.rs`).
+//! `medrl rules …`: scaffold, build, test, publish and score with rules, and measure them against
+//! clinician labels (`rules eval`); sign, inspect, verify, diff, document and replay them
+//! (handlers of the governance commands are in `govern.rs`).
 
-use super::{Globals, govern};
+use super::{ExitError, Globals, govern};
 use anyhow::{Context, bail};
 use clap::Subcommand;
+use medrl::eval::BootstrapConfig;
+use medrl::governance::AuditLog;
 use medrl::governance::author::{self, RULE_SOURCE};
 use medrl::governance::publish::{BumpPart, RuleSetSpec, bump_ruleset, create_ruleset};
+use medrl::governance::rules_eval::{self, EvalOptions};
 use medrl::io::read_jsonl;
 use medrl::registry::store::{RULESET_MANIFEST, read_json};
 use medrl::registry::trust::signature_files;
@@ -35,7 +39,17 @@ pub enum RulesCommand {
         dirs: Vec<PathBuf>,
     },
     /// Run every published rule's golden vectors in the sandbox (or only the given id@version).
-    Test { rules: Vec<String> },
+    Test {
+        rules: Vec<String>,
+        /// Also score the labelled answers that name each rule (data/rules-eval/FORMAT.md: a
+        /// corpus root, a split folder or one file) and print its agreement per split.
+        #[arg(long)]
+        labels: Option<PathBuf>,
+    },
+    /// Measure a rule set against clinician labels: per rule agreement, precision, recall, F1
+    /// with bootstrap intervals, by language, category and class, the disagreements, and how
+    /// the reward orders good-vs-hack pairs (docs/rules_eval.md). Exit 3 when a --gate fails.
+    Eval(EvalArgs),
     /// List rule sets and rules in the registry.
     List,
     /// Score samples with a rule set: a per-sample breakdown with explanations.
@@ -114,6 +128,45 @@ pub enum RulesCommand {
     },
 }
 
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// Rule set, exact version: NAME@VERSION.
+    #[arg(long)]
+    ruleset: String,
+    /// The labels: a corpus root holding dev/ and test/, one split folder, or one
+    /// answers*.jsonl / pairs*.jsonl file.
+    #[arg(long)]
+    labels: PathBuf,
+    /// Only this split of a corpus root (default: every split present, side by side).
+    #[arg(long)]
+    split: Option<String>,
+    /// Write the report as JSON (`medrl.rules-eval/1`) to this file (`-` for stdout).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the full Markdown report to this file (`-` for stdout); the summary is printed either way.
+    #[arg(long)]
+    md: Option<PathBuf>,
+    /// A threshold the evaluation must meet, e.g. `risk.recall>=0.95`,
+    /// `test:risk.precision[lang=zh]>=0.95`, `pairs.ordered>=1`. Repeatable; a failed gate exits 3.
+    #[arg(long = "gate", value_name = "[SPLIT:]RULE.METRIC[BY=VALUE] OP X")]
+    gates: Vec<String>,
+    /// The score at which a rule says yes (credits or penalises): RULE=X. Default 0.5, chain 1.0.
+    #[arg(long = "threshold", value_name = "RULE=X")]
+    thresholds: Vec<String>,
+    /// A pair counts as ordered when the good answer's reward exceeds the hack's by at least this.
+    #[arg(long, default_value_t = medrl::governance::rules_eval::DEFAULT_MARGIN)]
+    margin: f64,
+    /// Bootstrap resamples per interval.
+    #[arg(long, default_value_t = 2000)]
+    resamples: usize,
+    /// Seed of the bootstrap resamples (the same seed gives the same intervals).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// The hash-chained audit log every evaluation is appended to.
+    #[arg(long, env = "MEDRL_AUDIT_LOG", default_value = ".medrl/audit.jsonl")]
+    audit_log: PathBuf,
+}
+
 #[derive(Subcommand)]
 pub enum RulesetCommand {
     /// Publish a new rule-set version from a TOML spec.
@@ -160,7 +213,8 @@ pub fn run(cmd: RulesCommand, g: &Globals) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        RulesCommand::Test { rules } => test(rules, g),
+        RulesCommand::Test { rules, labels } => test(rules, labels.as_deref(), g),
+        RulesCommand::Eval(args) => eval(args, g),
         RulesCommand::List => list(g),
         RulesCommand::Score { ruleset, input, json, audit_log } => score(&ruleset, &input, json, &audit_log, g),
         RulesCommand::Ruleset(RulesetCommand::New { spec, created_at }) => {
@@ -214,7 +268,62 @@ fn published(m: &RuleSetManifest, g: &Globals) {
     println!("next: review it with `medrl rules inspect {}`, then sign it with `medrl rules sign {} --key KEY`", m.reference(), m.reference());
 }
 
-fn test(selected: Vec<String>, g: &Globals) -> anyhow::Result<()> {
+fn eval(a: EvalArgs, g: &Globals) -> anyhow::Result<()> {
+    let reference: VersionRef = a.ruleset.parse().map_err(anyhow::Error::msg)?;
+    let dash = |p: &Option<PathBuf>| p.as_deref() == Some(std::path::Path::new("-"));
+    if dash(&a.json) && dash(&a.md) {
+        bail!("--json - and --md - both ask for stdout; write one of them to a file");
+    }
+    let stdout_taken = dash(&a.json) || dash(&a.md);
+    let opts = EvalOptions {
+        thresholds: a.thresholds.iter().map(|t| rules_eval::parse_threshold(t)).collect::<Result<_, _>>()?,
+        margin: a.margin,
+        bootstrap: BootstrapConfig { resamples: a.resamples, seed: a.seed, ..BootstrapConfig::default() },
+        gates: a.gates.iter().map(|x| x.parse::<rules_eval::Gate>()).collect::<Result<_, _>>()?,
+    };
+    // Labels, rule set, thresholds and gates are all checked before the audit log is touched.
+    let corpus = rules_eval::labels::read(&a.labels, a.split.as_deref())?;
+    let mut session = ScoringSession::accept(&g.registry, &reference, g.threads)?;
+    rules_eval::prepare(&session, &corpus, &opts)?;
+    session.log_to(AuditLog::open(&a.audit_log)?)?;
+    for notice in session.notices() {
+        eprintln!("{notice}");
+    }
+    let report = rules_eval::evaluate(&session, &corpus, &a.labels, &opts)?;
+    let write = |path: &std::path::Path, text: &str| -> anyhow::Result<()> {
+        if path == std::path::Path::new("-") {
+            print!("{text}");
+        } else {
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("wrote {}", path.display());
+        }
+        Ok(())
+    };
+    if let Some(path) = &a.json {
+        write(path, &(serde_json::to_string_pretty(&report)? + "\n"))?;
+    }
+    if let Some(path) = &a.md {
+        write(path, &rules_eval::markdown::render(&report))?;
+    }
+    // The summary goes to stdout unless a report does; then to stderr, so `--json -` pipes clean.
+    let summary = rules_eval::markdown::render_summary(&report);
+    if stdout_taken {
+        eprint!("{summary}");
+    } else {
+        print!("{summary}");
+    }
+    let failed: Vec<String> =
+        report.failed_gates().map(|x| format!("`{}` on {} ({})", x.expression, x.split, x.reason.clone().unwrap_or_default())).collect();
+    if !failed.is_empty() {
+        return Err(ExitError { code: GATE_FAILED, message: format!("{} gate(s) failed: {}", failed.len(), failed.join("; ")) }.into());
+    }
+    Ok(())
+}
+
+/// Exit code of `medrl rules eval` when a gate failed (as `medrl eval`'s; the reports are written first).
+const GATE_FAILED: u8 = 3;
+
+fn test(selected: Vec<String>, labels: Option<&std::path::Path>, g: &Globals) -> anyhow::Result<()> {
     let refs: Vec<VersionRef> = if selected.is_empty() {
         g.registry
             .names("rules")
@@ -227,6 +336,7 @@ fn test(selected: Vec<String>, g: &Globals) -> anyhow::Result<()> {
     if refs.is_empty() {
         bail!("no rules in {}; build one with `medrl rules build DIR`", g.registry.root().display());
     }
+    let corpus = labels.map(|p| rules_eval::labels::read(p, None)).transpose()?;
     let sandbox = Sandbox::with_limits(1, g.registry.host_limits())?;
     let mut failed = 0;
     for r in refs {
@@ -251,6 +361,28 @@ fn test(selected: Vec<String>, g: &Globals) -> anyhow::Result<()> {
             println!("{f}");
         }
         failed += failures.len();
+        if let Some(corpus) = &corpus {
+            for (split, report) in rules_eval::rule_alone(&loaded, corpus, &EvalOptions::default()) {
+                match report {
+                    None => println!("    eval labels ({split}): none name `{}`", r.name),
+                    Some(x) => {
+                        let f = &x.overall;
+                        let share = |e: Option<medrl::eval::Estimate>| e.map_or("–".to_string(), |e| format!("{:.3}", e.value));
+                        println!(
+                            "    eval labels ({split}): agreement {}/{} = {}; precision {}, recall {}, F1 {} at score ≥ {} ({} disagreements)",
+                            f.agreed,
+                            f.n,
+                            share(f.agreement),
+                            share(f.precision),
+                            share(f.recall),
+                            share(f.f1),
+                            rules_eval::metrics::default_threshold(&r.name),
+                            x.disagreements.len()
+                        );
+                    }
+                }
+            }
+        }
     }
     if failed > 0 {
         bail!("{failed} golden vectors fail");

@@ -73,6 +73,17 @@ impl Resamples {
         Some(self.estimate(value, stats))
     }
 
+    /// Any statistic of the items (precision, F1, …): `stat` over all `n` items is the point
+    /// estimate, over each resample's drawn items (with repeats) one bootstrap replicate. A
+    /// resample where `stat` is undefined (no item the ratio needs was drawn) is left out, as
+    /// [`Self::interval`] leaves out a resample with no value; `None` when it is undefined on
+    /// all items.
+    pub fn interval_by(&self, stat: impl Fn(&mut dyn Iterator<Item = usize>) -> Option<f64>) -> Option<Estimate> {
+        let value = stat(&mut (0..self.n))?;
+        let stats: Vec<f64> = self.each().filter_map(|draw| stat(&mut draw.iter().map(|&i| i as usize))).collect();
+        Some(self.estimate(value, stats))
+    }
+
     /// The paired difference `metric(b) − metric(a)`, prompt `i` of `a` paired with prompt `i` of
     /// `b`, and its interval. A resample in which either side has no value is left out.
     pub fn paired_difference(&self, a: &[Option<f64>], b: &[Option<f64>]) -> Option<Estimate> {
@@ -209,6 +220,25 @@ mod tests {
         assert_eq!(e.value, 0.75);
         assert!(e.lo >= 0.5 && e.hi <= 1.0, "{e:?}");
         assert_eq!(Resamples::draw(2, &BootstrapConfig::default()).interval(&[None, None]), None);
+    }
+
+    #[test]
+    fn a_statistic_by_items_is_the_mean_interval_when_it_is_a_mean() {
+        // The mean as a statistic over drawn items gives exactly the mean's interval.
+        let values = [0.1, 0.9, 0.4, 0.4, 0.0, 1.0, 0.7, 0.2];
+        let r = Resamples::draw(8, &BootstrapConfig::default());
+        let by = r.interval_by(|idx| {
+            let (s, c) = idx.fold((0.0, 0usize), |(s, c), i| (s + values[i], c + 1));
+            (c > 0).then(|| s / c as f64)
+        });
+        assert_eq!(by, r.interval(&some(&values)));
+        // A ratio undefined on every item is None; undefined on some resamples, they are left out.
+        assert_eq!(r.interval_by(|_| None), None);
+        let only_first = r.interval_by(|idx| {
+            let drawn: Vec<usize> = idx.collect();
+            drawn.contains(&0).then_some(values[0])
+        });
+        assert_eq!(only_first, Some(Estimate { value: 0.1, lo: 0.1, hi: 0.1 }));
     }
 
     #[test]

@@ -47,6 +47,27 @@ impl Confusion {
         (n > 0).then(|| (self.tp + self.tn) as f64 / n as f64)
     }
 
+    /// TP / (TP + FP): of the answers the rule said yes to, the share the clinician did.
+    pub fn precision(&self) -> Option<f64> {
+        ratio(self.tp, self.tp + self.fp)
+    }
+
+    /// TP / (TP + FN): of the answers the clinician said yes to, the share the rule did.
+    pub fn recall(&self) -> Option<f64> {
+        ratio(self.tp, self.tp + self.fn_)
+    }
+
+    /// 2·TP / (2·TP + FP + FN), the harmonic mean of precision and recall, from the counts (so it
+    /// is defined, as 0, where one of them is 0 and the other undefined).
+    pub fn f1(&self) -> Option<f64> {
+        ratio(2 * self.tp, 2 * self.tp + self.fp + self.fn_)
+    }
+
+    /// TN / (TN + FP): of the answers the clinician said no to, the share the rule left alone.
+    pub fn specificity(&self) -> Option<f64> {
+        ratio(self.tn, self.tn + self.fp)
+    }
+
     /// Cohen's kappa κ = (p_o − p_e) / (1 − p_e), p_o the observed agreement and p_e the agreement
     /// expected from each rater's own yes rate (Cohen 1960). For two categories this equals
     /// 2·(TP·TN − FN·FP) / ((TP+FP)·(FP+TN) + (TP+FN)·(FN+TN)), computed here from the integer
@@ -69,6 +90,10 @@ impl Confusion {
         }
         Kappa { value: Some(2.0 * (tp * tn - fn_ * fp) / denominator), undefined_because: None }
     }
+}
+
+fn ratio(num: usize, den: usize) -> Option<f64> {
+    (den > 0).then(|| num as f64 / den as f64)
 }
 
 #[cfg(test)]
@@ -121,6 +146,24 @@ mod tests {
         let m = c(3, 0, 1, 0);
         assert!(close(m.accuracy().unwrap(), 0.75));
         assert!(close(m.kappa().value.unwrap(), 0.0));
+    }
+
+    #[test]
+    fn precision_recall_f1_and_specificity_match_hand_computed_values() {
+        // TP 16, TN 59, FP 16, FN 44: precision 16/32 = 0.5, recall 16/60 = 0.2667,
+        // F1 = 32/(32 + 16 + 44) = 32/92 = 0.3478, specificity 59/75 = 0.7867.
+        let m = c(16, 59, 16, 44);
+        assert!(close(m.precision().unwrap(), 0.5));
+        assert!(close(m.recall().unwrap(), 16.0 / 60.0));
+        assert!(close(m.f1().unwrap(), 32.0 / 92.0));
+        // F1 is the harmonic mean: 2·0.5·0.2667/(0.5 + 0.2667) = 0.3478.
+        assert!(close(m.f1().unwrap(), 2.0 * 0.5 * (16.0 / 60.0) / (0.5 + 16.0 / 60.0)));
+        assert!(close(m.specificity().unwrap(), 59.0 / 75.0));
+        // Nothing said yes by the rule: precision undefined, recall and F1 0.
+        let silent = c(0, 5, 0, 3);
+        assert_eq!((silent.precision(), silent.recall(), silent.f1()), (None, Some(0.0), Some(0.0)));
+        // No positive label and no positive prediction: recall and F1 undefined.
+        assert_eq!((c(0, 4, 0, 0).recall(), c(0, 4, 0, 0).f1(), c(0, 4, 0, 0).specificity()), (None, None, Some(1.0)));
     }
 
     #[test]

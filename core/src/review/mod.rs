@@ -10,16 +10,21 @@
 //! verdict with the rule's decision on the same answer ([`agreement`]: accuracy, Cohen's kappa,
 //! false positives and negatives), names the rule parameters each disagreement points at
 //! ([`pointers`]), and writes `review_report.md` and `review_report.json` ([`report`]).
+//!
+//! `medrl review labels` (or `ingest --labels-out`) turns the same verdicts into labelled
+//! answers for `medrl rules eval` ([`labels`]), so every review round grows the test set.
 
 pub mod agreement;
 pub mod decision;
 pub mod ingest;
+pub mod labels;
 pub mod pointers;
 pub mod report;
 pub mod sheet;
 pub mod strata;
 
 pub use ingest::{IngestOptions, ingest};
+pub use labels::{LabelsOptions, LabelsSummary, labels};
 pub use report::ReviewReport;
 pub use sheet::{SampleOptions, SheetManifest, sample};
 
