@@ -315,7 +315,8 @@ fn serve_answers_the_openai_api_and_the_demo_page_scores_and_logs_every_answer()
         (first["model"].as_str(), first["seed"].as_u64(), first["completion_tokens"].as_u64()),
         (Some("sft"), Some(5), Some(completion_tokens))
     );
-    let messages = json!([{"role": "user", "content": prompt}]).to_string();
+    // The hash is of `[{"role": …, "content": …}]` in that key order, as the messages were sent.
+    let messages = format!(r#"[{{"role":"user","content":{}}}]"#, serde_json::to_string(prompt).unwrap());
     assert_eq!(first["prompt_sha256"].as_str().unwrap(), medrl::registry::hash::sha256_hex(messages.as_bytes()));
     assert!(log.iter().all(|l| l.get("messages").is_none() && l.get("response").is_none()), "text logged without --log-text");
     assert!(log.iter().any(|l| l["status"] == 413 && l["error"].as_str().unwrap().starts_with("request_too_large")));
@@ -378,7 +379,7 @@ fn drive_the_page(base: &str, prompt: &str) {
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
-            "--window-size=1400,1100",
+            "--window-size=1400,1800",
             &format!("--user-data-dir={}", profile.path().display()),
         ];
         let mut caps = serde_json::Map::new();
@@ -426,6 +427,7 @@ fn drive_the_page(base: &str, prompt: &str) {
         assert!(!marks.is_empty(), "no risk span highlighted in the rl answer");
         let title = marks[0].attr("title").await.unwrap().unwrap_or_default();
         assert!(title.starts_with("risk: "), "{title}");
+        c.execute("window.scrollTo(0, 0)", vec![]).await.unwrap();
         let png = c.screenshot().await.unwrap();
         // One model, streamed through the OpenAI API.
         c.find(Locator::Id("model-b")).await.unwrap().select_by_value("").await.unwrap();

@@ -37,9 +37,9 @@ pub struct ServeArgs {
     /// Most max_tokens a request may ask for.
     #[arg(long, default_value_t = Limits::default().max_tokens)]
     max_tokens_limit: usize,
-    /// max_tokens of a request that gives none.
-    #[arg(long, default_value_t = Limits::default().default_max_tokens)]
-    default_max_tokens: usize,
+    /// max_tokens of a request that gives none [default: 256, or --max-tokens-limit if lower].
+    #[arg(long)]
+    default_max_tokens: Option<usize>,
     /// Largest request body, in bytes (413 above).
     #[arg(long, default_value_t = Limits::default().max_body_bytes)]
     max_body_bytes: usize,
@@ -61,7 +61,7 @@ pub struct ServeArgs {
 pub fn run(a: ServeArgs, g: &Globals) -> anyhow::Result<()> {
     let limits = Limits {
         max_tokens: a.max_tokens_limit,
-        default_max_tokens: a.default_max_tokens,
+        default_max_tokens: a.default_max_tokens.unwrap_or(Limits::default().default_max_tokens.min(a.max_tokens_limit)),
         max_body_bytes: a.max_body_bytes,
         workers: a.workers,
         queue: a.queue,

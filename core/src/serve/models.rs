@@ -15,7 +15,7 @@ use std::sync::Arc;
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("--model {name}: {source}")]
-    Load { name: String, source: PredictError },
+    Load { name: String, source: Box<PredictError> },
     #[error("--model {name}: {what} {path} does not exist; give the folder written by `medrl model init`, `medrl sft` or `medrl train`")]
     Missing { name: String, what: &'static str, path: std::path::PathBuf },
     #[error("--model {name} is given twice; give each model its own name")]
@@ -61,7 +61,7 @@ impl ServedModel {
             let merged: Vec<&Path> = spec.merged.iter().map(|p| p.as_path()).collect();
             Predictor::load_stacked(&spec.model_dir, &merged, spec.adapter.as_deref(), device)
         };
-        let predictor = loaded.map_err(|source| LoadError::Load { name: spec.name.clone(), source })?;
+        let predictor = loaded.map_err(|source| LoadError::Load { name: spec.name.clone(), source: Box::new(source) })?;
         let stop = StopTokens::of(predictor.tokenizer.special());
         let weights = format!("{}+{}", predictor.model_sha256, predictor.adapter_sha256.as_deref().unwrap_or(""));
         let fingerprint = format!("medrl-{}", &crate::registry::hash::sha256_hex(weights.as_bytes())[..16]);

@@ -97,6 +97,13 @@ function fmt(x, digits) {
   return x === null || x === undefined ? '–' : Number(x).toFixed(digits);
 }
 
+// Hit codes, each once, with how often it was found: `missing-section ×4`.
+function codes(hits) {
+  const n = new Map();
+  for (const h of hits) n.set(h.code, (n.get(h.code) || 0) + 1);
+  return [...n].map(([c, k]) => (k > 1 ? `${c} ×${k}` : c)).join(', ');
+}
+
 // Fills a panel with a finished, scored answer.
 function render(panel, answer, clientMs) {
   const m = answer.medrl;
@@ -121,7 +128,7 @@ function render(panel, answer, clientMs) {
     el('td', {}, fmt(r.weight, 2)),
     el('td', {}, r.decision.replace('_', ' ')),
     el('td', {}, fmt(r.counted_score ?? r.score, 3)),
-    el('td', { class: 'codes' }, (r.hits || []).map((h) => h.code).join(', ') || '–'),
+    el('td', { class: 'codes' }, codes(r.hits || []) || '–'),
     el('td', {}, r.error ? `${r.outcome}: ${r.error}` : r.explanation),
   )));
   panel.dataset.state = 'done';
