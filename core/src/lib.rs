@@ -10,6 +10,8 @@
 //!   tokenizer and chat template, random model folders).
 //! - [`rollout`]: batched sampling with a KV cache, and the sampler's logprobs recomputed.
 //! - [`predict`]: batch prediction over JSONL prompts (`medrl predict`).
+//! - [`serve`]: the models behind an OpenAI-compatible API and a demo page, answers scored by
+//!   the rule set (`medrl serve`).
 //! - [`io`]: JSONL input with file-and-line errors.
 //! - [`rl`]: the RL math (GAE, whitening, KL estimators and controller, PPO losses, group advantages, AdamW).
 //! - [`training`]: the kit SFT and RL share: optimiser and schedule, run folder and logs, data
@@ -36,5 +38,6 @@ pub mod review;
 pub mod reward;
 pub mod rl;
 pub mod rollout;
+pub mod serve;
 pub mod sft;
 pub mod training;

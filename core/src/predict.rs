@@ -157,6 +157,12 @@ impl Predictor {
         Ok(p)
     }
 
+    /// How the adapter takes part when this predictor samples (off without one): what a caller
+    /// that samples by itself (`medrl serve`, token by token) passes to the sampler.
+    pub fn lora_mode(&self) -> LoraMode {
+        self.lora
+    }
+
     /// Token ids of a prompt under the chat template.
     pub fn encode(&self, prompt: &str, system: Option<&str>) -> Result<Vec<u32>, PredictError> {
         let mut messages = Vec::with_capacity(2);

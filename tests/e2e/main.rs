@@ -17,6 +17,7 @@ mod reproducible_build;
 mod resume;
 mod review;
 mod rules_eval;
+mod serve;
 mod sft_config;
 mod shipped_rules;
 mod training;

@@ -47,6 +47,37 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Load test of a running `medrl serve` (loopback only): latency percentiles, tokens/s,
+    /// errors and lost requests.
+    Serve(ServeBenchArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ServeBenchArgs {
+    /// The server, as `medrl serve` printed it (loopback only).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// The served model to ask.
+    #[arg(long)]
+    model: String,
+    /// Requests in all.
+    #[arg(long, default_value_t = 200)]
+    requests: usize,
+    /// Requests in flight at once (client threads).
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// max_tokens of every request.
+    #[arg(long, default_value_t = 64)]
+    max_tokens: usize,
+    /// Sampling temperature of every request (request i uses seed i).
+    #[arg(long, default_value_t = 0.7)]
+    temperature: f64,
+    /// Prompts, used in turn: a data file (data/sets/*.jsonl) or training prompts.
+    #[arg(long, default_value = "data/sets/gold.jsonl")]
+    prompts: std::path::PathBuf,
+    /// Seconds before a request without an answer counts as lost.
+    #[arg(long, default_value_t = 300)]
+    timeout_s: u64,
 }
 
 pub fn run(cmd: BenchCommand, g: &Globals) -> anyhow::Result<()> {
@@ -55,6 +86,7 @@ pub fn run(cmd: BenchCommand, g: &Globals) -> anyhow::Result<()> {
         BenchCommand::Rollout { preset, batch, prompt_len, new_tokens, device, dtype, seed } => {
             return rollout(preset, batch, prompt_len, new_tokens, &device, dtype.as_deref(), seed);
         }
+        BenchCommand::Serve(args) => return serve(args),
     };
     let reference: VersionRef = ruleset.parse().map_err(anyhow::Error::msg)?;
     let sandbox = Sandbox::with_limits(g.threads, g.registry.host_limits())?;
@@ -119,6 +151,40 @@ fn rollout(preset: String, batch: usize, prompt_len: usize, new_tokens: usize, d
     match f.peak_memory_bytes {
         Some(b) => println!("  peak memory:           {:>10.1} MiB ({})", b as f64 / (1024.0 * 1024.0), f.memory_source.describe()),
         None => println!("  peak memory: {}", f.memory_source.describe()),
+    }
+    Ok(())
+}
+
+fn serve(a: ServeBenchArgs) -> anyhow::Result<()> {
+    use medrl::bench::serve::{LoadPlan, run_load};
+    let prompts: Vec<String> = medrl::predict::read_prompts(&a.prompts)?.into_iter().map(|p| p.sample.prompt).collect();
+    let plan = LoadPlan {
+        base_url: a.url,
+        model: a.model,
+        prompts,
+        requests: a.requests,
+        concurrency: a.concurrency,
+        max_tokens: a.max_tokens,
+        temperature: a.temperature,
+        timeout: std::time::Duration::from_secs(a.timeout_s),
+    };
+    let r = run_load(&plan)?;
+    println!(
+        "serve load on {} ({}): {} requests, {} concurrent, max_tokens {}, loopback",
+        plan.base_url, plan.model, r.requests, r.concurrency, plan.max_tokens
+    );
+    println!("  ok {}  errors {}  malformed {}  lost {}", r.ok, r.errors.values().sum::<usize>(), r.malformed, r.lost);
+    for (status, n) in &r.errors {
+        println!("    status {status}: {n}");
+    }
+    println!("  latency p50 {:.0} ms  p95 {:.0} ms  max {:.0} ms", r.p50_ms, r.p95_ms, r.max_ms);
+    println!(
+        "  {} completion tokens in {:.1} s: {:.1} tokens/s, {:.2} requests/s",
+        r.completion_tokens, r.wall_s, r.tokens_per_second, r.requests_per_second
+    );
+    let errors = r.errors.values().sum::<usize>() + r.malformed;
+    if errors > 0 || r.lost > 0 {
+        return Err(super::ExitError { code: 3, message: format!("{errors} requests failed and {} were lost", r.lost) }.into());
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ mod predict;
 mod quickstart;
 mod review;
 mod rules;
+mod serve;
 mod sft;
 mod train;
 
@@ -93,6 +94,9 @@ enum Command {
     /// Clinician review sheets: sample answers for a spot check, ingest the filled sheet.
     #[command(subcommand)]
     Review(review::ReviewCommand),
+    /// Serve models behind an OpenAI-compatible API and a demo page, every answer scored by the
+    /// rule set (loopback by default).
+    Serve(serve::ServeArgs),
 }
 
 /// An error that ends the command with a specific exit code (e.g. `rules verify`'s classes).
@@ -167,6 +171,7 @@ pub fn main() -> ExitCode {
         Command::Eval(args) => eval::run(args, &globals),
         Command::Quickstart(args) => quickstart::run(args, &globals),
         Command::Review(cmd) => review::run(cmd, &globals),
+        Command::Serve(args) => serve::run(args, &globals),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -27,6 +27,7 @@ use candle_core::{Device, Tensor};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 use rayon::prelude::*;
+use std::ops::ControlFlow;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RolloutError {
@@ -44,6 +45,9 @@ pub enum RolloutError {
     TooLong { prompt: usize, new: usize, max: usize },
     #[error("row {row}, step {step}: {source}")]
     NonFinite { row: usize, step: usize, source: NonFiniteLogits },
+    /// The observer of [`generate_observed`] asked to stop (its reader went away).
+    #[error("generation cancelled at step {step} by its observer")]
+    Cancelled { step: usize },
     #[error(transparent)]
     Model(#[from] ModelError),
     #[error(transparent)]
@@ -143,6 +147,23 @@ pub fn generate_with_streams(
     cfg: &SamplingConfig,
     lora: LoraMode,
 ) -> Result<Rollout, RolloutError> {
+    generate_observed(model, prompts, streams, tokens, cfg, lora, &mut |_| ControlFlow::Continue(()))
+}
+
+/// [`generate_with_streams`] that shows every step's draws to `observe` as they are made: entry
+/// `r` is row `r`'s new token, `None` once the row has stopped. A server streams them to its
+/// client; returning [`ControlFlow::Break`] (the client went away) ends generation at once with
+/// [`RolloutError::Cancelled`]. Observing changes no draw: the tokens are those of
+/// [`generate_with_streams`].
+pub fn generate_observed(
+    model: &CausalLm,
+    prompts: &[Vec<u32>],
+    streams: &[u64],
+    tokens: &StopTokens,
+    cfg: &SamplingConfig,
+    lora: LoraMode,
+    observe: &mut dyn FnMut(&[Option<u32>]) -> ControlFlow<()>,
+) -> Result<Rollout, RolloutError> {
     cfg.validate().map_err(RolloutError::Config)?;
     let lora = sampling_mode(lora)?;
     let b = prompts.len();
@@ -217,6 +238,10 @@ pub fn generate_with_streams(
         }
         for (m, c) in mask.iter_mut().zip(&col_mask) {
             m.push(*c);
+        }
+        let drawn: Vec<Option<u32>> = column.iter().zip(&col_mask).map(|(&t, &m)| (m == 1).then_some(t)).collect();
+        if observe(&drawn).is_break() {
+            return Err(RolloutError::Cancelled { step });
         }
         if finish.iter().all(Option::is_some) || step + 1 == cfg.max_new_tokens {
             break;
@@ -428,6 +453,33 @@ mod tests {
         // The last prompt alone, on its batch stream (2), draws what it drew in the batch.
         let alone = generate_with_streams(model(), &prompts()[2..], &[2], &stop(), &cfg, LoraMode::On).unwrap();
         assert_eq!(alone.responses[0], a.responses[2]);
+    }
+
+    #[test]
+    fn an_observer_sees_every_draw_as_made_and_can_stop_generation() {
+        let cfg = SamplingConfig { max_new_tokens: 10, seed: 7, ..SamplingConfig::default() };
+        let streams = [0, 1, 2];
+        let plain = generate_with_streams(model(), &prompts(), &streams, &stop(), &cfg, LoraMode::On).unwrap();
+        let mut seen: Vec<Vec<u32>> = vec![Vec::new(); 3];
+        let observed = generate_observed(model(), &prompts(), &streams, &stop(), &cfg, LoraMode::On, &mut |step| {
+            for (row, t) in step.iter().enumerate() {
+                seen[row].extend(t);
+            }
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        // Watching changes nothing, and the draws seen are each row's response, stop included.
+        assert_eq!(observed.responses, plain.responses);
+        assert_eq!(seen, plain.responses);
+        assert!(plain.responses.iter().any(|r| r.len() >= 3), "some row must run three steps for the next check");
+        // Stopping after the third step ends generation with the step that was refused.
+        let mut steps = 0;
+        let err = generate_observed(model(), &prompts(), &streams, &stop(), &cfg, LoraMode::On, &mut |_| {
+            steps += 1;
+            if steps == 3 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        })
+        .unwrap_err();
+        assert!(matches!(err, RolloutError::Cancelled { step: 2 }), "{err}");
     }
 
     #[test]

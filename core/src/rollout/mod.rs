@@ -14,5 +14,5 @@ pub mod generate;
 pub mod rescore;
 
 pub use config::SamplingConfig;
-pub use generate::{FinishReason, Rollout, RolloutError, StopTokens, generate, generate_with_streams};
+pub use generate::{FinishReason, Rollout, RolloutError, StopTokens, generate, generate_observed, generate_with_streams};
 pub use rescore::token_logprobs;
