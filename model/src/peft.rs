@@ -218,7 +218,13 @@ impl CausalLm {
         let p = self.provenance();
         let trained_on = p.merged.last().map_or_else(|| self.dir().display().to_string(), |a| a.path.clone());
         let stack_path = dir.join(STACK_FILE);
-        match &p.base_sha256 {
+        // An adapter trained over merged ones must say so: the base's digest is taken now if
+        // nobody recorded it.
+        let base_sha256 = match &p.base_sha256 {
+            None if !p.merged.is_empty() => Some(super::digest::model_sha256(self.dir())?),
+            known => known.clone(),
+        };
+        match &base_sha256 {
             Some(sha) => StackRecord {
                 format: STACK_FORMAT.into(),
                 base_model: self.dir().display().to_string(),
@@ -269,10 +275,6 @@ impl CausalLm {
     /// base, so that [`super::LoraMode::Off`] is the SFT policy). No adapter stays attached.
     /// The merge is recorded ([`CausalLm::provenance`]): adapters saved afterwards name it.
     pub fn merge_adapter(&mut self, dir: &Path) -> Result<()> {
-        if self.provenance().base_sha256.is_none() {
-            let sha = super::digest::model_sha256(self.dir())?;
-            self.set_base_sha256(sha);
-        }
         let adapter = AdapterRef::of(dir)?;
         self.load_adapter(dir)?;
         self.merge_attached()?;
