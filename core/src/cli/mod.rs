@@ -10,6 +10,7 @@ mod keys;
 mod model;
 mod predict;
 mod quickstart;
+mod release;
 mod review;
 mod rules;
 mod sft;
@@ -71,7 +72,8 @@ enum Command {
     /// Validate the prompt sets, build the training prompts, render the data card.
     #[command(subcommand)]
     Data(data::DataCommand),
-    /// Make model folders (`medrl model init --preset tiny --out DIR`).
+    /// Make model folders (`medrl model init --preset tiny --out DIR`), export merged ones
+    /// (`medrl model export --merge`).
     #[command(subcommand)]
     Model(model::ModelCommand),
     /// Answer a JSONL file of prompts with a model (and adapter).
@@ -90,6 +92,9 @@ enum Command {
     Eval(eval::EvalArgs),
     /// The whole pipeline on the shipped defaults: tiny model, SFT, PPO, evaluation.
     Quickstart(quickstart::QuickstartArgs),
+    /// The v1.0-rl package of a finished run (`medrl release RUN --out DIR`), and its check
+    /// (`medrl release verify DIR`).
+    Release(release::ReleaseArgs),
     /// Clinician review sheets: sample answers for a spot check, ingest the filled sheet.
     #[command(subcommand)]
     Review(review::ReviewCommand),
@@ -167,6 +172,7 @@ pub fn main() -> ExitCode {
         Command::Eval(args) => eval::run(args, &globals),
         Command::Quickstart(args) => quickstart::run(args, &globals),
         Command::Review(cmd) => review::run(cmd, &globals),
+        Command::Release(args) => release::run(args, &globals),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -330,7 +330,7 @@ pub fn check_run(root: &Path, log_hashes: &[String], operator_keyring: Option<&K
     out
 }
 
-fn verify_signature(path: &Path, manifest: &RunManifest, ring: &Keyring) -> Result<String, String> {
+pub fn verify_signature(path: &Path, manifest: &RunManifest, ring: &Keyring) -> Result<String, String> {
     let sig: ManifestSignature = read_json(path, "run manifest signature").map_err(|e| e.to_string())?;
     if sig.format != MANIFEST_SIG_FORMAT || sig.algorithm != ALGORITHM {
         return Err(format!("format {} / algorithm {} (expected {MANIFEST_SIG_FORMAT} / {ALGORITHM})", sig.format, sig.algorithm));
