@@ -33,6 +33,7 @@ pub mod io;
 pub use medrl_model as model;
 pub mod predict;
 pub mod quickstart;
+pub mod release;
 pub mod registry;
 pub mod review;
 pub mod reward;

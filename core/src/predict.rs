@@ -2,18 +2,29 @@
 //! applied, responses sampled in batches, one JSONL answer per prompt out, each carrying the
 //! digests of the model and adapter that wrote it.
 //!
-//! Input lines are data items (`data/sets/*.jsonl`, [`Item`]) or training prompts
-//! (`data/rl/training_prompts.jsonl`, [`TrainingPrompt`], told apart by their `provenance`).
+//! Input lines are data items (`data/sets/*.jsonl`, [`Item`]), training prompts
+//! (`data/rl/training_prompts.jsonl`, [`TrainingPrompt`], told apart by their `provenance`), or
+//! plain prompts: `{"id", "prompt"}` or `{"id", "messages": [{"role", "content"}, …]}` (a line
+//! with no other keys). A plain prompt's language is inferred from its text (the share of
+//! Chinese characters, [`infer_lang`]); its category and risk are unknown.
 //! An answer line is a rule [`Sample`] (so `medrl rules score --input answers.jsonl` scores it
-//! as is) plus `tokens`, `finish_reason`, `model_sha256` and `adapter_sha256`.
+//! as is) plus `tokens`, `finish_reason`, `model_sha256` and `adapter_sha256`; a plain prompt's
+//! answer says `"category": "other"` and `"risk": null`, which no rule set scores until someone
+//! labels it.
+//!
+//! The model is loaded with its adapter stack ([`Predictor::load_stacked`]): an adapter that
+//! records what it was trained on (`stacked_on.json`, [`crate::model::stack`]) gets that SFT
+//! adapter merged under it, and is refused on another base.
 //!
 //! Batches are formed after sorting the prompts by token length (less padding), and prompt `i`
 //! of the file always draws from random stream `i`: the answers do not depend on the batch size
 //! (up to the last bits of the arithmetic, which padding can change).
 
+use crate::data::validate::infer_lang;
 use crate::data::{Item, TrainingPrompt};
 use crate::io::JsonlError;
 use crate::model::digest::{adapter_sha256, model_sha256};
+use crate::model::stack::plan_stack;
 use crate::model::{CausalLm, LoraMode, Message, ModelError, Tokenizer, TokenizerError, default_dtype};
 use crate::rollout::{FinishReason, RolloutError, SamplingConfig, StopTokens, generate_with_streams};
 use candle_core::Device;
@@ -41,14 +52,81 @@ pub enum PredictError {
     Write { path: PathBuf, source: std::io::Error },
 }
 
-/// One prompt to answer: the rule-facing fields of an [`Item`] or a [`TrainingPrompt`].
+/// One prompt to answer: the rule-facing fields of an [`Item`], a [`TrainingPrompt`] or a plain
+/// prompt.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PromptRecord {
-    /// The answer's fields with an empty `response`.
+    /// The answer's fields with an empty `response`; for a plain prompt, `prompt` is its last
+    /// user message.
     pub sample: Sample,
+    /// The whole conversation of a `messages` line (the chat template renders all of it); `None`:
+    /// `sample.prompt` is the one user message.
+    pub messages: Option<Vec<Message>>,
+    /// Whether `category` and `risk` come from the data set. A plain prompt's are unknown: its
+    /// sample carries `Category::Other` and a placeholder `Risk::Low` that must not be scored
+    /// (`medrl eval` refuses such prompts; answers write `"risk": null`).
+    pub labelled: bool,
 }
 
-/// Reads the prompts of a data file; a malformed line is reported with its file and line.
+impl PromptRecord {
+    /// A labelled prompt (a data item or training prompt) of one user message.
+    pub fn labelled(sample: Sample) -> PromptRecord {
+        PromptRecord { sample, messages: None, labelled: true }
+    }
+}
+
+/// A plain prompts line: the keys a line may have to be read as one.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlainPrompt {
+    id: String,
+    #[serde(default)]
+    prompt: Option<String>,
+    #[serde(default)]
+    messages: Option<Vec<Message>>,
+}
+
+const PLAIN_KEYS: [&str; 3] = ["id", "prompt", "messages"];
+const SHAPES: &str = r#"a line is {"id", "prompt"}, {"id", "messages": [{"role", "content"}, …]} or a data item (docs/data.md)"#;
+
+impl PlainPrompt {
+    fn into_record(self) -> Result<PromptRecord, String> {
+        if self.id.trim().is_empty() {
+            return Err("`id` is empty; give every prompt an id".into());
+        }
+        let (prompt, messages) = match (self.prompt, self.messages) {
+            (Some(_), Some(_)) => return Err("has both `prompt` and `messages`; give one".into()),
+            (None, None) => return Err(format!("has neither `prompt` nor `messages`; {SHAPES}")),
+            (Some(p), None) => (p, None),
+            (None, Some(m)) => {
+                if let Some((i, bad)) = m.iter().enumerate().find(|(_, m)| !["system", "user", "assistant"].contains(&m.role.as_str())) {
+                    return Err(format!("message {} has role `{}`; roles are system, user and assistant", i + 1, bad.role));
+                }
+                match m.last() {
+                    Some(last) if last.role == "user" => (last.content.clone(), Some(m)),
+                    Some(last) => return Err(format!("the last message is the {}'s; the model answers the user, so end with a user message", last.role)),
+                    None => return Err("`messages` is empty; give at least one user message".into()),
+                }
+            }
+        };
+        if prompt.trim().is_empty() {
+            return Err("the prompt is empty".into());
+        }
+        let sample = Sample {
+            id: self.id,
+            lang: infer_lang(&prompt),
+            prompt,
+            response: String::new(),
+            category: medrl_sdk::Category::Other,
+            risk: medrl_sdk::Risk::Low,
+            tags: Vec::new(),
+            expect: Default::default(),
+        };
+        Ok(PromptRecord { sample, messages, labelled: false })
+    }
+}
+
+/// Reads the prompts of a file; a malformed line is reported with its file and line.
 pub fn read_prompts(path: &Path) -> Result<Vec<PromptRecord>, PredictError> {
     // An empty file is refused here, with its path and the fix.
     let text = crate::io::read_text(path).map_err(JsonlError::from)?;
@@ -59,6 +137,12 @@ pub fn read_prompts(path: &Path) -> Result<Vec<PromptRecord>, PredictError> {
         }
         let bad = |msg: String| JsonlError::Line { path: path.into(), line: i + 1, msg };
         let value: serde_json::Value = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
+        let object = value.as_object().ok_or_else(|| bad(format!("not a JSON object; {SHAPES}")))?;
+        if object.keys().all(|k| PLAIN_KEYS.contains(&k.as_str())) {
+            let plain: PlainPrompt = serde_json::from_value(value).map_err(|e| bad(format!("not a plain prompt: {e}; {SHAPES}")))?;
+            out.push(plain.into_record().map_err(bad)?);
+            continue;
+        }
         let sample = if value.get("provenance").is_some() {
             let t: TrainingPrompt = serde_json::from_value(value).map_err(|e| bad(format!("not a training prompt: {e}")))?;
             Sample {
@@ -75,7 +159,7 @@ pub fn read_prompts(path: &Path) -> Result<Vec<PromptRecord>, PredictError> {
             let item: Item = serde_json::from_value(value).map_err(|e| bad(format!("not a data item (docs/data.md): {e}")))?;
             item.to_sample(String::new())
         };
-        out.push(PromptRecord { sample });
+        out.push(PromptRecord::labelled(sample));
     }
     Ok(out)
 }
@@ -108,8 +192,13 @@ pub struct Answer {
     pub finish_reason: FinishReason,
     /// Digest of the model folder ([`crate::model::digest`]).
     pub model_sha256: String,
-    /// Digest of the adapter folder; null without one.
+    /// Digests of the adapters, `+`-joined in stacking order (merged SFT adapter first); null
+    /// without one.
     pub adapter_sha256: Option<String>,
+    /// Whether the prompt's category and risk are known ([`PromptRecord::labelled`]); an
+    /// unlabelled answer is written with `"risk": null`.
+    #[serde(skip)]
+    pub labelled: bool,
 }
 
 /// A model (and adapter) ready to answer prompts.
@@ -117,44 +206,51 @@ pub struct Predictor {
     pub model: CausalLm,
     pub tokenizer: Tokenizer,
     pub model_sha256: String,
+    /// Digests of the merged adapters and the adapter, `+`-joined in order; `None` without any.
     pub adapter_sha256: Option<String>,
+    /// The adapters merged under the adapter, in order (given, or found from its
+    /// `stacked_on.json`).
+    pub merged: Vec<PathBuf>,
     lora: LoraMode,
 }
 
 impl Predictor {
     /// Loads the tokenizer, the model (in the device's default dtype) and, if given, a PEFT
-    /// adapter on top, and takes their digests.
+    /// adapter on top, with the adapters it was trained over merged under it
+    /// ([`Self::load_stacked`] with no `--merge`), and takes their digests.
     pub fn load(model_dir: &Path, adapter_dir: Option<&Path>, device: &Device) -> Result<Predictor, PredictError> {
+        Self::load_stacked(model_dir, &[], adapter_dir, device)
+    }
+
+    /// Loads the model with `merged` adapters merged into the base (an SFT adapter under an RL
+    /// adapter trained on the merged model) and `adapter_dir` on top. When the adapter records
+    /// its stack (`stacked_on.json`), the base must be the one it was trained on, and `merged`
+    /// must be its recorded adapters (by sha256, in order) or empty, in which case the recorded
+    /// ones are merged ([`plan_stack`]). The adapter digest covers every adapter, in order.
+    pub fn load_stacked(model_dir: &Path, merged: &[&Path], adapter_dir: Option<&Path>, device: &Device) -> Result<Predictor, PredictError> {
         let tokenizer = Tokenizer::load(model_dir)?;
         let mut model = CausalLm::load(model_dir, device, default_dtype(device))?;
         let model_digest = model_sha256(model_dir)?;
-        let (adapter_digest, lora) = match adapter_dir {
+        model.set_base_sha256(model_digest.clone());
+        let planned = match adapter_dir {
+            Some(adapter) => plan_stack(model_dir, &model_digest, merged, adapter)?,
+            None => merged.iter().map(|p| p.to_path_buf()).collect(),
+        };
+        let mut digests = Vec::new();
+        for dir in &planned {
+            model.merge_adapter(dir)?;
+            digests.push(adapter_sha256(dir)?);
+        }
+        let lora = match adapter_dir {
             Some(dir) => {
                 model.load_adapter(dir)?;
-                (Some(adapter_sha256(dir)?), LoraMode::Inference)
+                digests.push(adapter_sha256(dir)?);
+                LoraMode::Inference
             }
-            None => (None, LoraMode::Off),
+            None => LoraMode::Off,
         };
-        Ok(Predictor { model, tokenizer, model_sha256: model_digest, adapter_sha256: adapter_digest, lora })
-    }
-
-    /// Like [`Predictor::load`], with adapters merged into the base first (an SFT adapter under an
-    /// RL adapter trained on the merged model). The adapter digest then covers every adapter,
-    /// in order.
-    pub fn load_stacked(model_dir: &Path, merged: &[&Path], adapter_dir: Option<&Path>, device: &Device) -> Result<Predictor, PredictError> {
-        let mut p = Predictor::load(model_dir, None, device)?;
-        let mut digests = Vec::new();
-        for dir in merged {
-            p.model.merge_adapter(dir)?;
-            digests.push(adapter_sha256(dir)?);
-        }
-        if let Some(dir) = adapter_dir {
-            p.model.load_adapter(dir)?;
-            p.lora = LoraMode::On;
-            digests.push(adapter_sha256(dir)?);
-        }
-        p.adapter_sha256 = (!digests.is_empty()).then(|| digests.join("+"));
-        Ok(p)
+        let adapter_digest = (!digests.is_empty()).then(|| digests.join("+"));
+        Ok(Predictor { model, tokenizer, model_sha256: model_digest, adapter_sha256: adapter_digest, merged: planned, lora })
     }
 
     /// How the adapter takes part when this predictor samples (off without one): what a caller
@@ -173,6 +269,20 @@ impl Predictor {
         Ok(self.tokenizer.encode_chat(&messages, true)?)
     }
 
+    /// Token ids of a prompt record: its conversation, or its one user message, under the chat
+    /// template; `system` goes first unless the conversation has its own system message.
+    pub fn encode_record(&self, record: &PromptRecord, system: Option<&str>) -> Result<Vec<u32>, PredictError> {
+        let Some(conversation) = &record.messages else {
+            return self.encode(&record.sample.prompt, system);
+        };
+        let mut messages = Vec::with_capacity(conversation.len() + 1);
+        if let Some(s) = system.filter(|_| conversation.first().is_none_or(|m| m.role != "system")) {
+            messages.push(Message::system(s));
+        }
+        messages.extend(conversation.iter().cloned());
+        Ok(self.tokenizer.encode_chat(&messages, true)?)
+    }
+
     /// Answers every prompt, in input order. `progress` is called with the number of prompts
     /// answered so far after each batch.
     pub fn predict(&self, prompts: &[PromptRecord], opts: &PredictOptions, mut progress: impl FnMut(usize)) -> Result<Vec<Answer>, PredictError> {
@@ -184,7 +294,7 @@ impl Predictor {
         let encoded = prompts
             .iter()
             .map(|p| {
-                let ids = self.encode(&p.sample.prompt, opts.system.as_deref())?;
+                let ids = self.encode_record(p, opts.system.as_deref())?;
                 if ids.len() + new > max {
                     return Err(PredictError::PromptTooLong { id: p.sample.id.clone(), tokens: ids.len(), new, max });
                 }
@@ -210,6 +320,7 @@ impl Predictor {
                     finish_reason: rollout.finish[row],
                     model_sha256: self.model_sha256.clone(),
                     adapter_sha256: self.adapter_sha256.clone(),
+                    labelled: prompts[i].labelled,
                 });
             }
             done += batch.len();
@@ -223,7 +334,13 @@ impl Predictor {
 pub fn write_answers(path: &Path, answers: &[Answer]) -> Result<(), PredictError> {
     let mut out = String::new();
     for a in answers {
-        out.push_str(&serde_json::to_string(a).expect("an answer serialises"));
+        if a.labelled {
+            out.push_str(&serde_json::to_string(a).expect("an answer serialises"));
+        } else {
+            let mut value = serde_json::to_value(a).expect("an answer serialises");
+            value["risk"] = serde_json::Value::Null;
+            out.push_str(&serde_json::to_string(&value).expect("a JSON value serialises"));
+        }
         out.push('\n');
     }
     std::fs::write(path, out).map_err(|source| PredictError::Write { path: path.into(), source })

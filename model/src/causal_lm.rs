@@ -20,6 +20,7 @@ use super::kv_cache::KvCache;
 use super::linear::Linear;
 use super::lora::{LoraConfig, LoraLayer, LoraMode};
 use super::mask::allowed_keys;
+use super::stack::{AdapterRef, Provenance};
 use super::weights::Weights;
 
 /// A Qwen2- or Llama-family causal language model with an optional LoRA adapter.
@@ -38,6 +39,9 @@ pub struct CausalLm {
     dtype: DType,
     dir: PathBuf,
     lora: Option<LoraConfig>,
+    /// What the weights were built from (base digest, merged adapters), recorded by the adapters
+    /// this model saves ([`super::stack`]).
+    provenance: Provenance,
 }
 
 /// The default dtype of the frozen weights on a device: bf16 on CUDA, f32 on CPU.
@@ -71,6 +75,7 @@ impl CausalLm {
             dtype: w.dtype(),
             dir: dir.to_path_buf(),
             lora: None,
+            provenance: Provenance::default(),
             lm_head_full: None,
             tied_head,
             cfg,
@@ -95,6 +100,26 @@ impl CausalLm {
     /// The folder the base model was loaded from.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// What the weights were built from: the base's digest when known, the adapters merged in.
+    pub fn provenance(&self) -> &Provenance {
+        &self.provenance
+    }
+
+    /// Records the base folder's sha256 ([`super::digest::model_sha256`]), so that the adapters
+    /// this model saves name the base they were trained on.
+    pub fn set_base_sha256(&mut self, sha256: String) {
+        self.provenance.base_sha256 = Some(sha256);
+    }
+
+    /// Records the adapter a second training round started from (provenance only).
+    pub fn set_initialised_from(&mut self, adapter: AdapterRef) {
+        self.provenance.initialised_from = Some(adapter);
+    }
+
+    pub(crate) fn record_merged(&mut self, adapter: AdapterRef) {
+        self.provenance.merged.push(adapter);
     }
 
     /// The attached adapter's configuration, if any.

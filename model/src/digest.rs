@@ -7,7 +7,8 @@
 //! (READMEs, optimizer state) do not change it.
 //! - model: `config.json`, `generation_config.json` if present, `tokenizer.json`,
 //!   `tokenizer_config.json`, the safetensors checkpoint (one file, or the index and its shards).
-//! - adapter: `adapter_config.json`, `adapter_model.safetensors`.
+//! - adapter: `adapter_config.json`, `adapter_model.safetensors`, and `stacked_on.json` when
+//!   present (what it was trained on, [`super::stack`]).
 
 use super::peft::{ADAPTER_CONFIG, ADAPTER_WEIGHTS};
 use super::weights::{INDEX_FILE, checkpoint_files};
@@ -68,7 +69,11 @@ pub fn model_sha256(dir: &Path) -> Result<String, ModelError> {
 /// The digest of a PEFT adapter folder.
 pub fn adapter_sha256(dir: &Path) -> Result<String, ModelError> {
     let hint = "a PEFT adapter folder holds adapter_config.json and adapter_model.safetensors";
-    let files = [required(dir, ADAPTER_CONFIG, "adapter", hint)?, required(dir, ADAPTER_WEIGHTS, "adapter", hint)?];
+    let mut files = vec![required(dir, ADAPTER_CONFIG, "adapter", hint)?, required(dir, ADAPTER_WEIGHTS, "adapter", hint)?];
+    let stack = dir.join(super::stack::STACK_FILE);
+    if stack.is_file() {
+        files.push(stack);
+    }
     manifest_sha256(dir, &files)
 }
 

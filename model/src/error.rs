@@ -72,6 +72,13 @@ pub enum ModelError {
     /// A KV cache of another dtype than the model.
     #[error("KV cache holds {cache:?} but the model computes in {model:?}; allocate it with CausalLm::new_cache")]
     CacheDtype { cache: candle_core::DType, model: candle_core::DType },
+    /// An adapter loaded onto another model than the one it was trained on (its
+    /// `stacked_on.json`), or with other adapters merged under it than it was trained over.
+    #[error("{0}")]
+    Stack(String),
+    /// A merged model folder cannot be written.
+    #[error("export: {0}")]
+    Export(String),
     /// A tensor operation failed in candle.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

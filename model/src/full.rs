@@ -9,7 +9,6 @@
 //! themselves ([`super::dense`]) sit below the layers that use them, so this file, which needs
 //! the whole model, is no longer in an import loop with them.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{Tensor, Var};
@@ -89,29 +88,9 @@ impl CausalLm {
         if vars.is_empty() {
             return Err(ModelError::FullFineTune("save_full needs an unfrozen model (unfreeze_all)".into()));
         }
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| ModelError::Io { path, source }
-        };
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-        for entry in std::fs::read_dir(self.dir()).map_err(io(self.dir()))? {
-            let entry = entry.map_err(io(self.dir()))?;
-            let name = entry.file_name();
-            let name_s = name.to_string_lossy();
-            // The old weights are replaced, not copied; a sharded base becomes one file.
-            if name_s.ends_with(".safetensors") || name_s.ends_with(".safetensors.index.json") || !entry.path().is_file() {
-                continue;
-            }
-            std::fs::copy(entry.path(), dir.join(&name)).map_err(io(&entry.path()))?;
-        }
-        // Saved in the base checkpoint's dtype; candle's tensors serialise themselves (`View`).
-        let tensors: Vec<(String, Tensor)> =
-            vars.into_iter().map(|(name, var)| Ok((name, var.as_tensor().to_dtype(self.dtype())?.contiguous()?))).collect::<Result<_>>()?;
-        let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
-        let path = dir.join(super::init::WEIGHTS_FILE);
-        let bytes = safetensors::tensor::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(metadata))
-            .map_err(|e| ModelError::FullFineTune(format!("cannot serialise {}: {e}", path.display())))?;
-        std::fs::write(&path, bytes).map_err(io(&path))?;
+        // Saved in the base checkpoint's dtype, beside the base folder's other files.
+        let tensors: Vec<(String, Tensor)> = vars.into_iter().map(|(name, var)| (name, var.as_tensor().clone())).collect();
+        super::export::write_model_folder(self.dir(), dir, tensors, self.dtype())?;
         Ok(())
     }
 }

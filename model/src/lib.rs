@@ -14,6 +14,8 @@
 //! - [`tokenizer`], [`chat`]: `tokenizer.json`, special tokens, chat templates (minijinja).
 //! - [`init`], [`train_tokenizer`]: `medrl model init` (random model folders from presets).
 //! - [`digest`]: sha256 digests of model and adapter folders.
+//! - [`stack`]: what an adapter was trained on (`stacked_on.json`), checked when it is loaded.
+//! - [`export`]: every adapter folded in, written as a Hugging Face model folder.
 //!
 //! See `docs/model.md`.
 
@@ -24,6 +26,7 @@ pub mod config;
 pub mod decoder;
 pub mod dense;
 pub mod digest;
+pub mod export;
 pub mod error;
 pub mod frozen;
 pub mod full;
@@ -36,6 +39,7 @@ pub mod mlp;
 pub mod norm;
 pub mod peft;
 pub mod rotary;
+pub mod stack;
 pub mod tokenizer;
 pub mod train_tokenizer;
 pub mod weights;

@@ -17,6 +17,7 @@ use serde_json::json;
 use super::causal_lm::{CausalLm, module_name};
 use super::error::{ModelError, Result};
 use super::lora::{LoraConfig, LoraLayer, TARGETABLE};
+use super::stack::{AdapterRef, STACK_FILE, STACK_FORMAT, StackRecord};
 
 /// The adapter config file.
 pub const ADAPTER_CONFIG: &str = "adapter_config.json";
@@ -207,9 +208,35 @@ impl CausalLm {
     }
 
     /// Writes the attached adapter as a PEFT adapter folder (created if absent).
+    /// `base_model_name_or_path` names the model it was trained on: the last adapter merged into
+    /// the base (the SFT adapter), else the base. When the base's digest is known
+    /// ([`CausalLm::set_base_sha256`], or any merge), `stacked_on.json` records the whole stack
+    /// ([`super::stack`]).
     pub fn save_adapter(&self, dir: &Path) -> Result<()> {
         let cfg = self.lora_config().ok_or(ModelError::NoAdapter)?;
         std::fs::create_dir_all(dir).map_err(|source| ModelError::Io { path: dir.to_path_buf(), source })?;
+        let p = self.provenance();
+        let trained_on = p.merged.last().map_or_else(|| self.dir().display().to_string(), |a| a.path.clone());
+        let stack_path = dir.join(STACK_FILE);
+        // An adapter trained over merged ones must say so: the base's digest is taken now if
+        // nobody recorded it.
+        let base_sha256 = match &p.base_sha256 {
+            None if !p.merged.is_empty() => Some(super::digest::model_sha256(self.dir())?),
+            known => known.clone(),
+        };
+        match &base_sha256 {
+            Some(sha) => StackRecord {
+                format: STACK_FORMAT.into(),
+                base_model: self.dir().display().to_string(),
+                base_model_sha256: sha.clone(),
+                merged: p.merged.clone(),
+                initialised_from: p.initialised_from.clone(),
+            }
+            .write(dir)?,
+            // A folder saved over keeps no record of another stack.
+            None if stack_path.exists() => std::fs::remove_file(&stack_path).map_err(|source| ModelError::Io { path: stack_path, source })?,
+            None => {}
+        }
         let mut tensors: HashMap<String, Tensor> = HashMap::new();
         for (name, var) in self.named_trainable_vars() {
             tensors.insert(name, var.as_tensor().to_dtype(DType::F32)?.contiguous()?);
@@ -220,7 +247,7 @@ impl CausalLm {
         let doc = json!({
             "peft_type": "LORA",
             "task_type": "CAUSAL_LM",
-            "base_model_name_or_path": self.dir().display().to_string(),
+            "base_model_name_or_path": trained_on,
             "r": cfg.r,
             "lora_alpha": alpha,
             "lora_dropout": cfg.dropout,
@@ -246,8 +273,12 @@ impl CausalLm {
 
     /// Loads a PEFT adapter and merges it into the base weights (an SFT adapter becoming the
     /// base, so that [`super::LoraMode::Off`] is the SFT policy). No adapter stays attached.
+    /// The merge is recorded ([`CausalLm::provenance`]): adapters saved afterwards name it.
     pub fn merge_adapter(&mut self, dir: &Path) -> Result<()> {
+        let adapter = AdapterRef::of(dir)?;
         self.load_adapter(dir)?;
-        self.merge_attached()
+        self.merge_attached()?;
+        self.record_merged(adapter);
+        Ok(())
     }
 }

@@ -128,6 +128,15 @@ impl Weights {
         self.st.get(name).is_ok()
     }
 
+    /// The element type `name` is stored in (before the load's conversion).
+    pub fn stored_dtype(&self, name: &str) -> Result<DType> {
+        let view = self.st.get(name).map_err(|_| ModelError::MissingTensor {
+            name: name.to_string(),
+            files: self.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "),
+        })?;
+        Ok(DType::try_from(view.dtype())?)
+    }
+
     /// The tensor `name`, checked against `shape`, in the load dtype on the load device.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
         let view = self.st.get(name).map_err(|_| ModelError::MissingTensor {

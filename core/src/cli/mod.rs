@@ -10,6 +10,7 @@ mod keys;
 mod model;
 mod predict;
 mod quickstart;
+mod release;
 mod review;
 mod rules;
 mod serve;
@@ -72,7 +73,8 @@ enum Command {
     /// Validate the prompt sets, build the training prompts, render the data card.
     #[command(subcommand)]
     Data(data::DataCommand),
-    /// Make model folders (`medrl model init --preset tiny --out DIR`).
+    /// Make model folders (`medrl model init --preset tiny --out DIR`), export merged ones
+    /// (`medrl model export --merge`).
     #[command(subcommand)]
     Model(model::ModelCommand),
     /// Answer a JSONL file of prompts with a model (and adapter).
@@ -91,6 +93,9 @@ enum Command {
     Eval(eval::EvalArgs),
     /// The whole pipeline on the shipped defaults: tiny model, SFT, PPO, evaluation.
     Quickstart(quickstart::QuickstartArgs),
+    /// The v1.0-rl package of a finished run (`medrl release RUN --out DIR`), and its check
+    /// (`medrl release verify DIR`).
+    Release(release::ReleaseArgs),
     /// Clinician review sheets: sample answers for a spot check, ingest the filled sheet.
     #[command(subcommand)]
     Review(review::ReviewCommand),
@@ -172,6 +177,7 @@ pub fn main() -> ExitCode {
         Command::Quickstart(args) => quickstart::run(args, &globals),
         Command::Review(cmd) => review::run(cmd, &globals),
         Command::Serve(args) => serve::run(args, &globals),
+        Command::Release(args) => release::run(args, &globals),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,10 +12,16 @@ pub struct PredictArgs {
     /// Hugging Face model folder (config.json, model.safetensors, tokenizer.json, tokenizer_config.json).
     #[arg(long)]
     model: PathBuf,
-    /// PEFT adapter folder to apply on top of the model.
+    /// PEFT adapter folder to apply on top of the model. An RL adapter trained over an SFT adapter
+    /// gets that one merged under it (its stacked_on.json says which; refused on another base).
     #[arg(long)]
     adapter: Option<PathBuf>,
-    /// Prompts: data items (data/sets/*.jsonl) or training prompts (data/rl/training_prompts.jsonl).
+    /// An adapter merged into the base under --adapter (the SFT adapter, when its recorded path
+    /// has moved); it must be the one the adapter was trained over. Repeatable, in order.
+    #[arg(long, value_name = "DIR")]
+    merge: Vec<PathBuf>,
+    /// Prompts: data items (data/sets/*.jsonl), training prompts (data/rl/training_prompts.jsonl),
+    /// or plain prompts, one `{"id", "prompt"}` or `{"id", "messages": [...]}` per line.
     #[arg(long)]
     input: PathBuf,
     /// Where to write one JSON answer per prompt.
@@ -62,7 +68,8 @@ pub fn parse_device(name: &str) -> anyhow::Result<Device> {
 pub fn run(a: PredictArgs) -> anyhow::Result<()> {
     let device = parse_device(&a.device)?;
     let prompts = read_prompts(&a.input)?;
-    let predictor = Predictor::load(&a.model, a.adapter.as_deref(), &device)?;
+    let merge: Vec<&std::path::Path> = a.merge.iter().map(PathBuf::as_path).collect();
+    let predictor = Predictor::load_stacked(&a.model, &merge, a.adapter.as_deref(), &device)?;
     let sampling = SamplingConfig { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p, max_new_tokens: a.max_new_tokens, seed: a.seed };
     sampling.validate().map_err(anyhow::Error::msg)?;
     let opts = PredictOptions { batch_size: a.batch_size, sampling, system: a.system };
@@ -81,8 +88,15 @@ pub fn run(a: PredictArgs) -> anyhow::Result<()> {
     let stopped = answers.iter().filter(|x| x.finish_reason == FinishReason::Stop).count();
     println!("wrote {} answers to {}", answers.len(), a.output.display());
     println!("  model   {} sha256 {}", a.model.display(), predictor.model_sha256);
+    for dir in &predictor.merged {
+        println!("  merged  {} (the adapter below was trained over it)", dir.display());
+    }
     if let (Some(dir), Some(digest)) = (&a.adapter, &predictor.adapter_sha256) {
         println!("  adapter {} sha256 {digest}", dir.display());
+    }
+    let unlabelled = prompts.iter().filter(|p| !p.labelled).count();
+    if unlabelled > 0 {
+        println!("  {unlabelled} plain prompt(s): language inferred, category and risk unknown (written as \"risk\": null)");
     }
     println!(
         "  {stopped} stopped at EOS, {} hit --max-new-tokens {}; {tokens} new tokens in {seconds:.1} s ({:.0} tokens/s)",

@@ -19,6 +19,10 @@ pub struct TrainArgs {
     /// Delete an existing run folder of the same name and start again.
     #[arg(long, conflicts_with = "resume")]
     pub overwrite: bool,
+    /// Round two: start the policy from this earlier RL adapter (`model.init_adapter`); the KL
+    /// reference stays the SFT policy.
+    #[arg(long, value_name = "ADAPTER_DIR", conflicts_with = "resume")]
+    pub init_adapter: Option<PathBuf>,
 }
 
 pub fn run(args: TrainArgs, g: &super::Globals) -> anyhow::Result<()> {
@@ -32,6 +36,9 @@ pub fn run(args: TrainArgs, g: &super::Globals) -> anyhow::Result<()> {
         None => {
             let mut config = TrainConfig::load(args.config.as_deref(), &args.overrides)?;
             config.rules.apply(&g.flags);
+            if let Some(dir) = &args.init_adapter {
+                config.model.init_adapter = Some(dir.clone());
+            }
             Trainer::start(config, args.overwrite)?
         }
     };
@@ -43,6 +50,9 @@ pub fn run(args: TrainArgs, g: &super::Globals) -> anyhow::Result<()> {
         trainer.sign_with(key, path);
     }
     let c = &trainer.config;
+    if let Some(dir) = &c.model.init_adapter {
+        eprintln!("round two: the policy starts from {}; the KL reference is the SFT policy", dir.display());
+    }
     eprintln!(
         "training {} with {} ({} prompts/step × {}, {} steps) into {}",
         c.model.path.display(),

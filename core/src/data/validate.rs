@@ -218,19 +218,38 @@ fn check_item(split: Split, loc: &Loc, item: &Item, out: &mut Vec<Problem>) {
     }
 }
 
-/// Share of Chinese characters among a text's letters, in percent, when it contradicts `lang`:
-/// below 30 % for `zh`, above 30 % for `en`. Drug names and units in Latin letters are common in
-/// Chinese prompts, and an English prompt may quote a Chinese term, so the bar is not 50 %.
-fn script_mismatch(lang: Lang, text: &str) -> Option<u32> {
+/// Share of Chinese characters among a text's letters, in percent; `None` for a text without
+/// letters.
+pub fn cjk_percent(text: &str) -> Option<u32> {
     let letters: Vec<char> = text.chars().filter(|c| c.is_alphabetic()).collect();
     if letters.is_empty() {
         return None;
     }
     let cjk = letters.iter().filter(|&&c| medrl_sdk::text::is_cjk(c)).count();
-    let percent = (100 * cjk / letters.len()) as u32;
+    Some((100 * cjk / letters.len()) as u32)
+}
+
+/// The bar between the languages, in percent of Chinese characters among a text's letters. Drug
+/// names and units in Latin letters are common in Chinese prompts, and an English prompt may
+/// quote a Chinese term, so the bar is not 50 %.
+pub const CJK_BAR_PERCENT: u32 = 30;
+
+/// The language of an unlabelled prompt: `zh` when at least [`CJK_BAR_PERCENT`] of its letters
+/// are Chinese characters, else `en` (a text without letters too).
+pub fn infer_lang(text: &str) -> Lang {
+    match cjk_percent(text) {
+        Some(p) if p >= CJK_BAR_PERCENT => Lang::Zh,
+        _ => Lang::En,
+    }
+}
+
+/// Share of Chinese characters among a text's letters, in percent, when it contradicts `lang`:
+/// below [`CJK_BAR_PERCENT`] for `zh`, above it for `en`.
+fn script_mismatch(lang: Lang, text: &str) -> Option<u32> {
+    let percent = cjk_percent(text)?;
     let wrong = match lang {
-        Lang::Zh => percent < 30,
-        Lang::En => percent > 30,
+        Lang::Zh => percent < CJK_BAR_PERCENT,
+        Lang::En => percent > CJK_BAR_PERCENT,
     };
     wrong.then_some(percent)
 }

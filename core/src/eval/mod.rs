@@ -250,7 +250,17 @@ pub fn evaluate_signed(
     for g in &plan.compare.gates {
         g.validate(&set_names, &names, names[candidate], names[baseline], &metrics, &plan.ruleset)?;
     }
-    let prompts: Vec<_> = plan.sets.iter().map(|(_, path)| read_prompts(path)).collect::<Result<_, _>>()?;
+    let prompts: Vec<_> = plan.sets.iter().map(|(_, path)| read_prompts(path)).collect::<Result<Vec<_>, _>>()?;
+    // The metrics and the rules read category and risk: a plain prompt has neither.
+    for ((set, path), records) in plan.sets.iter().zip(&prompts) {
+        if let Some(p) = records.iter().find(|p| !p.labelled) {
+            return Err(EvalError::Invalid(format!(
+                "set `{set}` ({}): prompt `{}` is a plain prompt without category and risk; evaluation needs labelled data items (docs/data.md)",
+                path.display(),
+                p.sample.id
+            )));
+        }
+    }
     std::fs::create_dir_all(&plan.out).map_err(|source| EvalError::Io { path: plan.out.clone(), source })?;
     session.log_to(AuditLog::open(&plan.out.join("audit.jsonl"))?)?;
     let ruleset_sha256 = session.scorer.ruleset.sha256.clone();

@@ -104,9 +104,20 @@ pub struct RunManifest {
     pub files: BTreeMap<String, String>,
     /// RFC 3339 UTC.
     pub written_at: String,
+    /// A training run's policy: the base model and its digest, the SFT adapter merged into it,
+    /// the adapter a second round started from. Absent for evaluations and in manifests
+    /// written before it existed (their bytes, and so their signatures, are unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<crate::model::stack::StackRecord>,
 }
 
 impl RunManifest {
+    /// The manifest with the training run's policy record.
+    pub fn with_policy(mut self, policy: crate::model::stack::StackRecord) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
     /// The manifest of the run in `root`, hashing `files` (relative to `root`).
     pub fn new(kind: &str, ruleset: String, ruleset_sha256: String, audit: HeadFile, root: &Path, files: &[String]) -> Result<Self, AnchorError> {
         let mut hashes = BTreeMap::new();
@@ -115,7 +126,7 @@ impl RunManifest {
             hashes.insert(f.clone(), sha256_hex(&std::fs::read(&path).map_err(io(&path))?));
         }
         let written_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-        Ok(RunManifest { format: MANIFEST_FORMAT.into(), kind: kind.into(), ruleset, ruleset_sha256, audit, files: hashes, written_at })
+        Ok(RunManifest { format: MANIFEST_FORMAT.into(), kind: kind.into(), ruleset, ruleset_sha256, audit, files: hashes, written_at, policy: None })
     }
 
     /// The bytes a signature covers: the canonical JSON of the manifest.
@@ -319,7 +330,7 @@ pub fn check_run(root: &Path, log_hashes: &[String], operator_keyring: Option<&K
     out
 }
 
-fn verify_signature(path: &Path, manifest: &RunManifest, ring: &Keyring) -> Result<String, String> {
+pub fn verify_signature(path: &Path, manifest: &RunManifest, ring: &Keyring) -> Result<String, String> {
     let sig: ManifestSignature = read_json(path, "run manifest signature").map_err(|e| e.to_string())?;
     if sig.format != MANIFEST_SIG_FORMAT || sig.algorithm != ALGORITHM {
         return Err(format!("format {} / algorithm {} (expected {MANIFEST_SIG_FORMAT} / {ALGORITHM})", sig.format, sig.algorithm));

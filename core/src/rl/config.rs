@@ -84,11 +84,15 @@ pub struct ModelConfig {
     pub path: PathBuf,
     /// An SFT LoRA adapter merged into the base at load, so "adapter off" is the SFT policy (default none).
     pub sft_adapter: Option<PathBuf>,
+    /// An earlier RL adapter the policy starts from (a second round); it must have been trained
+    /// on the same base and SFT adapter, with the same `[lora]` shape. The KL reference stays the
+    /// SFT policy (adapter off), and the value head starts at zero (default none: a fresh adapter).
+    pub init_adapter: Option<PathBuf>,
 }
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        ModelConfig { path: "runs/quickstart/model".into(), sft_adapter: None }
+        ModelConfig { path: "runs/quickstart/model".into(), sft_adapter: None, init_adapter: None }
     }
 }
 

@@ -19,6 +19,8 @@ use super::value_head::ValueHead;
 use crate::data::TrainingPrompt;
 use crate::governance::AuditLog;
 use crate::governance::audit::AuditError;
+use crate::model::digest::model_sha256;
+use crate::model::stack::{AdapterRef, STACK_FORMAT, StackRecord, plan_stack};
 use crate::model::{CausalLm, LoraMode, Message, ModelError, Tokenizer, TokenizerError, default_dtype};
 use crate::registry::{RegistryError, VersionRef};
 use crate::reward::{Decision, OutcomeKind, Reward, ScorerError, ScoringSession, SessionError};
@@ -68,6 +70,9 @@ pub enum TrainError {
     Anchor(#[from] crate::governance::anchor::AnchorError),
     #[error("cannot resume {run}: {reason}")]
     Resume { run: PathBuf, reason: String },
+    /// `model.init_adapter` does not fit this run.
+    #[error("model.init_adapter {dir}: {reason}")]
+    InitAdapter { dir: PathBuf, reason: String },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
@@ -200,7 +205,12 @@ impl Trainer {
                 ValueHead::load(&dir.join(VALUE_HEAD), &device)?
             }
             None => {
-                model.attach_lora(config.lora.to_model(), config.run.seed)?;
+                match &config.model.init_adapter {
+                    // Round two: the policy starts where round one ended; "adapter off" (the KL
+                    // reference) is still the SFT policy.
+                    Some(dir) => model.load_adapter(dir)?,
+                    None => model.attach_lora(config.lora.to_model(), config.run.seed)?,
+                }
                 ValueHead::zeros(model.config().hidden_size, &device)?
             }
         };
@@ -277,9 +287,23 @@ impl Trainer {
         use crate::governance::anchor::{HeadFile, RunManifest};
         let head = HeadFile::new("audit.jsonl", self.audit_log().head()?);
         let files = ["rewards.csv".to_string()];
-        let manifest = RunManifest::new("train", self.state.ruleset.clone(), self.state.ruleset_sha256.clone(), head, &self.run.root, &files)?;
+        let manifest = RunManifest::new("train", self.state.ruleset.clone(), self.state.ruleset_sha256.clone(), head, &self.run.root, &files)?
+            .with_policy(self.policy_record());
         manifest.write(&self.run.final_dir(), self.operator_key.as_ref().map(|(k, p)| (k, p.as_path())))?;
         Ok(())
+    }
+
+    /// What the policy was built from: the base and its digest, the SFT adapter merged into it,
+    /// the adapter a second round started from (the adapters this run saves record the same).
+    pub fn policy_record(&self) -> StackRecord {
+        let p = self.model.provenance();
+        StackRecord {
+            format: STACK_FORMAT.into(),
+            base_model: self.config.model.path.display().to_string(),
+            base_model_sha256: p.base_sha256.clone().expect("Prepared records the base's digest"),
+            merged: p.merged.clone(),
+            initialised_from: p.initialised_from.clone(),
+        }
     }
 
     fn audit_log(&self) -> &AuditLog {
@@ -877,8 +901,16 @@ impl Prepared {
 
         let device = pick_device();
         let mut model = CausalLm::load(&config.model.path, &device, default_dtype(&device))?;
+        // The base's digest goes into every adapter the run saves (`stacked_on.json`), so that a
+        // loader refuses the adapter on another base and merges the SFT adapter under it.
+        let base_sha256 = model_sha256(&config.model.path)?;
+        model.set_base_sha256(base_sha256.clone());
         if let Some(sft) = &config.model.sft_adapter {
             model.merge_adapter(sft)?;
+        }
+        if let Some(init) = &config.model.init_adapter {
+            check_init_adapter(config, &base_sha256, init)?;
+            model.set_initialised_from(AdapterRef::of(init)?);
         }
         let tokenizer = Tokenizer::load(&config.model.path)?;
         // read_jsonl refuses an empty file (and a BOM, and bytes that are not UTF-8), so there
@@ -894,6 +926,39 @@ impl Prepared {
             .collect::<Result<Vec<_>, TokenizerError>>()?;
         Ok(Prepared { model, tokenizer, prompts, prompt_ids, session, device, ruleset_ref: reference.to_string(), ruleset_sha256 })
     }
+}
+
+/// A second round's starting adapter must have been trained on this run's base and SFT adapter
+/// (its `stacked_on.json`), with this run's `[lora]` shape: otherwise its "adapter off" would
+/// not be this run's reference, or the run would record settings its adapter does not have.
+fn check_init_adapter(config: &TrainConfig, base_sha256: &str, init: &Path) -> Result<(), TrainError> {
+    let sft: Vec<&Path> = config.model.sft_adapter.iter().map(PathBuf::as_path).collect();
+    plan_stack(&config.model.path, base_sha256, &sft, init)?;
+    let found = crate::model::peft::read_adapter_config(init)?;
+    let want = config.lora.to_model();
+    let mut differ = Vec::new();
+    if found.r != want.r {
+        differ.push(format!("lora.r={}", found.r));
+    }
+    if found.alpha != want.alpha {
+        differ.push(format!("lora.alpha={}", found.alpha));
+    }
+    if found.use_rslora != want.use_rslora {
+        differ.push(format!("lora.use_rslora={}", found.use_rslora));
+    }
+    let (mut a, mut b) = (found.target_modules.clone(), want.target_modules.clone());
+    a.sort();
+    b.sort();
+    if a != b {
+        differ.push(format!("lora.target_modules={:?}", found.target_modules));
+    }
+    if !differ.is_empty() {
+        return Err(TrainError::InitAdapter {
+            dir: init.to_path_buf(),
+            reason: format!("its shape differs from this run's [lora] settings; set them as it was trained: --set {}", differ.join(" --set ")),
+        });
+    }
+    Ok(())
 }
 
 fn resolved_toml(config: &TrainConfig, p: &Prepared) -> String {
