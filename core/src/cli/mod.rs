@@ -9,9 +9,11 @@ mod govern;
 mod keys;
 mod model;
 mod predict;
+mod progress;
 mod quickstart;
 mod review;
 mod rules;
+mod runs;
 mod sft;
 mod train;
 
@@ -93,6 +95,9 @@ enum Command {
     /// Clinician review sheets: sample answers for a spot check, ingest the filled sheet.
     #[command(subcommand)]
     Review(review::ReviewCommand),
+    /// Watch and compare runs: plots, TensorBoard event files, two runs side by side.
+    #[command(subcommand)]
+    Runs(runs::RunsCommand),
 }
 
 /// An error that ends the command with a specific exit code (e.g. `rules verify`'s classes).
@@ -167,6 +172,7 @@ pub fn main() -> ExitCode {
         Command::Eval(args) => eval::run(args, &globals),
         Command::Quickstart(args) => quickstart::run(args, &globals),
         Command::Review(cmd) => review::run(cmd, &globals),
+        Command::Runs(cmd) => runs::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

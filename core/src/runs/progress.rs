@@ -43,30 +43,47 @@ impl ProgressEvery {
     }
 }
 
-/// One figure of a line: `name=value` with `decimals` digits (`signed`: always a sign).
+/// How a figure is written.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Style {
+    /// `decimals` digits after the point.
+    Fixed(usize),
+    /// The same, with a `+` on positive values (rewards, which move around 0).
+    Signed(usize),
+    /// Scientific, 3 digits after the point (`2.000e-4`), for learning rates.
+    Sci,
+}
+
+/// One figure of a line: `name=value`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Figure {
     pub name: &'static str,
     pub value: f64,
-    pub decimals: usize,
-    pub signed: bool,
+    pub style: Style,
 }
 
 impl Figure {
     pub fn new(name: &'static str, value: f64, decimals: usize) -> Self {
-        Figure { name, value, decimals, signed: false }
+        Figure { name, value, style: Style::Fixed(decimals) }
     }
 
-    /// With a `+` on positive values (rewards, which move around 0).
     pub fn signed(name: &'static str, value: f64, decimals: usize) -> Self {
-        Figure { name, value, decimals, signed: true }
+        Figure { name, value, style: Style::Signed(decimals) }
     }
 
-    fn render(&self) -> String {
-        match (self.value.is_finite(), self.signed) {
-            (false, _) => format!("{}={}", self.name, self.value.to_string().to_lowercase()),
-            (true, true) => format!("{}={:+.*}", self.name, self.decimals, self.value),
-            (true, false) => format!("{}={:.*}", self.name, self.decimals, self.value),
+    pub fn sci(name: &'static str, value: f64) -> Self {
+        Figure { name, value, style: Style::Sci }
+    }
+
+    /// `name=value`; a value that is not finite is `nan`, `inf` or `-inf`, which parse back.
+    pub fn render(&self) -> String {
+        if !self.value.is_finite() {
+            return format!("{}={}", self.name, self.value.to_string().to_lowercase());
+        }
+        match self.style {
+            Style::Fixed(d) => format!("{}={:.*}", self.name, d, self.value),
+            Style::Signed(d) => format!("{}={:+.*}", self.name, d, self.value),
+            Style::Sci => format!("{}={:.3e}", self.name, self.value),
         }
     }
 }
@@ -219,6 +236,8 @@ mod tests {
         assert!(parsed.number("vf_loss").unwrap().is_nan());
         assert_eq!(parsed.duration("eta"), Some(secs(70)));
         assert_eq!(clock(secs(3 * 3600 + 62)), "3:01:02");
+        assert_eq!(Figure::sci("lr", 2e-4).render(), "lr=2.000e-4");
+        assert_eq!("2.000e-4".parse::<f64>(), Ok(2e-4));
         assert_eq!(parse_line("done: 2 steps, 0 skipped updates"), None);
         assert_eq!(parse_line("training tiny with medical-safety@1.0.0"), None);
     }

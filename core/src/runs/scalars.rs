@@ -30,6 +30,8 @@ pub enum ScalarsError {
         "{0} holds neither rewards.csv (an RL run of `medrl train`) nor metrics.jsonl (an SFT output of `medrl sft`); pass a run folder such as runs/ppo"
     )]
     NotARun(PathBuf),
+    #[error("{0} is not a folder; pass a run folder such as runs/ppo (`run.out_dir`/`run.name` of the run)")]
+    Missing(PathBuf),
 }
 
 /// What trained the folder.
@@ -181,6 +183,9 @@ pub struct RunScalars {
 impl RunScalars {
     /// Reads the run folder `root` (see the module header for what comes from where).
     pub fn read(root: &Path) -> Result<Self, ScalarsError> {
+        if !root.is_dir() {
+            return Err(ScalarsError::Missing(root.to_path_buf()));
+        }
         let (rewards, metrics, kl) = (root.join("rewards.csv"), root.join("metrics.jsonl"), root.join("kl_metrics.jsonl"));
         let mut steps: BTreeMap<u64, Vec<(String, f64)>> = BTreeMap::new();
         let (kind, rules) = if rewards.exists() {
@@ -393,5 +398,6 @@ mod tests {
         assert!(RunScalars::read(dir.path()).unwrap_err().to_string().contains("is not `step,sample_id,category,<rules…>,total`"));
         let empty = tempfile::tempdir().unwrap();
         assert!(matches!(RunScalars::read(empty.path()), Err(ScalarsError::NotARun(_))));
+        assert!(matches!(RunScalars::read(&empty.path().join("nope")), Err(ScalarsError::Missing(_))));
     }
 }
