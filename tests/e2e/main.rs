@@ -16,6 +16,7 @@ mod quickstart;
 mod reproducible_build;
 mod resume;
 mod review;
+mod runs;
 mod sft_config;
 mod shipped_rules;
 mod training;

@@ -69,6 +69,15 @@ impl Progress {
         }
     }
 
+    /// The lines' clock started at `t` rather than now: for a display created at the first step,
+    /// when the total is known, that should still count the time to that step.
+    pub fn since(mut self, t: Instant) -> Self {
+        if let Progress::Lines { started, .. } = &mut self {
+            *started = t;
+        }
+        self
+    }
+
     /// Starts the lines' clock again (elapsed and ETA count from now): for a command whose
     /// progress covers only a later stage.
     pub fn restart_clock(&mut self) {

@@ -77,10 +77,11 @@ pub fn run(a: SftArgs) -> anyhow::Result<()> {
     );
     // The step count is known once the corpus is read: the display starts at the first step.
     let mut progress: Option<Progress> = None;
+    let started = std::time::Instant::now();
     let summary = medrl::sft::run(&cfg, a.overwrite, |s| {
         let figures = [Figure::new("loss", f64::from(s.loss), 4), Figure::sci("lr", s.lr), Figure::new("tok_s", s.tokens_per_s, 0)];
         progress
-            .get_or_insert_with(|| Progress::new(every, "sft", "step", s.total, 0, "{bar:30} step {pos}/{len} {msg} [{elapsed_precise}]"))
+            .get_or_insert_with(|| Progress::new(every, "sft", "step", s.total, 0, "{bar:30} step {pos}/{len} {msg} [{elapsed_precise}]").since(started))
             .update(s.step, &figures, || format!("loss {:.3}", s.loss));
     })?;
     if let Some(p) = &progress {
