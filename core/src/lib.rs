@@ -20,6 +20,9 @@
 //! - [`eval`]: SFT vs RL with the same rules on the gold and red-team sets.
 //! - [`review`]: clinician review sheets out (stratified sample, CSV and HTML) and verdicts in
 //!   (agreement with each rule, the rule parameters the disagreements point at).
+//! - [`runs`]: watching a run: plain progress lines, its scalars read back from the run folder,
+//!   SVG plots, TensorBoard event files, and the comparison of two runs (`medrl runs`).
+//! - [`plot`]: the SVG drawing kit eval's and the runs' figures share.
 //! - [`quickstart`]: the whole pipeline on the shipped defaults (`medrl quickstart`).
 //!
 //! The `medrl` command line lives in the binary (`src/main.rs`, `src/cli/`): parsing, printing and
@@ -31,6 +34,7 @@ pub mod eval;
 pub mod governance;
 pub mod io;
 pub use medrl_model as model;
+pub mod plot;
 pub mod predict;
 pub mod quickstart;
 pub mod release;
@@ -40,5 +44,6 @@ pub mod reward;
 pub mod rl;
 pub mod rollout;
 pub mod serve;
+pub mod runs;
 pub mod sft;
 pub mod training;

@@ -189,7 +189,7 @@ pub fn run(
     say("1/4 making the tiny model and its tokenizer");
     init_model(&InitOptions { preset: Preset::Tiny, seed: 0, dtype: WeightDtype::F32, corpus: shipped_corpus(&q.data) }, &model)?;
     say("2/4 SFT on the shipped corpus");
-    let sft = crate::sft::run(&sft_cfg, false, |_, _, _| {})?;
+    let sft = crate::sft::run(&sft_cfg, false, |_| {})?;
     say("3/4 PPO with the rule set");
     let mut trainer = Trainer::start(rl_settings(q, &sft.output)?, false)?;
     if let Some((key, path)) = &q.operator_key {
@@ -267,6 +267,9 @@ mod tests {
             kl_coef: 0.0,
             response_len_mean: 0.0,
             eos_rate: 0.0,
+            pg_loss: 0.0,
+            vf_loss: None,
+            entropy: 0.0,
             rollout_tokens_per_s: 0.0,
             update_tokens_per_s: 0.0,
             skipped_updates: 0,

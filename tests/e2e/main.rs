@@ -18,6 +18,7 @@ mod resume;
 mod review;
 mod rules_eval;
 mod serve;
+mod runs;
 mod sft_config;
 mod shipped_rules;
 mod training;

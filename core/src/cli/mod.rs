@@ -9,11 +9,13 @@ mod govern;
 mod keys;
 mod model;
 mod predict;
+mod progress;
 mod quickstart;
 mod release;
 mod review;
 mod rules;
 mod serve;
+mod runs;
 mod sft;
 mod train;
 
@@ -102,6 +104,9 @@ enum Command {
     /// Serve models behind an OpenAI-compatible API and a demo page, every answer scored by the
     /// rule set (loopback by default).
     Serve(serve::ServeArgs),
+    /// Watch and compare runs: plots, TensorBoard event files, two runs side by side.
+    #[command(subcommand)]
+    Runs(runs::RunsCommand),
 }
 
 /// An error that ends the command with a specific exit code (e.g. `rules verify`'s classes).
@@ -178,6 +183,7 @@ pub fn main() -> ExitCode {
         Command::Review(cmd) => review::run(cmd, &globals),
         Command::Serve(args) => serve::run(args, &globals),
         Command::Release(args) => release::run(args, &globals),
+        Command::Runs(cmd) => runs::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

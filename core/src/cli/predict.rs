@@ -51,6 +51,8 @@ pub struct PredictArgs {
     /// `cpu`, `cuda` or `cuda:N`.
     #[arg(long, default_value = "cpu")]
     device: String,
+    #[command(flatten)]
+    progress: super::progress::ProgressArgs,
 }
 
 /// The candle device named by `--device`.
@@ -66,6 +68,7 @@ pub fn parse_device(name: &str) -> anyhow::Result<Device> {
 }
 
 pub fn run(a: PredictArgs) -> anyhow::Result<()> {
+    let every = a.progress.every()?;
     let device = parse_device(&a.device)?;
     let prompts = read_prompts(&a.input)?;
     let merge: Vec<&std::path::Path> = a.merge.iter().map(PathBuf::as_path).collect();
@@ -73,15 +76,20 @@ pub fn run(a: PredictArgs) -> anyhow::Result<()> {
     let sampling = SamplingConfig { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p, max_new_tokens: a.max_new_tokens, seed: a.seed };
     sampling.validate().map_err(anyhow::Error::msg)?;
     let opts = PredictOptions { batch_size: a.batch_size, sampling, system: a.system };
-    let bar = indicatif::ProgressBar::new(prompts.len() as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} answering [{bar:40}] {pos}/{len} prompts, {elapsed} (eta {eta})")
-            .expect("the template is valid")
-            .progress_chars("=> "),
+    let mut progress = super::progress::Progress::new(
+        every,
+        "predict",
+        "prompts",
+        prompts.len() as u64,
+        0,
+        "{spinner} answering [{bar:40}] {pos}/{len} prompts, {elapsed} (eta {eta})",
     );
+    if let Some(bar) = progress.bar() {
+        bar.set_style(bar.style().progress_chars("=> "));
+    }
     let start = Instant::now();
-    let answers = predictor.predict(&prompts, &opts, |n| bar.set_position(n as u64))?;
-    bar.finish_and_clear();
+    let answers = predictor.predict(&prompts, &opts, |n| progress.update(n as u64, &[], String::new))?;
+    progress.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
     write_answers(&a.output, &answers)?;
     let tokens: usize = answers.iter().map(|x| x.tokens).sum();

@@ -1,7 +1,7 @@
 //! `medrl quickstart`: tiny model → SFT → PPO → evaluation, on the shipped defaults.
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use super::progress::{Progress, rl_figures};
 use medrl::quickstart::Quickstart;
 use std::path::PathBuf;
 
@@ -35,11 +35,14 @@ pub struct QuickstartArgs {
     /// Delete an earlier quickstart's outputs first.
     #[arg(long)]
     pub overwrite: bool,
+    #[command(flatten)]
+    pub progress: super::progress::ProgressArgs,
 }
 
 pub fn run(a: QuickstartArgs, g: &super::Globals) -> anyhow::Result<()> {
     // The data folder is the registry's (the shipped layout keeps both in data/); every trust
     // flag reaches the RL stage and the evaluation alike.
+    let every = a.progress.every()?;
     let rules = g.flags.source();
     let q = Quickstart {
         out: a.out,
@@ -54,25 +57,29 @@ pub fn run(a: QuickstartArgs, g: &super::Globals) -> anyhow::Result<()> {
         rl_overrides: a.rl_overrides,
         ..Quickstart::default()
     };
-    let bar = ProgressBar::new(q.rl_steps);
-    bar.set_style(ProgressStyle::with_template("    {bar:30} step {pos}/{len} {msg} [{elapsed_precise}]").expect("a valid template"));
-    bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    // The RL stage's progress: a bar shown during stage 3 on a terminal, lines elsewhere, timed
+    // from the start of stage 3. Both callbacks reach it, one at a time.
+    let progress = std::cell::RefCell::new(Progress::new(every, "quickstart", "step", q.rl_steps, 0, "    {bar:30} step {pos}/{len} {msg} [{elapsed_precise}]"));
+    if let Some(bar) = progress.borrow().bar() {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
     let started = std::time::Instant::now();
     let out = medrl::quickstart::run(
         &q,
         a.overwrite,
         |msg| {
             eprintln!("[{:>5.0} s] {msg}", started.elapsed().as_secs_f64());
+            let mut progress = progress.borrow_mut();
             if msg.starts_with("3/4") {
-                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                progress.restart_clock();
+                if let Some(bar) = progress.bar() {
+                    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                }
             } else {
-                bar.finish_and_clear();
+                progress.finish_and_clear();
             }
         },
-        |r| {
-            bar.set_position(r.step);
-            bar.set_message(format!("reward {:+.3} KL {:.4}/tok", r.reward_mean, r.kl_per_token));
-        },
+        |r| progress.borrow_mut().update(r.step, &rl_figures(r), || format!("reward {:+.3} KL {:.4}/tok", r.reward_mean, r.kl_per_token)),
     )?;
     let rewards: Vec<f64> = out.rl_reports.iter().map(|r| r.reward_mean).collect();
     println!("quickstart done in {:.0} s", started.elapsed().as_secs_f64());

@@ -4,7 +4,8 @@
 //! `--set` they equal.
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use super::progress::Progress;
+use medrl::runs::Figure;
 use medrl::sft::SftConfig;
 use std::path::{Path, PathBuf};
 
@@ -35,6 +36,8 @@ pub struct SftArgs {
     /// Delete an existing output folder first.
     #[arg(long)]
     pub overwrite: bool,
+    #[command(flatten)]
+    pub progress: super::progress::ProgressArgs,
 }
 
 /// A path as a TOML string for an override (a path that is not UTF-8 is refused rather than
@@ -61,6 +64,7 @@ fn overrides(a: &SftArgs) -> anyhow::Result<Vec<String>> {
 
 pub fn run(a: SftArgs) -> anyhow::Result<()> {
     let cfg = SftConfig::load(a.config.as_deref(), &overrides(&a)?)?;
+    let every = a.progress.every()?;
     eprintln!(
         "SFT of {} on {} ({}, {} epoch(s), batch {}, learning rate {}) into {}",
         cfg.model.display(),
@@ -71,14 +75,18 @@ pub fn run(a: SftArgs) -> anyhow::Result<()> {
         cfg.learning_rate,
         cfg.out.display()
     );
-    let bar = ProgressBar::new(0);
-    bar.set_style(ProgressStyle::with_template("{bar:30} step {pos}/{len} {msg} [{elapsed_precise}]").expect("a valid template"));
-    let summary = medrl::sft::run(&cfg, a.overwrite, |step, total, loss| {
-        bar.set_length(total);
-        bar.set_position(step);
-        bar.set_message(format!("loss {loss:.3}"));
+    // The step count is known once the corpus is read: the display starts at the first step.
+    let mut progress: Option<Progress> = None;
+    let started = std::time::Instant::now();
+    let summary = medrl::sft::run(&cfg, a.overwrite, |s| {
+        let figures = [Figure::new("loss", f64::from(s.loss), 4), Figure::sci("lr", s.lr), Figure::new("tok_s", s.tokens_per_s, 0)];
+        progress
+            .get_or_insert_with(|| Progress::new(every, "sft", "step", s.total, 0, "{bar:30} step {pos}/{len} {msg} [{elapsed_precise}]").since(started))
+            .update(s.step, &figures, || format!("loss {:.3}", s.loss));
     })?;
-    bar.finish();
+    if let Some(p) = &progress {
+        p.finish();
+    }
     println!(
         "SFT: {} examples, {} steps, loss {:.3} → {:.3}, {:.0} tokens/s; {}: {}",
         summary.examples,
@@ -90,6 +98,7 @@ pub fn run(a: SftArgs) -> anyhow::Result<()> {
         summary.output.display()
     );
     println!("  settings: {}", cfg.out.join("config.toml").display());
+    super::runs::write_plots_after_training(&cfg.out);
     Ok(())
 }
 
@@ -106,6 +115,7 @@ mod tests {
             out: Some("runs/a \"b\"".into()),
             full,
             overwrite: false,
+            progress: crate::cli::progress::ProgressArgs { progress_every: 10, progress_secs: 60.0 },
         }
     }
 

@@ -1,7 +1,7 @@
 //! `medrl train`: PPO / GRPO / RLOO on a LoRA adapter with rule rewards.
 
+use super::progress::{Progress, ProgressArgs, RL_BAR, rl_bar_message, rl_figures};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use medrl::rl::{TrainConfig, Trainer};
 use std::path::PathBuf;
 
@@ -23,11 +23,14 @@ pub struct TrainArgs {
     /// reference stays the SFT policy.
     #[arg(long, value_name = "ADAPTER_DIR", conflicts_with = "resume")]
     pub init_adapter: Option<PathBuf>,
+    #[command(flatten)]
+    pub progress: ProgressArgs,
 }
 
 pub fn run(args: TrainArgs, g: &super::Globals) -> anyhow::Result<()> {
     // A bad key must stop the run before step 0, not after the last.
     let operator_key = g.operator_key()?;
+    let every = args.progress.every()?;
     // Every global trust flag given on the command line overrides the configuration's `[rules]`
     // (for a resume too: a run may be resumed against a stricter keyring, never a different rule
     // set, which the trainer checks by sha256).
@@ -62,14 +65,9 @@ pub fn run(args: TrainArgs, g: &super::Globals) -> anyhow::Result<()> {
         c.run.steps,
         trainer.run.root.display()
     );
-    let bar = ProgressBar::new(c.run.steps);
-    bar.set_style(ProgressStyle::with_template("{bar:30} step {pos}/{len} {msg} [{elapsed_precise}]").expect("a valid template"));
-    bar.set_position(trainer.state.step);
-    let reports = trainer.run(|r| {
-        bar.set_position(r.step);
-        bar.set_message(format!("reward {:+.3} KL {:.4}/tok β {:.3} {:.0} tok/s", r.reward_mean, r.kl_per_token, r.kl_coef, r.rollout_tokens_per_s));
-    })?;
-    bar.finish();
+    let mut progress = Progress::new(every, "train", "step", c.run.steps, trainer.state.step, RL_BAR);
+    let reports = trainer.run(|r| progress.update(r.step, &rl_figures(r), || rl_bar_message(r)))?;
+    progress.finish();
     let skipped: usize = reports.iter().map(|r| r.skipped_updates).sum();
     println!("done: {} steps, {} skipped updates", trainer.state.step, skipped);
     println!("  rewards:     {}", trainer.run.rewards_csv().display());
@@ -79,5 +77,7 @@ pub fn run(args: TrainArgs, g: &super::Globals) -> anyhow::Result<()> {
     println!("  failures:    {}", trainer.run.failures().display());
     println!("  audit log:   {}", trainer.run.audit().display());
     println!("  adapter:     {}", trainer.run.final_dir().join("adapter").display());
+    println!("  TensorBoard: {}", trainer.run.events().display());
+    super::runs::write_plots_after_training(&trainer.run.root);
     Ok(())
 }

@@ -2,42 +2,13 @@
 //! grouped bars with their bootstrap intervals as whiskers, and the distribution of the reward
 //! per variant as histograms on one shared axis.
 //!
-//! plotters is built without its TrueType support: text sizes are estimated from the character
-//! count and the SVG names a generic font family, so drawing needs no system font and works
-//! offline on any machine (the viewer picks the font).
+//! Drawn with the shared kit in [`crate::plot`] (palette, error, no system fonts).
 
 use super::bootstrap::Estimate;
 use super::metrics::Metric;
+pub use crate::plot::PlotError;
+use crate::plot::{colour, failed};
 use plotters::prelude::*;
-
-/// One colour per variant, in order (the Tableau 10 palette), repeating after ten.
-const COLOURS: [RGBColor; 10] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(127, 127, 127),
-    RGBColor(188, 189, 34),
-    RGBColor(23, 190, 207),
-];
-
-fn colour(i: usize) -> RGBColor {
-    COLOURS[i % COLOURS.len()]
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("drawing {figure}: {message}")]
-pub struct PlotError {
-    pub figure: String,
-    pub message: String,
-}
-
-fn failed(figure: &str, e: impl std::fmt::Display) -> PlotError {
-    PlotError { figure: figure.to_string(), message: e.to_string() }
-}
 
 /// Grouped bars: a group per metric, a bar per variant at its value, a whisker from `lo` to
 /// `hi`. `rows[m][v]` is metric `m` of variant `v`; a missing value leaves its bar out. Only

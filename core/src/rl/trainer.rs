@@ -25,12 +25,14 @@ use crate::model::{CausalLm, LoraMode, Message, ModelError, Tokenizer, Tokenizer
 use crate::registry::{RegistryError, VersionRef};
 use crate::reward::{Decision, OutcomeKind, Reward, ScorerError, ScoringSession, SessionError};
 use crate::rollout::{FinishReason, RolloutError, SamplingConfig, StopTokens, generate_with_streams};
+use crate::runs::RewardMeans;
 use crate::training::SettingsError;
 use crate::training::cursor::epoch_order;
 use crate::training::masked::masked_mean;
 use crate::training::optim::{AdamW, AdamWConfig, Grads, LrSchedule, clip_scale};
 use crate::training::pick_device;
 use crate::training::run_dir::{JsonlWriter, LogCut, OpenMode, RewardsCsv, RunDir, RunDirError};
+use crate::training::tfevents::{self, EventWriter};
 use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -68,6 +70,8 @@ pub enum TrainError {
     RuleAbort { step: u64, rule: String, checkpoint: String },
     #[error(transparent)]
     Anchor(#[from] crate::governance::anchor::AnchorError),
+    #[error(transparent)]
+    Events(#[from] crate::training::tfevents::EventsError),
     #[error("cannot resume {run}: {reason}")]
     Resume { run: PathBuf, reason: String },
     /// `model.init_adapter` does not fit this run.
@@ -92,6 +96,12 @@ pub struct StepReport {
     pub kl_coef: f64,
     pub response_len_mean: f64,
     pub eos_rate: f64,
+    /// Mean clipped policy loss over the step's micro-batches.
+    pub pg_loss: f64,
+    /// Mean value loss (PPO; `None` for the critic-free modes).
+    pub vf_loss: Option<f64>,
+    /// Mean policy entropy per response token, in nats.
+    pub entropy: f64,
     pub rollout_tokens_per_s: f64,
     pub update_tokens_per_s: f64,
     /// Updates skipped because a loss or gradient was not finite.
@@ -101,11 +111,15 @@ pub struct StepReport {
 
 /// The log files of a run, opened for appending.
 struct Logs {
+    /// The rule columns of `rewards.csv`, in order.
+    rule_ids: Vec<String>,
     rewards: RewardsCsv,
     kl: JsonlWriter,
     metrics: JsonlWriter,
     samples: JsonlWriter,
     failures: JsonlWriter,
+    /// The step's scalars for TensorBoard ([`crate::runs::scalars`] names them).
+    events: EventWriter,
 }
 
 /// A training run in progress.
@@ -231,11 +245,13 @@ impl Trainer {
         let rule_ids: Vec<String> =
             scorer.rules.iter().map(|r| r.manifest.id.clone()).chain(scorer.judge.as_ref().map(|j| j.entry.id.clone())).collect();
         let logs = Logs {
-            rewards: RewardsCsv::append(&run.rewards_csv(), rule_ids)?,
+            rewards: RewardsCsv::append(&run.rewards_csv(), rule_ids.clone())?,
+            rule_ids,
             kl: JsonlWriter::append(&run.kl_metrics())?,
             metrics: JsonlWriter::append(&run.metrics())?,
             samples: JsonlWriter::append(&run.samples())?,
             failures: JsonlWriter::append(&run.failures())?,
+            events: EventWriter::append(&run.events(), tfevents::now())?,
         };
         let stop = StopTokens::of(tokenizer.special());
         Ok(Trainer {
@@ -449,6 +465,7 @@ impl Trainer {
             }
         }
         let totals: Vec<Option<f64>> = results.iter().map(|s| s.reward.total()).collect();
+        let mut reward_means = RewardMeans::new(self.logs.rule_ids.clone());
         for (k, sc) in results.iter().enumerate() {
             let cells: Vec<Option<f64>> = sc
                 .rules
@@ -459,10 +476,11 @@ impl Trainer {
                 })
                 .collect();
             self.logs.rewards.write(step, &samples[k].id, self.prompts[episodes[k].prompt_index].category.as_str(), &cells, totals[k])?;
+            reward_means.add(&cells, totals[k]);
         }
         let used: Vec<usize> = (0..episodes.len()).filter(|&k| totals[k].is_some()).collect();
         let rewards: Vec<f32> = used.iter().map(|&k| totals[k].expect("filtered") as f32).collect();
-        Ok(Scores { samples, results, totals, used, rewards, failures })
+        Ok(Scores { samples, results, totals, used, rewards, failures, reward_means })
     }
 
     /// Advantages (phase 3): the rule rewards normalised (or clipped) and shaped, the policy and
@@ -724,18 +742,21 @@ impl Trainer {
             kl_coef: adv.kl_coef,
             response_len_mean,
             eos_rate,
+            pg_loss: f64::from(mean(&st.pg_loss)),
+            vf_loss: (cfg.ppo.algorithm == Algorithm::Ppo).then(|| f64::from(mean(&st.vf_loss))),
+            entropy: f64::from(mean(&st.entropy)),
             rollout_tokens_per_s: rollouts.new_tokens as f64 / rollouts.seconds.max(1e-9),
             update_tokens_per_s: st.tokens as f64 / st.seconds.max(1e-9),
             skipped_updates: st.skipped,
             seconds: started.elapsed().as_secs_f64(),
         };
-        self.logs.kl.write(&serde_json::json!({
+        let kl_row = serde_json::json!({
             "step": step, "kl_per_token": adv.kl_per_token, "kl_per_response": adv.kl_per_response,
             "kl_coef": adv.kl_coef, "kl_coef_next": self.kl.coef(), "target_per_token": self.kl.target(),
             "band_max_per_token": cfg.kl.band_max_per_token, "in_band": in_band,
             "estimator": cfg.kl.estimator, "placement": cfg.kl.placement, "policy_approx_kl": mean(&st.approx_kl),
-        }))?;
-        self.logs.metrics.write(&serde_json::json!({
+        });
+        let metrics_row = serde_json::json!({
             "step": step, "reward_mean": reward_mean, "reward_std": reward_std, "scored": used.len(), "responses": episodes.len(),
             "pg_loss": mean(&st.pg_loss), "vf_loss": mean(&st.vf_loss), "pg_clipfrac": mean(&st.pg_clipfrac), "vf_clipfrac": mean(&st.vf_clipfrac),
             "approx_kl": mean(&st.approx_kl), "entropy": mean(&st.entropy), "explained_variance": finite_or_null(adv.explained_variance),
@@ -745,7 +766,12 @@ impl Trainer {
             "rollout_tokens_per_s": report.rollout_tokens_per_s, "update_tokens_per_s": report.update_tokens_per_s,
             "rollout_seconds": rollouts.seconds, "update_seconds": st.seconds, "step_seconds": report.seconds,
             "peak_rss_bytes": crate::bench::rollout::peak_rss_bytes(),
-        }))?;
+        });
+        self.logs.kl.write(&kl_row)?;
+        self.logs.metrics.write(&metrics_row)?;
+        // The same rows, as the tags the plots and `runs events` read back from the files.
+        let scalars = crate::runs::scalars::rl_step(&scores.reward_means, &kl_row, &metrics_row, cfg.ppo.algorithm == Algorithm::Ppo);
+        self.logs.events.write_scalars(step, tfevents::now(), &scalars)?;
         for k in (0..episodes.len()).take(cfg.run.log_samples_per_step) {
             self.logs.samples.write(&sample_record(step, &scores.samples[k], &scores.results[k]))?;
         }
@@ -805,6 +831,8 @@ struct Scores {
     rewards: Vec<f32>,
     /// Failed evaluations by outcome (`trap`, `out_of_fuel`, …).
     failures: BTreeMap<String, usize>,
+    /// The `rewards.csv` rows of the step, as rule means (for the event file).
+    reward_means: RewardMeans,
 }
 
 /// The policy's and the reference's log-probs, the values and the KL of the scored responses,
@@ -1087,6 +1115,20 @@ mod tests {
         assert_eq!(csv("straight").lines().count(), 1 + 4 * 4);
         let metrics = |name: &str| std::fs::read_to_string(dir.path().join("runs").join(name).join("kl_metrics.jsonl")).unwrap();
         assert_eq!(metrics("resumed"), metrics("straight"));
+        // The resume cut the event file back to step 2 with the other logs: every step once.
+        let steps = |t: &Trainer| crate::training::tfevents::read(&t.run.events()).unwrap().iter().map(|e| e.step).collect::<Vec<_>>();
+        assert_eq!(steps(&resumed), [0, 1, 2, 3, 4]);
+        // The live events say what the run's files say, tag for tag (the CSV keeps 6 decimals,
+        // an event an f32).
+        let from_files = crate::runs::RunScalars::read(&straight.run.root).unwrap().by_step();
+        for event in crate::training::tfevents::read(&straight.run.events()).unwrap().iter().filter(|e| e.file_version.is_none()) {
+            let want = &from_files[&(event.step as u64)];
+            assert_eq!(event.scalars.len(), want.len(), "step {}: {:?} vs {want:?}", event.step, event.scalars);
+            for (tag, v) in &event.scalars {
+                let w = want.iter().find(|(t, _)| t == tag).unwrap_or_else(|| panic!("{tag} not read back")).1;
+                assert!((f64::from(*v) - w).abs() <= 1e-5 * w.abs().max(1.0), "step {} {tag}: {v} vs {w}", event.step);
+            }
+        }
     }
 
     /// The PPO sanity check: a rule that rewards one character (the share of `e` in the answer).

@@ -15,6 +15,7 @@ use crate::training::masked::masked_mean;
 use crate::training::optim::{AdamW, AdamWConfig, Grads, LrSchedule, clip_scale};
 use crate::training::pick_device;
 use crate::training::run_dir::{JsonlWriter, OpenMode, RunDir, RunDirError};
+use crate::training::tfevents::{self, EventWriter};
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -43,6 +44,8 @@ pub enum SftError {
     Invalid(String),
     #[error(transparent)]
     Config(#[from] crate::training::SettingsError),
+    #[error(transparent)]
+    Events(#[from] crate::training::tfevents::EventsError),
 }
 
 /// One training sequence: the chat-formatted prompt and answer, and where the answer starts.
@@ -73,6 +76,18 @@ pub fn example(tokenizer: &Tokenizer, prompt: &str, answer: &str, max_len: usize
     Ok(Example { answer_start: prompt_ids.len().min(ids.len()), ids })
 }
 
+/// One optimiser step, for the progress display.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SftStep {
+    pub step: u64,
+    /// Optimiser steps of the whole run.
+    pub total: u64,
+    pub loss: f32,
+    pub lr: f64,
+    /// Tokens through the model per second since the run started.
+    pub tokens_per_s: f64,
+}
+
 /// What a finished SFT run reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct SftSummary {
@@ -89,8 +104,8 @@ pub struct SftSummary {
 
 /// Trains the adapter (or, with `full`, every weight) and writes it to `<out>/adapter` (or `<out>/model`), with the
 /// resolved settings in `<out>/config.toml`. The settings are checked first ([`SftConfig::validate`]): a bad value
-/// writes nothing. `on_step(step, total, loss)` drives a progress bar.
-pub fn run(cfg: &SftConfig, overwrite: bool, mut on_step: impl FnMut(u64, u64, f32)) -> Result<SftSummary, SftError> {
+/// writes nothing. `on_step` sees every optimiser step (the CLI's progress display).
+pub fn run(cfg: &SftConfig, overwrite: bool, mut on_step: impl FnMut(&SftStep)) -> Result<SftSummary, SftError> {
     // Every setting is checked before the model loads or anything is written.
     cfg.validate()?;
     if cfg.out.exists() && !overwrite {
@@ -116,6 +131,7 @@ pub fn run(cfg: &SftConfig, overwrite: bool, mut on_step: impl FnMut(u64, u64, f
     let config_path = cfg.out.join("config.toml");
     std::fs::write(&config_path, cfg.to_toml()).map_err(|source| SftError::Io { path: config_path.clone(), source })?;
     let mut metrics = JsonlWriter::append(&out.metrics())?;
+    let mut events = EventWriter::append(&out.events(), tfevents::now())?;
 
     let vars = if cfg.full {
         model.unfreeze_all()?;
@@ -181,8 +197,11 @@ pub fn run(cfg: &SftConfig, overwrite: bool, mut on_step: impl FnMut(u64, u64, f
                 first_loss = loss_sum;
             }
             last_loss = loss_sum;
-            metrics.write(&serde_json::json!({"step": step, "epoch": epoch, "loss": loss_sum, "lr": lr, "grad_norm": norm, "tokens_per_s": tokens as f64 / started.elapsed().as_secs_f64()}))?;
-            on_step(step, total, loss_sum);
+            let tokens_per_s = tokens as f64 / started.elapsed().as_secs_f64();
+            let row = serde_json::json!({"step": step, "epoch": epoch, "loss": loss_sum, "lr": lr, "grad_norm": norm, "tokens_per_s": tokens_per_s});
+            metrics.write(&row)?;
+            events.write_scalars(step, tfevents::now(), &crate::runs::scalars::sft_step(&row))?;
+            on_step(&SftStep { step, total, loss: loss_sum, lr, tokens_per_s });
             if cfg.save_every > 0 && step % cfg.save_every == 0 {
                 save(&model, &out.checkpoint(step))?;
             }

@@ -1,6 +1,7 @@
 //! The training kit SFT and RL share: the optimiser and learning-rate schedule ([`optim`]), the
 //! run folder with its append-only logs and checkpoints ([`run_dir`]), the seeded data cursor
-//! ([`cursor`]), masked reductions ([`masked`]) and the choice of device ([`device`]). `rl/` is
+//! ([`cursor`]), masked reductions ([`masked`]), the choice of device ([`device`]) and the TensorBoard event-file
+//! format the runs also log to ([`tfevents`]). `rl/` is
 //! the RL math and the trainer on top of it; `sft/` the supervised loop.
 
 pub mod cursor;
@@ -9,6 +10,7 @@ pub mod masked;
 pub mod optim;
 pub mod run_dir;
 pub mod settings;
+pub mod tfevents;
 
 pub use cursor::{DataCursor, epoch_order};
 pub use device::pick_device;

@@ -1,6 +1,6 @@
 //! The run directory (`runs/<name>/`) and its append-only logs: `config.toml`, `rewards.csv`,
 //! `kl_metrics.jsonl`, `metrics.jsonl`, `samples.jsonl`, `failures.jsonl`, `audit.jsonl`,
-//! `checkpoints/step-N/` and `final/`.
+//! `events.out.tfevents.medrl` (TensorBoard), `checkpoints/step-N/` and `final/`.
 //!
 //! A run folder that exists is never overwritten unless asked (`--overwrite`) and never appended to
 //! except by a resume, which first cuts every log back to the byte length the checkpoint recorded
@@ -31,6 +31,10 @@ pub enum RunDirError {
     Shorter { path: PathBuf, step: u64, recorded: u64, actual: u64 },
 }
 
+/// The name of a run's TensorBoard event file. Fixed rather than TensorFlow's
+/// `events.out.tfevents.<time>.<host>`, so a checkpoint can record its length and a resume cut it.
+pub const EVENTS_FILE: &str = "events.out.tfevents.medrl";
+
 /// How a resume treats bytes of a log written after the checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogKind {
@@ -40,6 +44,9 @@ pub enum LogKind {
     /// The audit log and its samples: every complete record is kept (those evaluations happened,
     /// and the hash chain continues from the last one); only a torn last line is dropped.
     Audit,
+    /// The TensorBoard event file: binary records, cut like the rows (by length, or for an old
+    /// checkpoint by the steps of its events).
+    Events,
 }
 
 /// The byte length of every append-only log of a run at a checkpoint (`log_lengths.json` in the
@@ -113,6 +120,7 @@ impl RunDir {
                 match kind {
                     LogKind::Rows => truncate_after_step(&log, step)?,
                     LogKind::Audit => drop_torn_tail(&log, 0).map(|_| ())?,
+                    LogKind::Events => crate::training::tfevents::truncate_after_step(&log, step).map_err(|e| events_err(&log, e))?,
                 }
             }
         }
@@ -120,7 +128,7 @@ impl RunDir {
     }
 
     /// Opens an existing run to resume it from checkpoint `step`, which recorded `lengths`:
-    /// every [`LogKind::Rows`] log is cut to its recorded length, every [`LogKind::Audit`] log
+    /// every [`LogKind::Rows`] and [`LogKind::Events`] log is cut to its recorded length, every [`LogKind::Audit`] log
     /// loses only a torn last line. A log shorter than recorded is refused ([`RunDirError::Shorter`]):
     /// continuing would leave a run whose files disagree with its checkpoint. Nothing is cut until
     /// every log has been checked. Returns what was cut.
@@ -155,6 +163,11 @@ impl RunDir {
                     set_len(&path, recorded)?;
                     LogCut { path, dropped_bytes: actual - recorded, torn_bytes: torn.min(actual - recorded) }
                 }
+                LogKind::Events => {
+                    let torn = events_torn_len(&path)?;
+                    set_len(&path, recorded)?;
+                    LogCut { path, dropped_bytes: actual - recorded, torn_bytes: torn.min(actual - recorded) }
+                }
                 LogKind::Audit => match drop_torn_tail(&path, recorded)? {
                     Some(cut) => cut,
                     None => continue,
@@ -177,6 +190,7 @@ impl RunDir {
             (self.metrics(), LogKind::Rows),
             (self.samples(), LogKind::Rows),
             (self.failures(), LogKind::Rows),
+            (self.events(), LogKind::Events),
             (audit, LogKind::Audit),
             (audit_samples, LogKind::Audit),
         ]
@@ -213,6 +227,10 @@ impl RunDir {
     }
     pub fn failures(&self) -> PathBuf {
         self.root.join("failures.jsonl")
+    }
+    /// The TensorBoard event file (TensorBoard reads any file whose name holds `tfevents`).
+    pub fn events(&self) -> PathBuf {
+        self.root.join(EVENTS_FILE)
     }
     pub fn audit(&self) -> PathBuf {
         self.root.join("audit.jsonl")
@@ -301,6 +319,25 @@ impl RewardsCsv {
 
 fn csv_err(path: &Path, e: csv::Error) -> RunDirError {
     RunDirError::Io { path: path.to_path_buf(), source: std::io::Error::other(e.to_string()) }
+}
+
+fn events_err(path: &Path, e: crate::training::tfevents::EventsError) -> RunDirError {
+    use crate::training::tfevents::EventsError;
+    match e {
+        EventsError::Io { path, source } => RunDirError::Io { path, source },
+        EventsError::Corrupt { record, message, .. } => RunDirError::Corrupt { path: path.to_path_buf(), line: record + 1, message: format!("event record {}: {message}", record + 1) },
+    }
+}
+
+/// The bytes after an event file's last complete record (0 for a missing file; a corrupt
+/// record is the resume's later problem, not this count's).
+fn events_torn_len(path: &Path) -> Result<u64, RunDirError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io(path)(e)),
+    };
+    Ok(crate::training::tfevents::parse(path, &bytes).map_or(0, |(_, complete)| bytes.len() as u64 - complete))
 }
 
 fn file_name(path: &Path) -> String {
@@ -455,7 +492,7 @@ mod tests {
         let lengths = run.log_lengths().unwrap();
         assert_eq!(lengths.files["kl_metrics.jsonl"], 2 * row(1).len() as u64);
         assert_eq!((lengths.files["audit.jsonl"], lengths.files["samples.jsonl"]), (10, 0));
-        assert_eq!(lengths.files.len(), 7, "{lengths:?}");
+        assert_eq!(lengths.files.len(), 8, "{lengths:?}");
         let at_checkpoint = std::fs::read(run.kl_metrics()).unwrap();
         // The crash: step 3 wrote a row and an audit record, then lines were torn mid-write
         // (the samples log mid-way through a UTF-8 character).
@@ -475,6 +512,33 @@ mod tests {
         assert!(shown[2].ends_with("audit.jsonl: dropped 4 bytes written after the checkpoint (4 of them a torn last line)"), "{shown:?}");
         // Resuming again changes nothing.
         assert!(RunDir::resume(&root, 2, &lengths).unwrap().1.is_empty());
+    }
+
+    /// The event file is cut like the rows: to its recorded length after a crash (here one more
+    /// step and 9 bytes of a torn record), or for an old checkpoint by the steps of its events.
+    #[test]
+    fn resume_cuts_the_event_file_by_length_or_by_step() {
+        use crate::training::tfevents::{EventWriter, read};
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("r");
+        let run = RunDir::open(&root, OpenMode::Fresh).unwrap();
+        let mut w = EventWriter::append(&run.events(), 1.0).unwrap();
+        for step in 1..=2 {
+            w.write_scalars(step, 1.0, &[("reward/total".into(), 0.5)]).unwrap();
+        }
+        let lengths = run.log_lengths().unwrap();
+        let at_checkpoint = std::fs::read(run.events()).unwrap();
+        w.write_scalars(3, 1.0, &[("reward/total".into(), 0.5)]).unwrap();
+        drop(w);
+        let step3 = std::fs::read(run.events()).unwrap().len() - at_checkpoint.len();
+        let mut f = OpenOptions::new().append(true).open(run.events()).unwrap();
+        f.write_all(&[1, 2, 3, 4, 5, 6, 7, 8, 9]).unwrap();
+        drop(f);
+        let (_, cuts) = RunDir::resume(&root, 2, &lengths).unwrap();
+        assert_eq!(std::fs::read(run.events()).unwrap(), at_checkpoint);
+        assert_eq!((cuts.len(), cuts[0].dropped_bytes, cuts[0].torn_bytes), (1, step3 as u64 + 9, 9));
+        RunDir::open(&root, OpenMode::Resume { step: 1 }).unwrap();
+        assert_eq!(read(&run.events()).unwrap().iter().map(|e| e.step).collect::<Vec<_>>(), [0, 1]);
     }
 
     #[test]
