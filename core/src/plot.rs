@@ -82,7 +82,13 @@ pub fn line_panels(title: &str, x_desc: &str, panels: &[Panel]) -> Result<String
     let (x_lo, x_hi) = {
         let xs = panels.iter().flat_map(|p| p.series.iter().flat_map(|s| s.points.iter().map(|&(x, _)| x)));
         let (lo, hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(x), hi.max(x)));
-        if lo.is_finite() && hi > lo { (lo, hi) } else if lo.is_finite() { (lo - 0.5, lo + 0.5) } else { (0.0, 1.0) }
+        if lo.is_finite() && hi > lo {
+            (lo, hi)
+        } else if lo.is_finite() {
+            (lo - 0.5, lo + 0.5)
+        } else {
+            (0.0, 1.0)
+        }
     };
     let mut svg = String::new();
     {

@@ -14,8 +14,8 @@ mod quickstart;
 mod release;
 mod review;
 mod rules;
-mod serve;
 mod runs;
+mod serve;
 mod sft;
 mod train;
 
