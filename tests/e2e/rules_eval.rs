@@ -72,7 +72,7 @@ fn the_fixture_corpus_gives_the_hand_counted_figures_dev_and_test_side_by_side()
     assert!((value(risk, "f1") - 4.0 / 6.0).abs() < 1e-12);
     assert!((value(risk, "specificity") - 6.0 / 7.0).abs() < 1e-12);
     let lo = risk["overall"]["agreement"]["lo"].as_f64().unwrap();
-    assert!(lo < 0.8 && lo >= 0.4, "the interval is below the point and above chance: {lo}");
+    assert!((0.4..0.8).contains(&lo), "the interval is below the point and above chance: {lo}");
     let ids: Vec<&str> = risk["disagreements"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["fx-dev-en-02", "fx-dev-zh-05"]);
     assert_eq!(risk["disagreements"][1]["hit_codes"], serde_json::json!(["dose-above-max"]));

@@ -279,7 +279,7 @@ fn read_rows(path: &Path) -> Result<BTreeMap<u64, Value>, ScalarsError> {
     for (i, text) in complete_text(path)?.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let line = i + 1;
         let corrupt = |message: String| ScalarsError::Corrupt { path: path.to_path_buf(), line, message };
-        let row: Value = serde_json::from_str(&text).map_err(|e| corrupt(format!("not JSON: {e}")))?;
+        let row: Value = serde_json::from_str(text).map_err(|e| corrupt(format!("not JSON: {e}")))?;
         let step = row.get("step").and_then(Value::as_u64).ok_or_else(|| corrupt("no `step` (a whole number) on this row".into()))?;
         rows.insert(step, row);
     }

@@ -184,7 +184,7 @@ mod tests {
         // `medrl predict` on the same prompt and settings writes the same text.
         let sample = crate::serve::ScoringContext::default().sample("p0", prompt, "");
         let opts = PredictOptions { batch_size: 1, sampling, system: None };
-        let answers = model.predictor.predict(&[PromptRecord { sample }], &opts, |_| {}).unwrap();
+        let answers = model.predictor.predict(&[PromptRecord::labelled(sample)], &opts, |_| {}).unwrap();
         assert_eq!(answers[0].sample.response, model.decode(&a.tokens).unwrap());
         assert_eq!(answers[0].tokens, a.tokens.len());
     }

@@ -189,7 +189,7 @@ impl Metric {
     }
 }
 
-fn confusion<'a>(judged: &mut dyn Iterator<Item = &'a Judged>) -> Confusion {
+fn confusion(judged: &mut dyn Iterator<Item = &Judged>) -> Confusion {
     let mut c = Confusion::default();
     for j in judged {
         if let Some(clinician_yes) = j.clinician_yes() {

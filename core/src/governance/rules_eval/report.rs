@@ -197,7 +197,7 @@ pub fn rule_report(
     }
     let judged: Vec<Judged> = items.iter().map(|(_, _, j)| *j).collect();
     let mut groups = Vec::new();
-    let keys: [(&'static str, fn(&LabelledAnswer) -> String); 3] =
+    let keys: [GroupKey<LabelledAnswer>; 3] =
         [("lang", |a| lang_str(a.sample.lang).to_string()), ("category", category_str), ("class", |a| a.class.clone())];
     for (by, key) in keys {
         let mut parts: BTreeMap<String, Vec<Judged>> = BTreeMap::new();
@@ -263,7 +263,7 @@ pub fn pairs_report(
         .collect();
     let orders: Vec<Order> = pairs.iter().map(|p| p.order).collect();
     let mut groups = Vec::new();
-    let keys: [(&'static str, fn(&PairResult) -> String); 2] = [("kind", |p| p.kind.clone()), ("lang", |p| p.lang.clone())];
+    let keys: [GroupKey<PairResult>; 2] = [("kind", |p| p.kind.clone()), ("lang", |p| p.lang.clone())];
     for (by, key) in keys {
         let mut parts: BTreeMap<String, Vec<Order>> = BTreeMap::new();
         for p in &pairs {
@@ -305,3 +305,6 @@ pub fn split_report(
         pairs_report: pairs_report(split, rules, scored, margin, config),
     }
 }
+
+/// A breakdown: its name in the report and how an item names its group.
+type GroupKey<T> = (&'static str, fn(&T) -> String);
