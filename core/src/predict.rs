@@ -104,7 +104,9 @@ impl PlainPrompt {
                 }
                 match m.last() {
                     Some(last) if last.role == "user" => (last.content.clone(), Some(m)),
-                    Some(last) => return Err(format!("the last message is the {}'s; the model answers the user, so end with a user message", last.role)),
+                    Some(last) => {
+                        return Err(format!("the last message is the {}'s; the model answers the user, so end with a user message", last.role));
+                    }
                     None => return Err("`messages` is empty; give at least one user message".into()),
                 }
             }

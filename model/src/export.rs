@@ -224,7 +224,13 @@ mod tests {
     fn adapter_over_sft(family: &str, base: &Path, dir: &Path) -> CausalLm {
         let mut m = CausalLm::load(base, &Device::Cpu, DType::F32).unwrap();
         m.merge_adapter(&fixture(family).join("adapter")).unwrap();
-        let cfg = LoraConfig { r: 2, alpha: 4.0, dropout: 0.0, target_modules: ["q_proj", "o_proj", "up_proj"].map(String::from).to_vec(), use_rslora: false };
+        let cfg = LoraConfig {
+            r: 2,
+            alpha: 4.0,
+            dropout: 0.0,
+            target_modules: ["q_proj", "o_proj", "up_proj"].map(String::from).to_vec(),
+            use_rslora: false,
+        };
         m.attach_lora(cfg, 7).unwrap();
         for (k, var) in m.trainable_vars().iter().enumerate() {
             let n = var.as_tensor().elem_count();
@@ -291,10 +297,10 @@ mod tests {
             let want = logits(&trained, family, LoraMode::On);
             let dir = out.path().join("merged");
             let s = export_merged(&base, &[], Some(&rl), &dir, None).unwrap();
-            assert_eq!(s.record.merged.iter().map(|a| a.sha256.clone()).collect::<Vec<_>>(), vec![
-                record.merged[0].sha256.clone(),
-                crate::digest::adapter_sha256(&rl).unwrap()
-            ]);
+            assert_eq!(
+                s.record.merged.iter().map(|a| a.sha256.clone()).collect::<Vec<_>>(),
+                vec![record.merged[0].sha256.clone(), crate::digest::adapter_sha256(&rl).unwrap()]
+            );
             let got = logits(&CausalLm::load(&dir, &Device::Cpu, DType::F32).unwrap(), family, LoraMode::Off);
             let diff = max_diff_real(&got, &want, family);
             eprintln!("{family}: max |merged export − base+SFT merged+RL adapter| = {diff:e}");

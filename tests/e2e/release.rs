@@ -55,14 +55,44 @@ fn pipeline() -> &'static Pipeline {
         run(&["model", "init", "--preset", "tiny", "--out", &p.p("tiny")]).ok();
         first_lines(&repo_root().join("data/sets/sft.jsonl"), 8, &p.root.join("sft.jsonl"));
         first_lines(&repo_root().join("data/sets/gold.jsonl"), 4, &p.root.join("gold.jsonl"));
-        run(&["sft", "--model", &p.p("tiny"), "--data", &p.p("sft.jsonl"), "--out", &p.p("sft"), "--set", "epochs=1", "--set", "batch_size=4", "--set", "max_seq_len=96"]).ok();
+        run(&[
+            "sft",
+            "--model",
+            &p.p("tiny"),
+            "--data",
+            &p.p("sft.jsonl"),
+            "--out",
+            &p.p("sft"),
+            "--set",
+            "epochs=1",
+            "--set",
+            "batch_size=4",
+            "--set",
+            "max_seq_len=96",
+        ])
+        .ok();
         let args = train_args(&p, "rl", &[]);
         medrl(MEDRL, &repo_root(), &args.iter().map(String::as_str).collect::<Vec<_>>()).ok();
         let rl = format!("rl={}", p.p("runs/rl/final/adapter"));
         let gold = format!("gold={}", p.p("gold.jsonl"));
         run(&[
-            "eval", "--model", &p.p("tiny"), "--merge", &p.p("sft/adapter"), "--adapter", "sft=", "--adapter", &rl, "--set", &gold,
-            "--max-new-tokens", "8", "--resamples", "100", "--out", &p.p("eval"),
+            "eval",
+            "--model",
+            &p.p("tiny"),
+            "--merge",
+            &p.p("sft/adapter"),
+            "--adapter",
+            "sft=",
+            "--adapter",
+            &rl,
+            "--set",
+            &gold,
+            "--max-new-tokens",
+            "8",
+            "--resamples",
+            "100",
+            "--out",
+            &p.p("eval"),
         ])
         .ok();
         p
@@ -87,12 +117,26 @@ fn an_rl_adapter_over_lora_sft_is_stacked_on_its_sft_adapter() {
     let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(adapter.join("adapter_config.json")).unwrap()).unwrap();
     assert_eq!(config["base_model_name_or_path"], p.p("sft/adapter"));
     // The manifest of the run records the policy too.
-    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p.root.join("runs/rl/final/run_manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.root.join("runs/rl/final/run_manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["policy"]["merged"][0]["sha256"], sft_sha.as_str());
 
     let input = p.root.join("gold.jsonl");
     let out = p.root.join("stacked.jsonl");
-    let r = run(&["predict", "--model", &p.p("tiny"), "--adapter", &p.p("runs/rl/final/adapter"), "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap(), "--max-new-tokens", "6"]).ok();
+    let r = run(&[
+        "predict",
+        "--model",
+        &p.p("tiny"),
+        "--adapter",
+        &p.p("runs/rl/final/adapter"),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--max-new-tokens",
+        "6",
+    ])
+    .ok();
     assert!(r.stdout.contains(&format!("merged  {}", p.p("sft/adapter"))), "{}", r.stdout);
     let line: serde_json::Value = serde_json::from_str(std::fs::read_to_string(&out).unwrap().lines().next().unwrap()).unwrap();
     assert!(line["adapter_sha256"].as_str().unwrap().starts_with(&format!("{sft_sha}+")), "{line}");
@@ -103,12 +147,32 @@ fn an_rl_adapter_over_lora_sft_is_stacked_on_its_sft_adapter() {
 
     // Another base (the tiny preset with another seed) is refused, with the fix.
     run(&["model", "init", "--preset", "tiny", "--seed", "1", "--out", &p.p("other-base")]).ok();
-    let r = run(&["predict", "--model", &p.p("other-base"), "--adapter", &p.p("runs/rl/final/adapter"), "--input", input.to_str().unwrap(), "--output", &p.p("x.jsonl")]).failed();
+    let r = run(&[
+        "predict",
+        "--model",
+        &p.p("other-base"),
+        "--adapter",
+        &p.p("runs/rl/final/adapter"),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        &p.p("x.jsonl"),
+    ])
+    .failed();
     assert!(r.stderr.contains("was trained on the base model") && r.stderr.contains("pass that model as --model"), "{}", r.stderr);
     // --merge with another adapter than the recorded one is refused.
     let r = run(&[
-        "predict", "--model", &p.p("tiny"), "--merge", &p.p("runs/rl/checkpoints/step-1/adapter"), "--adapter", &p.p("runs/rl/final/adapter"),
-        "--input", input.to_str().unwrap(), "--output", &p.p("x.jsonl"),
+        "predict",
+        "--model",
+        &p.p("tiny"),
+        "--merge",
+        &p.p("runs/rl/checkpoints/step-1/adapter"),
+        "--adapter",
+        &p.p("runs/rl/final/adapter"),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        &p.p("x.jsonl"),
     ])
     .failed();
     assert!(r.stderr.contains("pass exactly the recorded adapters"), "{}", r.stderr);
@@ -130,7 +194,20 @@ fn predict_answers_plain_prompts_and_names_the_bad_line() {
     )
     .unwrap();
     let out = p.root.join("plain-answers.jsonl");
-    let r = run(&["predict", "--model", &p.p("tiny"), "--adapter", &p.p("runs/rl/final/adapter"), "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap(), "--max-new-tokens", "4"]).ok();
+    let r = run(&[
+        "predict",
+        "--model",
+        &p.p("tiny"),
+        "--adapter",
+        &p.p("runs/rl/final/adapter"),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--max-new-tokens",
+        "4",
+    ])
+    .ok();
     assert!(r.stdout.contains("2 plain prompt(s)"), "{}", r.stdout);
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!((lines[0]["id"].as_str(), lines[0]["lang"].as_str(), lines[0]["risk"].is_null()), (Some("zh-1"), Some("zh"), true));
@@ -159,7 +236,8 @@ fn round_two_starts_from_the_round_one_adapter_with_the_sft_reference() {
     assert!(first_kl("round2") > 0.0, "round two starts away from the reference: {}", first_kl("round2"));
     let config = std::fs::read_to_string(p.root.join("runs/round2/config.toml")).unwrap();
     assert!(config.contains(&format!("init_adapter = \"{init}\"")), "{config}");
-    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p.root.join("runs/round2/final/run_manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.root.join("runs/round2/final/run_manifest.json")).unwrap()).unwrap();
     let init_sha = medrl::model::digest::adapter_sha256(Path::new(&init)).unwrap();
     assert_eq!(manifest["policy"]["initialised_from"]["sha256"], init_sha.as_str());
     // A round-one adapter of another shape is refused before step 0, with the settings to use.
@@ -181,9 +259,22 @@ fn a_release_verifies_and_every_tampering_is_refused() {
     assert!(r.stdout.contains("SHA256SUMS signed by"), "{}", r.stdout);
     let dir = p.root.join("release");
     for f in [
-        "release.json", "MODEL_CARD.md", "adapter/adapter_config.json", "adapter/stacked_on.json", "sft_adapter/adapter_model.safetensors",
-        "value_head.safetensors", "model/config.json", "model/tokenizer.json", "config.toml", "ruleset/rulesets/medical-safety/1.0.0/ruleset.json",
-        "ruleset/rules/risk/1.0.0/rule.wasm", "eval/report.json", "DATA_CARD.md", "audit/run_manifest.json", "SHA256SUMS", "SHA256SUMS.sig",
+        "release.json",
+        "MODEL_CARD.md",
+        "adapter/adapter_config.json",
+        "adapter/stacked_on.json",
+        "sft_adapter/adapter_model.safetensors",
+        "value_head.safetensors",
+        "model/config.json",
+        "model/tokenizer.json",
+        "config.toml",
+        "ruleset/rulesets/medical-safety/1.0.0/ruleset.json",
+        "ruleset/rules/risk/1.0.0/rule.wasm",
+        "eval/report.json",
+        "DATA_CARD.md",
+        "audit/run_manifest.json",
+        "SHA256SUMS",
+        "SHA256SUMS.sig",
     ] {
         assert!(dir.join(f).is_file(), "{f} missing from the release");
     }

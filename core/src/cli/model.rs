@@ -54,7 +54,9 @@ pub enum ModelCommand {
 pub fn run(cmd: ModelCommand) -> anyhow::Result<()> {
     let (preset, out, seed, dtype, data) = match cmd {
         ModelCommand::Init { preset, out, seed, dtype, data } => (preset, out, seed, dtype, data),
-        ModelCommand::Export { merge: _, model, adapter, under, out, dtype } => return export(&model, adapter.as_deref(), &under, &out, dtype.as_deref()),
+        ModelCommand::Export { merge: _, model, adapter, under, out, dtype } => {
+            return export(&model, adapter.as_deref(), &under, &out, dtype.as_deref());
+        }
     };
     let preset: Preset = preset.parse()?;
     let dtype: WeightDtype = dtype.parse()?;

@@ -97,7 +97,12 @@ pub fn model_card(m: &ReleaseManifest, report: Option<&Value>) -> String {
         s.push_str(&format!("Regression gates: {}.\n\n", if r["gates_passed"].as_bool() == Some(true) { "all passed" } else { "**FAILED**" }));
         for g in &gates {
             let verdict = if g["passed"].as_bool() == Some(true) { "pass" } else { "FAIL" };
-            s.push_str(&format!("- {verdict}: `{}` ({} {})\n", g["expression"].as_str().unwrap_or("?"), num(&g["candidate_value"]), num(&g["threshold"])));
+            s.push_str(&format!(
+                "- {verdict}: `{}` ({} {})\n",
+                g["expression"].as_str().unwrap_or("?"),
+                num(&g["candidate_value"]),
+                num(&g["threshold"])
+            ));
         }
     }
     s.push_str("\nThe full report is `eval/eval_report.md`; every number is in `eval/report.json`.\n");

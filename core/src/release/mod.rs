@@ -137,7 +137,8 @@ impl ReleaseManifest {
     pub fn read(dir: &Path) -> Result<Self, ReleaseError> {
         let path = dir.join(RELEASE_FILE);
         let text = std::fs::read_to_string(&path).map_err(ReleaseError::io(&path))?;
-        let m: ReleaseManifest = serde_json::from_str(&text).map_err(|e| ReleaseError::Invalid(format!("{} is not a release manifest: {e}", path.display())))?;
+        let m: ReleaseManifest =
+            serde_json::from_str(&text).map_err(|e| ReleaseError::Invalid(format!("{} is not a release manifest: {e}", path.display())))?;
         if m.format != RELEASE_FORMAT {
             return Err(ReleaseError::Invalid(format!("{} has format {} (expected {RELEASE_FORMAT})", path.display(), m.format)));
         }

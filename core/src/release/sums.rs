@@ -36,7 +36,10 @@ pub fn list_files(root: &Path) -> Result<Vec<String>, ReleaseError> {
                     out.push(rel);
                 }
             } else {
-                return Err(ReleaseError::Invalid(format!("{} is not a plain file or folder (a link?); a release holds plain files", path.display())));
+                return Err(ReleaseError::Invalid(format!(
+                    "{} is not a plain file or folder (a link?); a release holds plain files",
+                    path.display()
+                )));
             }
         }
         Ok(())
@@ -123,12 +126,17 @@ impl SumsSignature {
             return Err(format!("key id {} is not the id of the public key it carries", self.key_id));
         }
         if self.sums_sha256 != sha256_hex(sums) {
-            return Err(format!("it signs SHA256SUMS with sha256 {}, the file has {}: SHA256SUMS changed after signing", &self.sums_sha256, sha256_hex(sums)));
+            return Err(format!(
+                "it signs SHA256SUMS with sha256 {}, the file has {}: SHA256SUMS changed after signing",
+                &self.sums_sha256,
+                sha256_hex(sums)
+            ));
         }
         let public: [u8; 32] = hex::decode(&self.public_key).ok().and_then(|b| b.try_into().ok()).ok_or("the public key is not 32 bytes of hex")?;
         let key = VerifyingKey::from_bytes(&public).map_err(|e| format!("bad public key: {e}"))?;
         let sig: [u8; 64] = hex::decode(&self.signature).ok().and_then(|b| b.try_into().ok()).ok_or("the signature is not 64 bytes of hex")?;
-        key.verify(sums, &Signature::from_bytes(&sig)).map_err(|_| "the signature does not verify: SHA256SUMS or its signature was altered".to_string())?;
+        key.verify(sums, &Signature::from_bytes(&sig))
+            .map_err(|_| "the signature does not verify: SHA256SUMS or its signature was altered".to_string())?;
         match keyring {
             None => Ok(format!("{} (key {}; not checked against a keyring: pass --operator-keyring)", self.signer, self.key_id)),
             Some(ring) => match ring.keys.iter().find(|k| k.public_key.eq_ignore_ascii_case(&self.public_key)) {

@@ -72,7 +72,10 @@ pub fn verify_release(dir: &Path, keyring: &Keyring, operator_keyring: Option<&K
         }
         (false, Some(ring)) => push(
             false,
-            format!("{SUMS_FILE} is not signed, but --operator-keyring {} was given: the release was not signed, or its signature was removed", ring.path.display()),
+            format!(
+                "{SUMS_FILE} is not signed, but --operator-keyring {} was given: the release was not signed, or its signature was removed",
+                ring.path.display()
+            ),
         ),
         (false, None) => push(true, format!("{SUMS_FILE} is not signed (no key was given when it was written)")),
     }
@@ -97,7 +100,9 @@ pub fn verify_release(dir: &Path, keyring: &Keyring, operator_keyring: Option<&K
             Ok(d) if d == sft.sha256 && recorded.as_deref() == Some(d.as_str()) => {
                 push(true, format!("sft_adapter/ is the adapter the RL adapter was trained over ({}…)", &d[..16]))
             }
-            Ok(d) => push(false, format!("sft_adapter/ has sha256 {d}; release.json says {}, the RL adapter's stacked_on.json {:?}", sft.sha256, recorded)),
+            Ok(d) => {
+                push(false, format!("sft_adapter/ has sha256 {d}; release.json says {}, the RL adapter's stacked_on.json {:?}", sft.sha256, recorded))
+            }
             Err(e) => push(false, format!("sft_adapter/: {e}")),
         }
     }
@@ -129,7 +134,14 @@ pub fn verify_release(dir: &Path, keyring: &Keyring, operator_keyring: Option<&K
     let audit = dir.join("audit");
     match RunManifest::read(&audit) {
         Ok(m) if m.ruleset_sha256 == manifest.ruleset.sha256 => {
-            push(true, format!("audit head: the run's log ended at record {} ({}…)", m.audit.head.records, &m.audit.head.hash[..16.min(m.audit.head.hash.len())]));
+            push(
+                true,
+                format!(
+                    "audit head: the run's log ended at record {} ({}…)",
+                    m.audit.head.records,
+                    &m.audit.head.hash[..16.min(m.audit.head.hash.len())]
+                ),
+            );
             let sig = audit.join(MANIFEST_SIG_FILE);
             match (sig.is_file(), operator_keyring) {
                 (true, Some(ring)) => match verify_signature(&sig, &m, ring) {

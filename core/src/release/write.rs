@@ -109,7 +109,8 @@ pub fn write_release(opts: &ReleaseOptions, registry: &Registry) -> Result<Relea
     let run_manifest = RunManifest::read(&final_dir)?;
 
     // The rule set: signed, and the bytes the run was scored with.
-    let reference: VersionRef = run_manifest.ruleset.parse().map_err(|e: String| invalid(format!("{}: {e}", final_dir.join(MANIFEST_FILE).display())))?;
+    let reference: VersionRef =
+        run_manifest.ruleset.parse().map_err(|e: String| invalid(format!("{}: {e}", final_dir.join(MANIFEST_FILE).display())))?;
     let (ruleset, signers) = registry.load_ruleset_signed(&reference)?;
     let Some(signers) = signers else {
         return Err(invalid(format!(
