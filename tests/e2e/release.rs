@@ -26,7 +26,7 @@ fn run(args: &[&str]) -> medrl_tests::Run {
     medrl(MEDRL, &repo_root(), args)
 }
 
-fn train_args<'a>(p: &Pipeline, name: &str, extra: &[&'a str]) -> Vec<String> {
+fn train_args(p: &Pipeline, name: &str, extra: &[&str]) -> Vec<String> {
     let mut a: Vec<String> = vec!["train".into()];
     for kv in [
         format!("model.path=\"{}\"", p.p("tiny")),
@@ -315,7 +315,8 @@ fn a_release_verifies_and_every_tampering_is_refused() {
         let f = d.join("SHA256SUMS.sig");
         let mut sig: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
         let s = sig["signature"].as_str().unwrap().to_string();
-        let flipped = if s.starts_with('0') { format!("1{}", &s[1..]) } else { format!("0{}", &s[1..]) };
+        let (first, rest) = s.split_at(1);
+        let flipped = format!("{}{rest}", if first == "0" { "1" } else { "0" });
         sig["signature"] = flipped.into();
         std::fs::write(&f, sig.to_string()).unwrap();
     });
