@@ -415,15 +415,52 @@ mod tests {
         assert_ne!(responses(&base), responses(&adapted));
     }
 
+    /// Plain prompts: the language from the share of Chinese characters among the letters (30 %
+    /// bar), category `other`, risk unknown; a conversation keeps every message and answers its
+    /// last user message.
+    #[test]
+    fn plain_prompts_are_read_with_an_inferred_language() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plain.jsonl");
+        // "布洛芬 ibuprofen": 3 Chinese of 12 letters = 25 % → en; "布洛芬和 aspirin": 4 of 11 = 36 % → zh.
+        std::fs::write(
+            &path,
+            concat!(
+                "{\"id\":\"a\",\"prompt\":\"布洛芬 ibuprofen\"}\n",
+                "{\"id\":\"b\",\"prompt\":\"布洛芬和 aspirin\"}\n",
+                "{\"id\":\"c\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},{\"role\":\"assistant\",\"content\":\"hello\"},{\"role\":\"user\",\"content\":\"dose?\"}]}\n",
+            ),
+        )
+        .unwrap();
+        let p = read_prompts(&path).unwrap();
+        assert_eq!(p.iter().map(|r| r.sample.lang).collect::<Vec<_>>(), [medrl_sdk::Lang::En, medrl_sdk::Lang::Zh, medrl_sdk::Lang::En]);
+        assert!(p.iter().all(|r| !r.labelled && r.sample.category == medrl_sdk::Category::Other));
+        assert_eq!(p[2].sample.prompt, "dose?");
+        assert_eq!(p[2].messages.as_ref().unwrap().len(), 3);
+        for (line, says) in [
+            (r#"{"id":"x","prompt":"a","messages":[]}"#, "has both `prompt` and `messages`"),
+            (r#"{"id":"x","messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"}]}"#, "end with a user message"),
+            (r#"{"id":"x","messages":[{"role":"tool","content":"a"}]}"#, "role `tool`"),
+            (r#"{"id":"","prompt":"a"}"#, "`id` is empty"),
+        ] {
+            std::fs::write(&path, format!("{line}\n")).unwrap();
+            let err = read_prompts(&path).unwrap_err().to_string();
+            assert!(err.contains("plain.jsonl:1: ") && err.contains(says), "{line}: {err}");
+        }
+    }
+
     #[test]
     fn malformed_lines_name_the_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.jsonl");
         let good =
             r#"{"id":"a","lang":"en","category":"general","risk":"low","tags":["t"],"prompt":"hi","source":"s","version":"1.0.0","quality":"draft"}"#;
-        std::fs::write(&path, format!("{good}\n\n{{\"id\": \"b\", \"prompt\": \"x\"}}\n")).unwrap();
+        std::fs::write(&path, format!("{good}\n\n{{\"id\": \"b\", \"prompt\": \"x\", \"lang\": \"en\"}}\n")).unwrap();
         let err = read_prompts(&path).unwrap_err().to_string();
         assert!(err.contains("p.jsonl:3: not a data item"), "{err}");
+        std::fs::write(&path, format!("{good}\n{{\"id\": \"b\"}}\n")).unwrap();
+        let err = read_prompts(&path).unwrap_err().to_string();
+        assert!(err.contains("p.jsonl:2: has neither `prompt` nor `messages`"), "{err}");
         std::fs::write(&path, format!("{good}\nnot json\n")).unwrap();
         assert!(read_prompts(&path).unwrap_err().to_string().contains("p.jsonl:2:"));
         std::fs::write(&path, "\n").unwrap();

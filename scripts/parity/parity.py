@@ -5,6 +5,10 @@
                                 a fixed left-padded batch and the reference logits with and without
                                 the adapter (default OUT: tests/fixtures/parity). The Rust test
                                 `model_parity` compares medrl's logits with these.
+  parity.py check-merged MERGED BASE [ADAPTER ...]
+                                loads medrl's merged export (`medrl model export --merge`) with
+                                transformers alone, and BASE with each PEFT ADAPTER merged in turn
+                                (SFT first, RL last), and compares their logits on a fixed batch.
   parity.py check-medrl DIR     loads adapters that medrl saved (`cargo run -p medrl --example
                                 peft_export -- DIR`) into PEFT and compares PEFT's logits with the
                                 logits medrl computed with the same adapter.
@@ -161,10 +165,29 @@ def check_medrl(root):
     return 0 if ok else 1
 
 
+def check_merged(merged, base, adapters):
+    from peft import PeftModel
+
+    ids, mask, pos = batch()
+    model = load_base(base)
+    for a in adapters:
+        model = PeftModel.from_pretrained(model, a).merge_and_unload()
+    want = logits(model.eval(), ids, mask, pos)
+    got = logits(load_base(merged), ids, mask, pos)
+    real = mask.bool()
+    diff = (got - want)[real].abs().max().item()
+    ok = diff < 1e-5
+    print(f"transformers loaded {merged}; max |merged - base+PEFT adapters| = {diff:.3e}:",
+          "PASS" if ok else "FAIL", "(tolerance 1e-5)")
+    return 0 if ok else 1
+
+
 def main(argv):
     if len(argv) >= 2 and argv[1] == "generate":
         generate(argv[2] if len(argv) > 2 else "tests/fixtures/parity")
         return 0
+    if len(argv) >= 4 and argv[1] == "check-merged":
+        return check_merged(argv[2], argv[3], argv[4:])
     if len(argv) == 3 and argv[1] == "check-medrl":
         return check_medrl(argv[2])
     print(__doc__, file=sys.stderr)

@@ -13,6 +13,7 @@ mod hostile_modules;
 mod judge;
 mod model;
 mod quickstart;
+mod release;
 mod reproducible_build;
 mod resume;
 mod review;

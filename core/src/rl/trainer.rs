@@ -1187,6 +1187,39 @@ mod tests {
         }
     }
 
+    /// Round two: the policy starts as round one's final adapter, and the reference (adapter
+    /// off) is still the SFT model's weights (here the base: the toy has no SFT adapter).
+    #[test]
+    fn round_two_starts_from_the_adapter_and_keeps_the_sft_reference() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = Trainer::start(toy_config(dir.path(), "round1", 8, 2), false).unwrap();
+        first.run(|_| {}).unwrap();
+        let init = dir.path().join("runs/round1/final/adapter");
+        let mut c = toy_config(dir.path(), "round2", 8, 2);
+        c.model.init_adapter = Some(init.clone());
+        c.lora = first.config.lora.clone();
+        let t = Trainer::start(c, false).unwrap();
+        assert_eq!(t.adapter_tensors().unwrap(), first.adapter_tensors().unwrap(), "the policy starts where round one ended");
+        let dev = Device::Cpu;
+        let ids = Tensor::new(vec![vec![5u32, 17, 230, 9]], &dev).unwrap();
+        let mask = Tensor::new(vec![vec![1u8; 4]], &dev).unwrap();
+        let pos = crate::model::position_ids_for(&[vec![1u8; 4]], &dev).unwrap();
+        let sft = CausalLm::load(tiny_model_dir(), &dev, DType::F32).unwrap();
+        let want = sft.forward(&ids, &pos, &mask, None, LoraMode::Off).unwrap();
+        let reference = t.model.forward(&ids, &pos, &mask, None, LoraMode::Off).unwrap();
+        let policy = t.model.forward(&ids, &pos, &mask, None, LoraMode::On).unwrap();
+        let diff = |a: &Tensor, b: &Tensor| (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert_eq!(diff(&reference, &want), 0.0, "the reference is the SFT weights");
+        assert!(diff(&policy, &want) > 0.0, "the policy is not");
+        assert_eq!(t.policy_record().initialised_from.unwrap().sha256, crate::model::digest::adapter_sha256(&init).unwrap());
+        // Another LoRA shape is refused with the settings to use.
+        let mut bad = toy_config(dir.path(), "round2-bad", 8, 2);
+        bad.model.init_adapter = Some(init);
+        bad.lora.r = 4;
+        let err = Trainer::start(bad, false).err().unwrap().to_string();
+        assert!(err.contains("--set lora.r=8"), "{err}");
+    }
+
     #[test]
     fn an_existing_run_needs_resume_or_overwrite_and_a_typo_is_named() {
         let dir = tempfile::tempdir().unwrap();
