@@ -146,7 +146,8 @@ fn a_run_killed_after_a_checkpoint_with_torn_logs_resumes_to_the_same_bytes() {
         let line = line.unwrap_or_else(|| panic!("no resume line for {name}:\n{}", resumed.stderr));
         assert!(line.contains("dropped ") && line.contains("a torn last line"), "{line}");
     }
-    let line = resumed.stderr.lines().find(|l| l.contains("runs/ppo/events.out.tfevents.medrl: dropped ")).unwrap_or_else(|| panic!("{}", resumed.stderr));
+    let line =
+        resumed.stderr.lines().find(|l| l.contains("runs/ppo/events.out.tfevents.medrl: dropped ")).unwrap_or_else(|| panic!("{}", resumed.stderr));
     assert!(line.ends_with("(9 of them a torn last line)"), "{line}");
 
     let a = straight.join("runs/ppo");

@@ -92,7 +92,20 @@ fn a_piped_run_prints_progress_lines_and_leaves_plots_events_and_a_comparison() 
     let live = tfevents::read(&root.join("events.out.tfevents.medrl")).unwrap();
     assert_eq!(live.iter().map(|e| e.step).collect::<Vec<_>>(), [0, 1, 2, 3, 4, 5]);
     let tags: Vec<&str> = live[1].scalars.iter().map(|(t, _)| t.as_str()).collect();
-    for t in ["reward/total", "rule/chain", "rule/emergency", "rule/risk", "rule/verbosity", "kl/per_token", "kl/beta", "loss/policy", "loss/value", "policy/entropy", "response/length_mean", "response/eos_rate"] {
+    for t in [
+        "reward/total",
+        "rule/chain",
+        "rule/emergency",
+        "rule/risk",
+        "rule/verbosity",
+        "kl/per_token",
+        "kl/beta",
+        "loss/policy",
+        "loss/value",
+        "policy/entropy",
+        "response/length_mean",
+        "response/eos_rate",
+    ] {
         assert!(tags.contains(&t), "{t} missing from {tags:?}");
     }
 

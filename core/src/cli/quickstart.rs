@@ -1,7 +1,7 @@
 //! `medrl quickstart`: tiny model → SFT → PPO → evaluation, on the shipped defaults.
 
-use clap::Args;
 use super::progress::{Progress, rl_figures};
+use clap::Args;
 use medrl::quickstart::Quickstart;
 use std::path::PathBuf;
 
@@ -59,7 +59,8 @@ pub fn run(a: QuickstartArgs, g: &super::Globals) -> anyhow::Result<()> {
     };
     // The RL stage's progress: a bar shown during stage 3 on a terminal, lines elsewhere, timed
     // from the start of stage 3. Both callbacks reach it, one at a time.
-    let progress = std::cell::RefCell::new(Progress::new(every, "quickstart", "step", q.rl_steps, 0, "    {bar:30} step {pos}/{len} {msg} [{elapsed_precise}]"));
+    let progress =
+        std::cell::RefCell::new(Progress::new(every, "quickstart", "step", q.rl_steps, 0, "    {bar:30} step {pos}/{len} {msg} [{elapsed_precise}]"));
     if let Some(bar) = progress.borrow().bar() {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }

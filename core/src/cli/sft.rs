@@ -3,8 +3,8 @@
 //! do (`core/src/sft/config.rs`); `--model`, `--data`, `--out` and `--full` are shorthands for the
 //! `--set` they equal.
 
-use clap::Args;
 use super::progress::Progress;
+use clap::Args;
 use medrl::runs::Figure;
 use medrl::sft::SftConfig;
 use std::path::{Path, PathBuf};
@@ -81,7 +81,9 @@ pub fn run(a: SftArgs) -> anyhow::Result<()> {
     let summary = medrl::sft::run(&cfg, a.overwrite, |s| {
         let figures = [Figure::new("loss", f64::from(s.loss), 4), Figure::sci("lr", s.lr), Figure::new("tok_s", s.tokens_per_s, 0)];
         progress
-            .get_or_insert_with(|| Progress::new(every, "sft", "step", s.total, 0, "{bar:30} step {pos}/{len} {msg} [{elapsed_precise}]").since(started))
+            .get_or_insert_with(|| {
+                Progress::new(every, "sft", "step", s.total, 0, "{bar:30} step {pos}/{len} {msg} [{elapsed_precise}]").since(started)
+            })
             .update(s.step, &figures, || format!("loss {:.3}", s.loss));
     })?;
     if let Some(p) = &progress {
@@ -98,7 +100,10 @@ pub fn run(a: SftArgs) -> anyhow::Result<()> {
         summary.output.display()
     );
     println!("  settings: {}", cfg.out.join("config.toml").display());
-    super::runs::write_plots_after_training(&cfg.out);
+    println!("  events:   {}", cfg.out.join(medrl::training::run_dir::EVENTS_FILE).display());
+    if let Some((dir, n)) = super::runs::write_plots_after_training(&cfg.out) {
+        println!("  plots:    {} ({n} SVG files)", dir.display());
+    }
     Ok(())
 }
 

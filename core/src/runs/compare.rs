@@ -91,8 +91,17 @@ fn headline(kind: RunKind, a: &RunScalars, b: &RunScalars) -> Vec<String> {
             std::iter::once(tag::REWARD_TOTAL.to_string())
                 .chain(rules.iter().map(|r| tag::rule(r)))
                 .chain(
-                    [tag::KL_PER_TOKEN, tag::KL_BETA, tag::LENGTH, tag::EOS_RATE, tag::ENTROPY, tag::POLICY_LOSS, tag::VALUE_LOSS, "perf/rollout_tokens_per_s"]
-                        .map(String::from),
+                    [
+                        tag::KL_PER_TOKEN,
+                        tag::KL_BETA,
+                        tag::LENGTH,
+                        tag::EOS_RATE,
+                        tag::ENTROPY,
+                        tag::POLICY_LOSS,
+                        tag::VALUE_LOSS,
+                        "perf/rollout_tokens_per_s",
+                    ]
+                    .map(String::from),
                 )
                 .collect()
         }
@@ -162,10 +171,7 @@ fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>
 /// The keys whose values differ, in key order.
 pub fn settings_diff(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> Vec<SettingDiff> {
     let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-    keys.into_iter()
-        .filter(|k| a.get(*k) != b.get(*k))
-        .map(|k| SettingDiff { key: k.clone(), a: a.get(k).cloned(), b: b.get(k).cloned() })
-        .collect()
+    keys.into_iter().filter(|k| a.get(*k) != b.get(*k)).map(|k| SettingDiff { key: k.clone(), a: a.get(k).cloned(), b: b.get(k).cloned() }).collect()
 }
 
 /// A figure for the page: 4 decimals; 1 from 100 (tokens/s); scientific below 1e-3 or from 1e5;
@@ -239,7 +245,11 @@ pub fn reward_overlay(a: &RunScalars, b: &RunScalars) -> Result<String, PlotErro
     tags.extend(rules.iter().map(|r| (tag::rule(r), format!("rule `{r}` (mean score where it counted)"))));
     let panels: Vec<Panel> = tags
         .iter()
-        .map(|(t, caption)| Panel { caption: caption.clone(), y_desc: if t == tag::REWARD_TOTAL { "reward" } else { "score" }.into(), series: vec![series(a, t, &na), series(b, t, &nb)] })
+        .map(|(t, caption)| Panel {
+            caption: caption.clone(),
+            y_desc: if t == tag::REWARD_TOTAL { "reward" } else { "score" }.into(),
+            series: vec![series(a, t, &na), series(b, t, &nb)],
+        })
         .collect();
     line_panels(&format!("reward: {} vs {}", run_name(&a.root), run_name(&b.root)), "step", &panels)
 }
@@ -265,14 +275,18 @@ mod tests {
         let a = run(
             dir.path(),
             "a",
-            &format!("{HEADER}# ruleset = \"toy@1.0.0\", sha256 = \"aa\", rules = [\"chain@1.0.0\"]\n[run]\nseed = 1\nsteps = 3\n[ppo]\nlearning_rate = 0.001\n"),
+            &format!(
+                "{HEADER}# ruleset = \"toy@1.0.0\", sha256 = \"aa\", rules = [\"chain@1.0.0\"]\n[run]\nseed = 1\nsteps = 3\n[ppo]\nlearning_rate = 0.001\n"
+            ),
             "step,sample_id,category,chain,total\n1,x,general,0.2,0.1\n2,x,general,0.4,0.2\n3,x,general,0.6,0.6\n",
             "{\"step\":1,\"kl_per_token\":0.01,\"kl_coef\":0.1}\n{\"step\":2,\"kl_per_token\":0.02,\"kl_coef\":0.1}\n{\"step\":3,\"kl_per_token\":0.06,\"kl_coef\":0.1}\n",
         );
         let b = run(
             dir.path(),
             "b",
-            &format!("{HEADER}# ruleset = \"toy@1.1.0\", sha256 = \"bb\", rules = [\"chain@1.0.0\"]\n[run]\nseed = 1\nsteps = 2\n[ppo]\nlearning_rate = 0.002\nwhiten = true\n"),
+            &format!(
+                "{HEADER}# ruleset = \"toy@1.1.0\", sha256 = \"bb\", rules = [\"chain@1.0.0\"]\n[run]\nseed = 1\nsteps = 2\n[ppo]\nlearning_rate = 0.002\nwhiten = true\n"
+            ),
             "step,sample_id,category,chain,risk,total\n1,x,general,0.5,1,0.3\n2,x,general,0.9,0,0.5\n",
             "{\"step\":1,\"kl_per_token\":0.03,\"kl_coef\":0.1}\n{\"step\":2,\"kl_per_token\":0.05,\"kl_coef\":0.2}\n",
         );

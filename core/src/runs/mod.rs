@@ -18,6 +18,6 @@ pub mod plot;
 pub mod progress;
 pub mod scalars;
 
-pub use compare::{Comparison, CompareError, compare};
+pub use compare::{CompareError, Comparison, compare};
 pub use progress::{Figure, ProgressEvery, ProgressLines, parse_line};
 pub use scalars::{RewardMeans, RunKind, RunScalars, ScalarsError};

@@ -70,7 +70,11 @@ pub fn figures(s: &RunScalars) -> Result<Vec<(&'static str, String)>, PlotError>
                     ],
                 )?,
                 figure("loss.svg", "losses", &losses)?,
-                figure("entropy.svg", "policy entropy", &[panel("entropy of the policy on its responses", "nats per token", vec![series(s, tag::ENTROPY, "entropy")])])?,
+                figure(
+                    "entropy.svg",
+                    "policy entropy",
+                    &[panel("entropy of the policy on its responses", "nats per token", vec![series(s, tag::ENTROPY, "entropy")])],
+                )?,
                 figure(
                     "length.svg",
                     "response length and EOS rate",
@@ -106,8 +110,10 @@ mod tests {
         let root = dir.path().join("ppo-a");
         std::fs::create_dir(&root).unwrap();
         std::fs::write(root.join("config.toml"), "[ppo]\nalgorithm = \"grpo\"\n").unwrap();
-        std::fs::write(root.join("rewards.csv"), "step,sample_id,category,chain,risk,total\n1,a,general,0.5,,0.25\n2,a,general,0.75,1,0.5\n").unwrap();
-        std::fs::write(root.join("metrics.jsonl"), "{\"step\":1,\"pg_loss\":0.1,\"vf_loss\":0}\n{\"step\":2,\"pg_loss\":0.2,\"vf_loss\":0}\n").unwrap();
+        std::fs::write(root.join("rewards.csv"), "step,sample_id,category,chain,risk,total\n1,a,general,0.5,,0.25\n2,a,general,0.75,1,0.5\n")
+            .unwrap();
+        std::fs::write(root.join("metrics.jsonl"), "{\"step\":1,\"pg_loss\":0.1,\"vf_loss\":0}\n{\"step\":2,\"pg_loss\":0.2,\"vf_loss\":0}\n")
+            .unwrap();
         let s = RunScalars::read(&root).unwrap();
         let written = write(&s, &root.join("plots")).unwrap();
         let names: Vec<String> = written.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();

@@ -196,8 +196,12 @@ impl RunScalars {
             let all: std::collections::BTreeSet<u64> = by_step.keys().chain(kl_rows.keys()).chain(metric_rows.keys()).copied().collect();
             let empty = RewardMeans::new(rules.clone());
             for step in all {
-                let scalars =
-                    rl_step(by_step.get(&step).unwrap_or(&empty), kl_rows.get(&step).unwrap_or(&Value::Null), metric_rows.get(&step).unwrap_or(&Value::Null), critic);
+                let scalars = rl_step(
+                    by_step.get(&step).unwrap_or(&empty),
+                    kl_rows.get(&step).unwrap_or(&Value::Null),
+                    metric_rows.get(&step).unwrap_or(&Value::Null),
+                    critic,
+                );
                 steps.insert(step, scalars);
             }
             (RunKind::Rl, rules)
@@ -249,7 +253,8 @@ fn is_ppo(root: &Path) -> Result<bool, ScalarsError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
         Err(source) => return Err(ScalarsError::Io { path, source }),
     };
-    let config: toml::Table = text.parse().map_err(|e: toml::de::Error| ScalarsError::Corrupt { path: path.clone(), line: 0, message: e.to_string() })?;
+    let config: toml::Table =
+        text.parse().map_err(|e: toml::de::Error| ScalarsError::Corrupt { path: path.clone(), line: 0, message: e.to_string() })?;
     Ok(config.get("ppo").and_then(|p| p.get("algorithm")).and_then(|a| a.as_str()).is_none_or(|a| a == "ppo"))
 }
 
@@ -301,7 +306,11 @@ fn read_rewards(path: &Path) -> Result<(Vec<String>, BTreeMap<u64, RewardMeans>)
         let line = record.position().map_or(0, |p| p.line() as usize);
         let cell = |i: usize| -> Result<Option<f64>, ScalarsError> {
             let s = &record[i];
-            if s.is_empty() { Ok(None) } else { s.parse().map(Some).map_err(|_| at(line, format!("`{s}` in column `{}` is not a number", columns[i]))) }
+            if s.is_empty() {
+                Ok(None)
+            } else {
+                s.parse().map(Some).map_err(|_| at(line, format!("`{s}` in column `{}` is not a number", columns[i])))
+            }
         };
         let step: u64 = record[0].parse().map_err(|_| at(line, format!("the step `{}` is not a whole number", &record[0])))?;
         let cells = (3..n - 1).map(cell).collect::<Result<Vec<_>, _>>()?;
@@ -376,7 +385,11 @@ mod tests {
         let s = RunScalars::read(dir.path()).unwrap();
         assert_eq!(s.get(tag::VALUE_LOSS), [(1, 0.25)], "no config.toml: PPO, the default");
         let sft = tempfile::tempdir().unwrap();
-        write(sft.path(), "metrics.jsonl", "{\"step\":1,\"epoch\":0,\"loss\":3.5,\"lr\":0.001}\n{\"step\":2,\"epoch\":0,\"loss\":3.0,\"lr\":0.002}\n");
+        write(
+            sft.path(),
+            "metrics.jsonl",
+            "{\"step\":1,\"epoch\":0,\"loss\":3.5,\"lr\":0.001}\n{\"step\":2,\"epoch\":0,\"loss\":3.0,\"lr\":0.002}\n",
+        );
         let s = RunScalars::read(sft.path()).unwrap();
         assert_eq!(s.kind, RunKind::Sft);
         assert_eq!(s.get(tag::SFT_LOSS), [(1, 3.5), (2, 3.0)]);

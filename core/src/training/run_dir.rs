@@ -325,7 +325,9 @@ fn events_err(path: &Path, e: crate::training::tfevents::EventsError) -> RunDirE
     use crate::training::tfevents::EventsError;
     match e {
         EventsError::Io { path, source } => RunDirError::Io { path, source },
-        EventsError::Corrupt { record, message, .. } => RunDirError::Corrupt { path: path.to_path_buf(), line: record + 1, message: format!("event record {}: {message}", record + 1) },
+        EventsError::Corrupt { record, message, .. } => {
+            RunDirError::Corrupt { path: path.to_path_buf(), line: record + 1, message: format!("event record {}: {message}", record + 1) }
+        }
     }
 }
 

@@ -209,7 +209,8 @@ pub fn record(data: &[u8]) -> Vec<u8> {
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<(Vec<Event>, u64), EventsError> {
     let mut events = Vec::new();
     let mut at = 0usize;
-    let corrupt = |record: usize, offset: usize, message: String| EventsError::Corrupt { path: path.to_path_buf(), record, offset: offset as u64, message };
+    let corrupt =
+        |record: usize, offset: usize, message: String| EventsError::Corrupt { path: path.to_path_buf(), record, offset: offset as u64, message };
     while bytes.len() - at >= 12 {
         let len_bytes = &bytes[at..at + 8];
         let crc = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().expect("4 bytes"));
@@ -305,7 +306,12 @@ mod tests {
     fn two_events() -> [Event; 2] {
         [
             Event { wall_time: 1_700_000_000.5, step: 0, file_version: Some(FILE_VERSION.into()), scalars: vec![] },
-            Event { wall_time: 1_700_000_001.25, step: 3, file_version: None, scalars: vec![("reward/total".into(), 0.25), ("kl/beta".into(), -1.5)] },
+            Event {
+                wall_time: 1_700_000_001.25,
+                step: 3,
+                file_version: None,
+                scalars: vec![("reward/total".into(), 0.25), ("kl/beta".into(), -1.5)],
+            },
         ]
     }
 
