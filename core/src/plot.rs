@@ -82,8 +82,10 @@ pub fn line_panels(title: &str, x_desc: &str, panels: &[Panel]) -> Result<String
     let (x_lo, x_hi) = {
         let xs = panels.iter().flat_map(|p| p.series.iter().flat_map(|s| s.points.iter().map(|&(x, _)| x)));
         let (lo, hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(x), hi.max(x)));
+        // A little room each side, so the first and last dots are drawn whole.
         if lo.is_finite() && hi > lo {
-            (lo, hi)
+            let pad = (0.02 * (hi - lo)).max(0.25);
+            (lo - pad, hi + pad)
         } else if lo.is_finite() {
             (lo - 0.5, lo + 0.5)
         } else {
@@ -106,7 +108,14 @@ pub fn line_panels(title: &str, x_desc: &str, panels: &[Panel]) -> Result<String
                 .y_label_area_size(64)
                 .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)
                 .map_err(|e| failed(title, e))?;
-            chart.configure_mesh().x_desc(x_desc).y_desc(&panel.y_desc).draw().map_err(|e| failed(title, e))?;
+            chart
+                .configure_mesh()
+                .x_desc(x_desc)
+                .y_desc(&panel.y_desc)
+                // Steps are whole numbers: `10`, not `10.0`.
+                .x_label_formatter(&|x| if (x - x.round()).abs() < 1e-9 { format!("{x:.0}") } else { format!("{x}") })
+                .draw()
+                .map_err(|e| failed(title, e))?;
             for (i, series) in panel.series.iter().enumerate() {
                 let c = colour(i);
                 let points: Vec<(f64, f64)> = series.points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()).collect();

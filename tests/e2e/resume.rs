@@ -132,6 +132,11 @@ fn a_run_killed_after_a_checkpoint_with_torn_logs_resumes_to_the_same_bytes() {
         std::fs::write(&path, bytes).unwrap();
         torn_files.push(name);
     }
+    // The TensorBoard event file: 9 bytes of a record that was never finished.
+    let events = root.join("events.out.tfevents.medrl");
+    let mut bytes = std::fs::read(&events).unwrap();
+    bytes.extend_from_slice(&[0x18, 0, 0, 0, 0, 0, 0, 0, 0xa3]);
+    std::fs::write(&events, bytes).unwrap();
 
     let resumed = run_in(&crashed, &["train".to_string(), "--resume".to_string(), "runs/ppo".to_string()]).ok();
     assert!(resumed.stdout.contains("done: 8 steps"), "{}", resumed.stdout);
@@ -141,6 +146,9 @@ fn a_run_killed_after_a_checkpoint_with_torn_logs_resumes_to_the_same_bytes() {
         let line = line.unwrap_or_else(|| panic!("no resume line for {name}:\n{}", resumed.stderr));
         assert!(line.contains("dropped ") && line.contains("a torn last line"), "{line}");
     }
+    let line =
+        resumed.stderr.lines().find(|l| l.contains("runs/ppo/events.out.tfevents.medrl: dropped ")).unwrap_or_else(|| panic!("{}", resumed.stderr));
+    assert!(line.ends_with("(9 of them a torn last line)"), "{line}");
 
     let a = straight.join("runs/ppo");
     let mut compared = Vec::new();
@@ -179,6 +187,19 @@ fn a_run_killed_after_a_checkpoint_with_torn_logs_resumes_to_the_same_bytes() {
             assert_eq!(x["files"][name], y["files"][name], "{dir}: {name}");
         }
     }
+
+    // The event file: every step once, and the same figures as the uninterrupted run's but for
+    // the machine's (`perf/*`: times and throughput) and the wall times.
+    let figures = |path: &Path| -> Vec<(i64, Vec<(String, f32)>)> {
+        medrl::training::tfevents::read(path)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.step, e.scalars.into_iter().filter(|(t, _)| !t.starts_with("perf/")).collect()))
+            .collect()
+    };
+    let (x, y) = (figures(&a.join("events.out.tfevents.medrl")), figures(&events));
+    assert_eq!(y.iter().map(|e| e.0).collect::<Vec<_>>(), (0..=8).collect::<Vec<i64>>());
+    assert_eq!(x, y);
 
     // The audit log: the chain verifies after the resume, the same evaluations are in it, and
     // the same sample inputs beside it.

@@ -97,12 +97,16 @@ fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 /// The run's curves into `<run>/plots/`, as `medrl runs plot RUN` writes them, at the end of
-/// `train` and `sft`. The training is done and its files are complete either way, so a figure
-/// that cannot be drawn is a warning that says how to retry, not a failed command.
-pub fn write_plots_after_training(root: &Path) {
+/// `train` and `sft`; returns the folder and the number of files. The training is done and its
+/// files are complete either way, so a figure that cannot be drawn is a warning that says how to
+/// retry (and `None`), not a failed command.
+pub fn write_plots_after_training(root: &Path) -> Option<(PathBuf, usize)> {
     let out = root.join("plots");
     match RunScalars::read(root).map_err(anyhow::Error::from).and_then(|s| Ok(medrl::runs::plot::write(&s, &out)?)) {
-        Ok(files) => println!("  plots:       {} ({} SVG files)", out.display(), files.len()),
-        Err(e) => eprintln!("warning: the run finished but its plots were not written: {e}; retry with `medrl runs plot {}`", root.display()),
+        Ok(files) => Some((out, files.len())),
+        Err(e) => {
+            eprintln!("warning: the run finished but its plots were not written: {e}; retry with `medrl runs plot {}`", root.display());
+            None
+        }
     }
 }

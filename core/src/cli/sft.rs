@@ -100,7 +100,10 @@ pub fn run(a: SftArgs) -> anyhow::Result<()> {
         summary.output.display()
     );
     println!("  settings: {}", cfg.out.join("config.toml").display());
-    super::runs::write_plots_after_training(&cfg.out);
+    println!("  events:   {}", cfg.out.join(medrl::training::run_dir::EVENTS_FILE).display());
+    if let Some((dir, n)) = super::runs::write_plots_after_training(&cfg.out) {
+        println!("  plots:    {} ({n} SVG files)", dir.display());
+    }
     Ok(())
 }
 

@@ -78,6 +78,8 @@ pub fn run(args: TrainArgs, g: &super::Globals) -> anyhow::Result<()> {
     println!("  audit log:   {}", trainer.run.audit().display());
     println!("  adapter:     {}", trainer.run.final_dir().join("adapter").display());
     println!("  TensorBoard: {}", trainer.run.events().display());
-    super::runs::write_plots_after_training(&trainer.run.root);
+    if let Some((dir, n)) = super::runs::write_plots_after_training(&trainer.run.root) {
+        println!("  plots:       {} ({n} SVG files)", dir.display());
+    }
     Ok(())
 }

@@ -174,13 +174,14 @@ pub fn settings_diff(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>)
     keys.into_iter().filter(|k| a.get(*k) != b.get(*k)).map(|k| SettingDiff { key: k.clone(), a: a.get(k).cloned(), b: b.get(k).cloned() }).collect()
 }
 
-/// A figure for the page: 4 decimals, scientific below 1e-3 or from 1e5, and 0 below 1e-9 (the
-/// rounding noise of a difference of equal means, not a difference).
+/// A figure for the page: 4 decimals; 1 from 100 (tokens/s); scientific below 1e-3 or from 1e5;
+/// and 0 below 1e-9 (the rounding noise of a difference of equal means, not a difference).
 fn num(x: Option<f64>) -> String {
     match x {
         None => "–".into(),
         Some(v) if v.abs() < 1e-9 => "0.0000".into(),
-        Some(v) if v != 0.0 && (v.abs() >= 1e5 || v.abs() < 1e-3) => format!("{v:.3e}"),
+        Some(v) if v.abs() >= 1e5 || v.abs() < 1e-3 => format!("{v:.3e}"),
+        Some(v) if v.abs() >= 100.0 => format!("{v:.1}"),
         Some(v) => format!("{v:.4}"),
     }
 }
