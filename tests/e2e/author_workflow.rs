@@ -91,3 +91,85 @@ fn a_rule_whose_vectors_fail_is_not_published() {
     assert!(run.stderr.contains("1 of 4 golden vectors fail") && run.stderr.contains("en-silent"), "{}", run.stderr);
     assert!(!reg.path().join("rules/strict").exists());
 }
+
+/// A penalty rule from `rules new --kind penalty`, a crate of its own: it passes its vectors
+/// natively (`cargo test`), `rules build --dry-run` builds and tests it without writing to the
+/// registry, and no build touches its lock file; a dependency the lock lacks is refused.
+#[test]
+fn a_penalty_scaffold_tests_natively_dry_runs_and_builds_without_touching_its_lock() {
+    let work = tempfile::tempdir().unwrap();
+    let reg = registry_copy();
+    let reg_arg = reg.path().to_str().unwrap();
+    let crate_dir = work.path().join("promise");
+    let dir_arg = crate_dir.to_str().unwrap();
+    let sdk = repo_root().join("sdk");
+    let run = medrl(MEDRL, work.path(), &["rules", "new", "promise", "--kind", "penalty", "--dir", dir_arg, "--sdk", sdk.to_str().unwrap()]).ok();
+    assert!(run.stdout.contains("created rule `promise`") && run.stdout.contains("medrl rules build --dry-run"), "{}", run.stdout);
+    let rule_toml = std::fs::read_to_string(crate_dir.join("rule.toml")).unwrap();
+    assert!(rule_toml.contains("kind = \"penalty\"") && rule_toml.contains("on_error = \"max_penalty\""), "{rule_toml}");
+    let lock = crate_dir.join("Cargo.lock");
+    let locked = std::fs::read(&lock).expect("the scaffold locks its dependencies");
+
+    // The native golden-vector test, as the shipped rules have it.
+    let test = std::process::Command::new("cargo").args(["test", "--quiet", "--manifest-path"]).arg(crate_dir.join("Cargo.toml")).output().unwrap();
+    let out = String::from_utf8_lossy(&test.stdout);
+    assert!(test.status.success() && out.contains("test result: ok. 1 passed"), "{out}\n{}", String::from_utf8_lossy(&test.stderr));
+
+    // Dry run: built, validated, vectors and isolation checked; nothing in the registry.
+    let dry = medrl(MEDRL, work.path(), &["--registry", reg_arg, "rules", "build", "--dry-run", dir_arg]).ok();
+    assert!(
+        dry.stdout.contains("dry run: promise@0.1.0 builds (sha256 ") && dry.stdout.contains("passes its 4 vectors; it would be published to"),
+        "{}",
+        dry.stdout
+    );
+    assert!(!reg.path().join("rules/promise").exists(), "a dry run writes nothing in the registry");
+    let sha = dry.stdout.split("sha256 ").nth(1).unwrap()[..64].to_string();
+
+    let run = medrl(MEDRL, work.path(), &["--registry", reg_arg, "rules", "build", dir_arg]).ok();
+    assert!(run.stdout.contains("published promise@0.1.0 -> ") && run.stdout.contains(&sha), "the dry run built the same bytes: {}", run.stdout);
+    let again = medrl(MEDRL, work.path(), &["--registry", reg_arg, "rules", "build", "--dry-run", dir_arg]).ok();
+    assert!(again.stdout.contains("is already published in") && again.stdout.contains("with these exact bytes"), "{}", again.stdout);
+    // Changed source under the same version: the dry run says the build would be refused.
+    let lib = crate_dir.join("src/lib.rs");
+    std::fs::write(&lib, std::fs::read_to_string(&lib).unwrap().replace("penalty 1\"", "penalty one\"")).unwrap();
+    let changed = medrl(MEDRL, work.path(), &["--registry", reg_arg, "rules", "build", "--dry-run", dir_arg]).ok();
+    assert!(changed.stdout.contains("would be REFUSED") && changed.stdout.contains("bump `version`"), "{}", changed.stdout);
+    assert_eq!(std::fs::read(&lock).unwrap(), locked, "no build touched Cargo.lock");
+
+    // A dependency the lock file does not have: refused before cargo writes anything.
+    let manifest = crate_dir.join("Cargo.toml");
+    std::fs::write(&manifest, std::fs::read_to_string(&manifest).unwrap().replace("[dev-dependencies]", "itoa = \"1\"\n\n[dev-dependencies]"))
+        .unwrap();
+    let refused = medrl(MEDRL, work.path(), &["--registry", reg_arg, "rules", "build", "--dry-run", dir_arg]).failed();
+    assert!(
+        refused.stderr.contains("does not lock this crate's dependencies as they are now") && refused.stderr.contains("cargo update"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(std::fs::read(&lock).unwrap(), locked, "a refused build did not touch Cargo.lock");
+}
+
+/// Inside the workspace, `rules new` adds exactly the new member to Cargo.lock (commit it with
+/// the crate); building it then leaves the lock file as it is.
+#[test]
+fn a_workspace_scaffold_adds_only_itself_to_the_lock_and_its_build_changes_nothing() {
+    let copy = tempfile::tempdir().unwrap();
+    let root = repo_root();
+    for entry in ["Cargo.toml", "Cargo.lock", "rust-toolchain.toml"] {
+        std::fs::copy(root.join(entry), copy.path().join(entry)).unwrap();
+    }
+    for dir in ["sdk", "rules-wasm", "plugins", "core", "model", "tests"] {
+        medrl_tests::copy_tree(&root.join(dir), &copy.path().join(dir));
+    }
+    let before = std::fs::read_to_string(copy.path().join("Cargo.lock")).unwrap();
+    medrl(MEDRL, copy.path(), &["rules", "new", "probe", "--kind", "penalty"]).ok();
+    let after = std::fs::read_to_string(copy.path().join("Cargo.lock")).unwrap();
+    // The one change: a [[package]] block for rule-probe with its dependencies (toml for the native test).
+    let added = "[[package]]\nname = \"rule-probe\"\nversion = \"0.1.0\"\ndependencies = [\n \"medrl-sdk\",\n \"serde\",\n \"serde_json\",\n \"toml\",\n]\n\n";
+    assert!(after.contains(added), "{after}");
+    assert_eq!(after.replacen(added, "", 1), before, "only rule-probe was added to Cargo.lock");
+    let registry = copy.path().join("scratch-registry");
+    let run = medrl(MEDRL, copy.path(), &["--registry", registry.to_str().unwrap(), "rules", "build", "rules-wasm/probe"]).ok();
+    assert!(run.stdout.contains("published probe@0.1.0"), "{}", run.stdout);
+    assert_eq!(std::fs::read_to_string(copy.path().join("Cargo.lock")).unwrap(), after, "the build left Cargo.lock as it was");
+}

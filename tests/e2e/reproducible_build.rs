@@ -21,6 +21,12 @@ fn committed_modules_match_a_fresh_build_in_another_path() {
     let dirs: Vec<String> = rules.iter().map(|r| format!("rules-wasm/{r}")).collect();
     args.extend(dirs.iter().map(String::as_str));
     medrl(MEDRL, copy.path(), &args).ok();
+    // A rule build reads the workspace's lock file and never writes it (`--locked`).
+    assert_eq!(
+        std::fs::read(copy.path().join("Cargo.lock")).unwrap(),
+        std::fs::read(root.join("Cargo.lock")).unwrap(),
+        "building rules changed Cargo.lock"
+    );
 
     for rule in rules {
         let read = |base: &std::path::Path| -> serde_json::Value {

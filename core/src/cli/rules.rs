@@ -31,12 +31,20 @@ pub enum RulesCommand {
         /// Path to medrl-sdk, for a rule crate outside the medrl repository.
         #[arg(long)]
         sdk: Option<PathBuf>,
+        /// `score` (credited; on_error zero) or `penalty` (subtracted; on_error max_penalty).
+        #[arg(long, value_parser = ["score", "penalty"], default_value = "score")]
+        kind: String,
     },
     /// Build a rule crate for wasm32, validate it, run its vectors, and publish it to the registry.
+    /// Cargo.lock is never changed (`--locked`).
     Build {
         /// Rule crate folders (with rule.toml).
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
+        /// Build, validate and run the vectors, and say what publishing would do; write nothing
+        /// in the registry.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Run every published rule's golden vectors in the sandbox (or only the given id@version).
     Test {
@@ -190,14 +198,38 @@ pub enum RulesetCommand {
 
 pub fn run(cmd: RulesCommand, g: &Globals) -> anyhow::Result<()> {
     match cmd {
-        RulesCommand::New { name, dir, sdk } => {
+        RulesCommand::New { name, dir, sdk, kind } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from("rules-wasm").join(&name));
-            author::scaffold(&name, &dir, sdk.as_deref())?;
-            println!("created rule `{name}` in {}", dir.display());
-            println!("next: edit {}/src/lib.rs and {}/{RULE_SOURCE}, then `medrl rules build {}`", dir.display(), dir.display(), dir.display());
+            let kind = if kind == "penalty" { author::ScaffoldKind::Penalty } else { author::ScaffoldKind::Score };
+            author::scaffold_kind(&name, &dir, sdk.as_deref(), kind)?;
+            println!("created rule `{name}` in {} (its Cargo.lock entry included: commit it with the crate)", dir.display());
+            println!(
+                "next: edit {d}/src/lib.rs, {d}/{RULE_SOURCE} and {d}/vectors.jsonl; `cargo test --manifest-path {d}/Cargo.toml` runs the vectors natively, `medrl rules build --dry-run {d}` in the sandbox, `medrl rules build {d}` publishes",
+                d = dir.display()
+            );
             Ok(())
         }
-        RulesCommand::Build { dirs } => {
+        RulesCommand::Build { dirs, dry_run: true } => {
+            let sandbox = Sandbox::with_limits(1, g.registry.host_limits())?;
+            for dir in dirs {
+                let dry = author::build_dry_run(&dir, &g.registry, &sandbox).with_context(|| format!("building the rule in {}", dir.display()))?;
+                let r = &dry.report;
+                let verdict = match dry.outcome {
+                    author::DryRunOutcome::WouldPublish => format!("would be published to {}", r.dir.display()),
+                    author::DryRunOutcome::Unchanged => format!("is already published in {} with these exact bytes", r.dir.display()),
+                    author::DryRunOutcome::WouldBeRefused => format!(
+                        "would be REFUSED: {} holds this version with other content; bump `version` in rule.toml and Cargo.toml",
+                        r.dir.display()
+                    ),
+                };
+                println!(
+                    "dry run: {} builds (sha256 {}, {} bytes) and passes its {} vectors; it {verdict}; nothing was written",
+                    r.reference, r.module_sha256, r.module_size, r.vectors
+                );
+            }
+            Ok(())
+        }
+        RulesCommand::Build { dirs, dry_run: false } => {
             let sandbox = Sandbox::with_limits(1, g.registry.host_limits())?;
             for dir in dirs {
                 let report = author::build(&dir, &g.registry, &sandbox).with_context(|| format!("building the rule in {}", dir.display()))?;

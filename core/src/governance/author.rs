@@ -49,6 +49,16 @@ pub enum AuthorError {
         "{existing} already holds {reference} with different content; a published version is immutable: bump `version` in rule.toml and Cargo.toml"
     )]
     Immutable { existing: PathBuf, reference: String },
+    /// The toolchain that builds the crate has no standard library for the rule target.
+    #[error(
+        "the {target} target is not installed for {rustc} (no {libdir}); install it with `rustup target add {target}` (run it in {dir}, so rustup adds it to the toolchain rust-toolchain.toml pins there), then build again"
+    )]
+    MissingTarget { target: String, rustc: String, libdir: PathBuf, dir: PathBuf },
+    /// Building would have changed Cargo.lock, which a rule build never does.
+    #[error(
+        "{lock} does not lock this crate's dependencies as they are now (a new rule crate, or changed [dependencies]), and a rule build never changes it: update it on purpose with `cargo update --workspace --offline` in {dir} (a new member) or `cargo update -p CRATE` (a changed dependency), review the diff and commit it, then build again"
+    )]
+    LockOutdated { lock: PathBuf, dir: PathBuf },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> AuthorError + '_ {
@@ -104,8 +114,28 @@ enum SdkLink {
     Path(PathBuf),
 }
 
+/// What the scaffolded rule measures: a `score` (credited, higher is better) or a `penalty`
+/// (subtracted, higher is worse). Each gets a matching example, vectors and `on_error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScaffoldKind {
+    /// on_error `zero`: a rule that fails gives no credit.
+    Score,
+    /// on_error `max_penalty`: a rule that fails costs its worst penalty, so a failure is never
+    /// cheaper for the policy than the text it failed on.
+    Penalty,
+}
+
 /// Scaffolds a rule crate at `dir` that builds, and passes its vectors, as generated.
 pub fn scaffold(name: &str, dir: &Path, sdk: Option<&Path>) -> Result<(), AuthorError> {
+    scaffold_kind(name, dir, sdk, ScaffoldKind::Score)
+}
+
+/// [`scaffold`] of a rule of `kind`: `rule.toml`, `src/lib.rs` with the rule and a native test
+/// that runs `vectors.jsonl` against it (`cargo test -p rule-<name>`, as the shipped rules do),
+/// the vectors and `Cargo.toml`. Inside the medrl workspace the new member is added to the
+/// workspace's `Cargo.lock` (that crate's entry only, offline); a crate of its own gets its own
+/// lock file. Commit the lock file with the crate: `medrl rules build` builds with `--locked`.
+pub fn scaffold_kind(name: &str, dir: &Path, sdk: Option<&Path>, kind: ScaffoldKind) -> Result<(), AuthorError> {
     if !valid_id(name) {
         return Err(AuthorError::BadId { name: name.to_string() });
     }
@@ -117,11 +147,15 @@ pub fn scaffold(name: &str, dir: &Path, sdk: Option<&Path>) -> Result<(), Author
         None => find_sdk_link(dir)?,
     };
     std::fs::create_dir_all(dir.join("src")).map_err(io_err(dir))?;
+    let (rule_toml, lib_rs, vectors) = match kind {
+        ScaffoldKind::Score => (SCAFFOLD_RULE_TOML, SCAFFOLD_LIB_RS, SCAFFOLD_VECTORS),
+        ScaffoldKind::Penalty => (SCAFFOLD_PENALTY_RULE_TOML, SCAFFOLD_PENALTY_LIB_RS, SCAFFOLD_PENALTY_VECTORS),
+    };
     let files = [
         ("Cargo.toml", scaffold_cargo_toml(name, &link)),
-        (RULE_SOURCE, SCAFFOLD_RULE_TOML.replace("{name}", name)),
-        ("src/lib.rs", SCAFFOLD_LIB_RS.to_string()),
-        (RULE_VECTORS, SCAFFOLD_VECTORS.to_string()),
+        (RULE_SOURCE, rule_toml.replace("{name}", name)),
+        ("src/lib.rs", format!("{lib_rs}{SCAFFOLD_NATIVE_TEST}")),
+        (RULE_VECTORS, vectors.to_string()),
         (".gitignore", "/target\n".to_string()),
     ];
     for (file, text) in files {
@@ -132,7 +166,21 @@ pub fn scaffold(name: &str, dir: &Path, sdk: Option<&Path>) -> Result<(), Author
         let path = dir.join("rust-toolchain.toml");
         std::fs::write(&path, TOOLCHAIN_FILE).map_err(io_err(&path))?;
     }
-    Ok(())
+    lock_new_crate(dir, &link)
+}
+
+/// Records a new crate in the lock file its builds will be `--locked` to: `cargo metadata`
+/// resolves the workspace keeping every locked version and adds what is missing (the new member;
+/// for a crate of its own, its whole lock file). Offline inside the medrl workspace, where every
+/// dependency of the scaffold is already locked.
+fn lock_new_crate(dir: &Path, link: &SdkLink) -> Result<(), AuthorError> {
+    let dir = &std::path::absolute(dir).map_err(io_err(dir))?;
+    let mut cmd = Command::new("cargo");
+    cmd.args(["tree", "--depth", "0", "--manifest-path"]).arg(dir.join("Cargo.toml")).current_dir(dir);
+    if let SdkLink::Workspace = link {
+        cmd.arg("--offline");
+    }
+    run_capture(&mut cmd).map(|_| ())
 }
 
 /// Inside the medrl repository, `rules-wasm/<name>` is a workspace member; elsewhere the crate
@@ -155,10 +203,10 @@ fn scaffold_cargo_toml(name: &str, link: &SdkLink) -> String {
         "\n[lib]\n# cdylib is the WebAssembly module; rlib lets native tests and benchmarks call the rule.\ncrate-type = [\"cdylib\", \"rlib\"]\n";
     match link {
         SdkLink::Workspace => format!(
-            "{head}edition.workspace = true\nrust-version.workspace = true\nlicense.workspace = true\n{lib}\n[dependencies]\nmedrl-sdk = {{ workspace = true }}\nserde = {{ workspace = true }}\nserde_json = {{ workspace = true }}\n"
+            "{head}edition.workspace = true\nrust-version.workspace = true\nlicense.workspace = true\n{lib}\n[dependencies]\nmedrl-sdk = {{ workspace = true }}\nserde = {{ workspace = true }}\nserde_json = {{ workspace = true }}\n\n[dev-dependencies]\n# The native test reads the defaults from rule.toml.\ntoml = {{ workspace = true }}\n"
         ),
         SdkLink::Path(sdk) => format!(
-            "{head}edition = \"2024\"\n{lib}\n[dependencies]\nmedrl-sdk = {{ path = {sdk:?} }}\nserde = {{ version = \"1\", features = [\"derive\"] }}\nserde_json = \"1\"\n\n# A crate of its own, not a member of any enclosing workspace.\n[workspace]\n\n# The reproducible profile `medrl rules build` uses.\n[profile.rule]\ninherits = \"release\"\nopt-level = 3\nlto = true\ncodegen-units = 1\npanic = \"abort\"\nstrip = true\ndebug = false\nincremental = false\n",
+            "{head}edition = \"2024\"\n{lib}\n[dependencies]\nmedrl-sdk = {{ path = {sdk:?} }}\nserde = {{ version = \"1\", features = [\"derive\"] }}\nserde_json = \"1\"\n\n[dev-dependencies]\n# The native test reads the defaults from rule.toml.\ntoml = \"1\"\n\n# A crate of its own, not a member of any enclosing workspace.\n[workspace]\n\n# The reproducible profile `medrl rules build` uses.\n[profile.rule]\ninherits = \"release\"\nopt-level = 3\nlto = true\ncodegen-units = 1\npanic = \"abort\"\nstrip = true\ndebug = false\nincremental = false\n",
             sdk = sdk.display().to_string()
         ),
     }
@@ -234,6 +282,121 @@ const SCAFFOLD_VECTORS: &str = concat!(
     r#"{"name":"zh-param-override","sample":{"id":"v4","prompt":"头疼","response":"去药房问问。","lang":"zh","category":"general","risk":"low"},"params":{"keywords_zh":["药房"]},"expect":{"score":1.0}}"#,
     "\n",
 );
+
+const SCAFFOLD_PENALTY_RULE_TOML: &str = r#"# The manifest source of this rule. `medrl rules build` compiles the crate, runs vectors.jsonl
+# against the module, and writes rule.json next to rule.wasm in the registry.
+id = "{name}"
+version = "0.1.0"
+kind = "penalty"          # score | penalty | gate; a rule set gives a penalty a negative weight
+description = "Penalty 1 when the response makes one of the promises listed for its language (e.g. a guaranteed cure), else 0."
+owners = ["rule-author"]
+output_range = [0.0, 1.0]
+# A penalty rule that fails counts at its worst (1.0), so a text that breaks the rule is never
+# cheaper for the policy than the text the rule would have penalised.
+on_error = "max_penalty"  # abort | zero | max_penalty | skip_sample
+
+[limits]
+fuel = 50000000
+memory_pages = 64
+timeout_ms = 500
+
+[[changelog]]
+version = "0.1.0"
+date = "2026-01-01"
+notes = "Scaffolded by medrl rules new --kind penalty."
+
+[params]
+phrases_zh = ["包治百病", "保证治愈"]
+phrases_en = ["guaranteed cure", "cures everything"]
+"#;
+
+const SCAFFOLD_PENALTY_LIB_RS: &str = r#"//! A medrl penalty rule: one pure function from a sample and parameters to a penalty in [0, 1]
+//! (0 = nothing wrong found); the rule set subtracts it with a negative weight.
+
+use medrl_sdk::text::{NormText, PhraseSet};
+use medrl_sdk::{Hit, Lang, RuleOutput, Sample};
+use serde::Deserialize;
+
+/// Parameters; defaults live in rule.toml, rule sets may override them.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    phrases_zh: Vec<String>,
+    phrases_en: Vec<String>,
+}
+
+fn evaluate(sample: &Sample, params: &Params) -> RuleOutput {
+    let phrases = match sample.lang {
+        Lang::Zh => &params.phrases_zh,
+        Lang::En => &params.phrases_en,
+    };
+    // Width- and case-folded matching; spans point into the original response.
+    let response = NormText::new(&sample.response);
+    match PhraseSet::new(phrases).find_first(&response) {
+        Some(m) => {
+            let phrase = &phrases[m.phrase];
+            let mut out = RuleOutput::score(1.0, format!("promises {phrase:?}; penalty 1"));
+            out.hits.push(Hit::new("false-promise", phrase.clone()).with_span(m.start, m.end));
+            out
+        }
+        None => RuleOutput::score(0.0, "makes none of the listed promises; penalty 0"),
+    }
+}
+
+medrl_sdk::export_rule!(evaluate, Params);
+"#;
+
+const SCAFFOLD_PENALTY_VECTORS: &str = concat!(
+    r#"{"name":"zh-promise","sample":{"id":"v1","prompt":"胃痛","response":"这个偏方包治百病。","lang":"zh","category":"general","risk":"low"},"expect":{"score":1.0,"applicable":true,"hit_codes":["false-promise"]}}"#,
+    "\n",
+    r#"{"name":"en-promise-any-case","sample":{"id":"v2","prompt":"back pain","response":"This tea is a GUARANTEED CURE.","lang":"en","category":"general","risk":"low"},"expect":{"score":1.0,"hit_codes":["false-promise"]}}"#,
+    "\n",
+    r#"{"name":"en-careful","sample":{"id":"v3","prompt":"back pain","response":"Most back pain settles within weeks; see a doctor if it does not.","lang":"en","category":"general","risk":"low"},"expect":{"score":0.0,"hit_codes":[]}}"#,
+    "\n",
+    r#"{"name":"zh-param-override","sample":{"id":"v4","prompt":"胃痛","response":"吃了马上好。","lang":"zh","category":"general","risk":"low"},"params":{"phrases_zh":["马上好"]},"expect":{"score":1.0}}"#,
+    "\n",
+);
+
+/// The native test every scaffolded rule gets, as the shipped rules have: each golden vector
+/// through the rule's own `evaluate_json`, with the defaults of rule.toml (`cargo test`).
+const SCAFFOLD_NATIVE_TEST: &str = r#"
+#[cfg(test)]
+mod tests {
+    use medrl_sdk::RuleOutput;
+    use medrl_sdk::vectors::{check, merge_params, parse_vectors};
+
+    /// The `[params]` table of rule.toml, as JSON: the defaults every vector starts from.
+    fn default_params() -> serde_json::Value {
+        let manifest: toml::Table = toml::from_str(include_str!("../rule.toml")).expect("rule.toml parses");
+        serde_json::to_value(&manifest["params"]).expect("params convert to JSON")
+    }
+
+    #[test]
+    fn golden_vectors() {
+        let defaults = default_params();
+        let vectors = parse_vectors(include_str!("../vectors.jsonl")).expect("vectors.jsonl parses");
+        assert!(!vectors.is_empty(), "vectors.jsonl has no vectors");
+        let mut failures = Vec::new();
+        for v in &vectors {
+            let input = serde_json::json!({
+                "abi": medrl_sdk::ABI_VERSION,
+                "sample": v.sample,
+                "params": merge_params(&defaults, v.params.as_ref()),
+            });
+            let raw = super::evaluate_json(&serde_json::to_vec(&input).expect("input encodes"));
+            match serde_json::from_slice::<RuleOutput>(&raw) {
+                Ok(out) => {
+                    if let Err(e) = check(&v.expect, &out) {
+                        failures.push(format!("{}: {e}", v.name));
+                    }
+                }
+                Err(_) => failures.push(format!("{}: {}", v.name, String::from_utf8_lossy(&raw))),
+            }
+        }
+        assert!(failures.is_empty(), "{} of {} vectors fail:\n{}", failures.len(), vectors.len(), failures.join("\n"));
+    }
+}
+"#;
 
 /// The result of a build.
 #[derive(Debug, Clone)]
@@ -395,11 +558,15 @@ impl Metadata {
 }
 
 fn cargo_metadata(crate_dir: &Path) -> Result<Metadata, AuthorError> {
-    let out = run_capture(
-        Command::new("cargo")
-            .args(["metadata", "--format-version", "1", "--filter-platform", WASM_TARGET, "--manifest-path"])
-            .arg(crate_dir.join("Cargo.toml"))
-            .current_dir(crate_dir),
+    // --locked: a build reads Cargo.lock and never writes it (see `locked`).
+    let out = locked(
+        crate_dir,
+        run_capture(
+            Command::new("cargo")
+                .args(["metadata", "--locked", "--format-version", "1", "--filter-platform", WASM_TARGET, "--manifest-path"])
+                .arg(crate_dir.join("Cargo.toml"))
+                .current_dir(crate_dir),
+        ),
     )?;
     let v: serde_json::Value =
         serde_json::from_str(&out).map_err(|e| AuthorError::Command { command: "cargo metadata".into(), detail: e.to_string() })?;
@@ -420,15 +587,16 @@ fn cargo_build_wasm(crate_dir: &Path, metadata: &Metadata, info: &PackageInfo) -
     if let Some(sdk) = &info.sdk_dir {
         remaps.push(format!("--remap-path-prefix={}=/medrl-sdk", sdk.display()));
     }
+    check_target_installed(crate_dir, WASM_TARGET)?;
     let mut cmd = Command::new("cargo");
-    cmd.args(["build", "--profile", RULE_PROFILE, "--target", WASM_TARGET, "--message-format=json-render-diagnostics", "-p", package])
+    cmd.args(["build", "--locked", "--profile", RULE_PROFILE, "--target", WASM_TARGET, "--message-format=json-render-diagnostics", "-p", package])
         .arg("--manifest-path")
         .arg(crate_dir.join("Cargo.toml"))
         .current_dir(crate_dir)
         .env("CARGO_ENCODED_RUSTFLAGS", remaps.join("\x1f"))
         .env_remove("RUSTFLAGS")
         .stderr(std::process::Stdio::inherit());
-    let out = run_capture(&mut cmd)?;
+    let out = locked(crate_dir, run_capture(&mut cmd))?;
     let wanted = package.replace('-', "_");
     let artifact = out
         .lines()
@@ -450,6 +618,77 @@ fn run_capture(cmd: &mut Command) -> Result<String, AuthorError> {
         return Err(AuthorError::Command { command, detail: format!("{}\n{}", out.status, tail.join("\n")) });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Turns cargo's refusal to update the lock file under `--locked` into [`AuthorError::LockOutdated`].
+///
+/// A rule build never changes `Cargo.lock`: the module's bytes must follow from the committed
+/// source and lock file alone (`rules verify --rebuild` rebuilds from them), and an author's
+/// build must not leave an unrelated diff in the workspace. cargo refuses before it writes.
+fn locked(crate_dir: &Path, result: Result<String, AuthorError>) -> Result<String, AuthorError> {
+    match result {
+        Err(AuthorError::Command { detail, .. }) if detail.contains("--locked was passed") => {
+            let lock =
+                detail.split_whitespace().find(|w| w.ends_with("Cargo.lock")).map(PathBuf::from).unwrap_or_else(|| crate_dir.join("Cargo.lock"));
+            let dir = lock.parent().map(Path::to_path_buf).unwrap_or_else(|| crate_dir.to_path_buf());
+            Err(AuthorError::LockOutdated { lock, dir })
+        }
+        other => other,
+    }
+}
+
+/// Checks that the toolchain `crate_dir` builds with (its rust-toolchain.toml, through rustup)
+/// has the standard library for `target`, so a missing target is one clear error with the
+/// command that installs it, not a page of "can't find crate for `core`".
+pub fn check_target_installed(crate_dir: &Path, target: &str) -> Result<(), AuthorError> {
+    let libdir = run_capture(Command::new("rustc").args(["--print", "target-libdir", "--target", target]).current_dir(crate_dir))?;
+    let libdir = PathBuf::from(libdir.trim());
+    if libdir.is_dir() {
+        return Ok(());
+    }
+    let rustc = run_capture(Command::new("rustc").arg("-V").current_dir(crate_dir)).map(|v| v.trim().to_string()).unwrap_or_else(|_| "rustc".into());
+    Err(AuthorError::MissingTarget { target: target.to_string(), rustc, libdir, dir: crate_dir.to_path_buf() })
+}
+
+/// What `medrl rules build --dry-run` found: the build and its vectors, and what publishing it
+/// would do to the registry.
+#[derive(Debug, Clone)]
+pub struct DryRun {
+    pub report: BuildReport,
+    pub outcome: DryRunOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DryRunOutcome {
+    /// The registry has no such version: a build would publish it.
+    WouldPublish,
+    /// The registry holds these exact bytes: a build would change nothing.
+    Unchanged,
+    /// The registry holds this version with other content: a build would be refused.
+    WouldBeRefused,
+}
+
+/// Builds the crate, validates the module and runs its vectors and the isolation check exactly
+/// as [`build`] does, into a scratch registry that is deleted afterwards (as `rules verify
+/// --rebuild` does); nothing is written in `registry`, which is only read to say what a real
+/// build would do.
+pub fn build_dry_run(crate_dir: &Path, registry: &Registry, sandbox: &Sandbox) -> Result<DryRun, AuthorError> {
+    let scratch = tempfile::tempdir().map_err(io_err(Path::new("a temporary folder")))?;
+    let mut report = build(crate_dir, &Registry::integrity_only(scratch.path()), sandbox)?;
+    let built = report.dir.clone();
+    let rel = built.strip_prefix(scratch.path()).expect("the build wrote into the scratch registry").to_path_buf();
+    let target = registry.root().join(&rel);
+    let outcome = if !target.exists() {
+        DryRunOutcome::WouldPublish
+    } else {
+        let manifest = |dir: &Path| std::fs::read(dir.join(RULE_MANIFEST)).ok().and_then(|b| serde_json::from_slice::<RuleManifest>(&b).ok());
+        let same_manifest = manifest(&built).zip(manifest(&target)).is_some_and(|(a, b)| same_published_content(&a, &b));
+        let same_file = |name: &str| std::fs::read(built.join(name)).ok().is_some_and(|b| std::fs::read(target.join(name)).is_ok_and(|t| t == b));
+        if same_manifest && same_file(RULE_MODULE) && same_file(RULE_VECTORS) { DryRunOutcome::Unchanged } else { DryRunOutcome::WouldBeRefused }
+    };
+    report.dir = target;
+    report.written = false;
+    Ok(DryRun { report, outcome })
 }
 
 /// sha256 over the crate's source: every file except build output and VCS folders, in sorted
@@ -492,4 +731,77 @@ fn git_state(dir: &Path) -> (Option<String>, bool) {
     let commit = git(&["rev-parse", "HEAD"]).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
     let dirty = git(&["status", "--porcelain", "--", "."]).is_some_and(|o| !o.stdout.is_empty());
     (commit, dirty)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `rule.toml` of a template as the build reads it.
+    fn source(template: &str) -> RuleSource {
+        toml::from_str(&template.replace("{name}", "probe")).expect("the template parses")
+    }
+
+    #[test]
+    fn each_scaffold_kind_has_its_matching_on_error_and_vectors() {
+        let score = source(SCAFFOLD_RULE_TOML);
+        assert_eq!((score.kind, score.on_error), (RuleKind::Score, OnError::Zero));
+        let penalty = source(SCAFFOLD_PENALTY_RULE_TOML);
+        assert_eq!((penalty.kind, penalty.on_error), (RuleKind::Penalty, OnError::MaxPenalty));
+        assert_eq!(penalty.output_range, [0.0, 1.0]);
+        assert_eq!(penalty.params["phrases_en"][0], "guaranteed cure");
+        // The penalty vectors expect 1 on the two promises, 0 on the careful answer.
+        let vectors = parse_vectors(SCAFFOLD_PENALTY_VECTORS).unwrap();
+        let expected: Vec<(String, Option<f64>)> = vectors.iter().map(|v| (v.name.clone(), v.expect.score)).collect();
+        assert_eq!(
+            expected,
+            [
+                ("zh-promise".into(), Some(1.0)),
+                ("en-promise-any-case".into(), Some(1.0)),
+                ("en-careful".into(), Some(0.0)),
+                ("zh-param-override".into(), Some(1.0))
+            ]
+        );
+        // Both kinds get the native golden-vector test reading rule.toml's defaults.
+        assert!(SCAFFOLD_NATIVE_TEST.contains("fn golden_vectors()") && SCAFFOLD_NATIVE_TEST.contains("include_str!(\"../rule.toml\")"));
+        for link in [SdkLink::Workspace, SdkLink::Path("/sdk".into())] {
+            assert!(
+                scaffold_cargo_toml("probe", &link).contains("[dev-dependencies]\n# The native test reads the defaults from rule.toml.\ntoml = ")
+            );
+        }
+    }
+
+    #[test]
+    fn a_lock_file_cargo_would_update_is_refused_with_the_fix() {
+        let refused = Err(AuthorError::Command {
+            command: "cargo metadata --locked".into(),
+            detail: "exit status: 101\nerror: the lock file /work/x/Cargo.lock needs to be updated but --locked was passed to prevent this\nIf you want to try to generate the lock file without accessing the network, remove the --locked flag and use --offline instead.".into(),
+        });
+        let err = locked(Path::new("/work/x/rules-wasm/probe"), refused).unwrap_err();
+        let AuthorError::LockOutdated { lock, dir } = &err else { panic!("{err}") };
+        assert_eq!((lock.as_path(), dir.as_path()), (Path::new("/work/x/Cargo.lock"), Path::new("/work/x")));
+        assert!(
+            err.to_string().contains("a rule build never changes it: update it on purpose with `cargo update --workspace --offline` in /work/x"),
+            "{err}"
+        );
+        // Any other failure passes through.
+        let other = locked(Path::new("."), Err(AuthorError::NoSdk)).unwrap_err();
+        assert!(matches!(other, AuthorError::NoSdk));
+        assert_eq!(locked(Path::new("."), Ok("out".into())).unwrap(), "out");
+    }
+
+    #[test]
+    fn a_target_without_its_standard_library_gives_the_rustup_command() {
+        // A real target of rustc that no rule uses; its standard library is not installed here.
+        let target = "riscv32imac-unknown-none-elf";
+        let dir = std::env::current_dir().unwrap();
+        match check_target_installed(&dir, target) {
+            Ok(()) => panic!("{target} is installed on this machine; pick another uninstalled target for this test"),
+            Err(e) => {
+                let text = e.to_string();
+                assert!(text.starts_with(&format!("the {target} target is not installed for rustc 1.")), "{text}");
+                assert!(text.contains(&format!("install it with `rustup target add {target}`")), "{text}");
+            }
+        }
+    }
 }
