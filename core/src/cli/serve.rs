@@ -97,7 +97,10 @@ pub fn run(a: ServeArgs, g: &Globals) -> anyhow::Result<()> {
             m.spec.model_dir.display(),
             if adapters.is_empty() { String::new() } else { format!(" + {}", adapters.join(" + ")) },
             &m.predictor.model_sha256[..12],
-            m.predictor.adapter_sha256.as_ref().map_or(String::new(), |d| format!(", adapters {d}")),
+            m.predictor
+                .adapter_sha256
+                .as_ref()
+                .map_or(String::new(), |d| format!(", adapter {}", d.split('+').map(|x| &x[..12]).collect::<Vec<_>>().join("+"))),
         );
     })?;
     let rs = &scorer.ruleset;
