@@ -164,7 +164,19 @@ pub fn diff_cmd(from: &str, to: &str, json: bool, g: &Globals) -> anyhow::Result
         }
         for p in &c.params {
             let show = |v: &Option<serde_json::Value>| v.as_ref().map_or("(absent)".to_string(), |v| clip(&v.to_string(), 120));
-            println!("    param {}: {} -> {}", p.key, show(&p.from), show(&p.to));
+            if p.changes.is_empty() {
+                println!("    param {}: {} -> {}", p.key, show(&p.from), show(&p.to));
+                continue;
+            }
+            // A nested parameter: entry by entry, so a formulary change reads as the drugs it touches.
+            const SHOWN: usize = 60;
+            println!("    param {}: {} change(s)", p.key, p.changes.len());
+            for change in p.changes.iter().take(SHOWN) {
+                println!("      {}", change.line(100));
+            }
+            if p.changes.len() > SHOWN {
+                println!("      … and {} more (all of them in --json)", p.changes.len() - SHOWN);
+            }
         }
     }
     for a in &d.aggregation {

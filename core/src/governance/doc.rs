@@ -4,9 +4,12 @@
 //! change log of the rule set (its revision chain) and of each rule.
 //!
 //! Only manifest content goes in (no signatures, no generation time), so the same rule set
-//! always gives the same bytes and a committed copy can be checked by a test.
+//! always gives the same bytes and a committed copy can be checked by a test. A parameter too
+//! large to read in full (over [`SUMMARY_LINES`] lines of JSON, e.g. a drug formulary) is
+//! summarised: its shape, entry counts, fields and first entry ids, and its sha256.
 
 use super::inspect::Inspection;
+use crate::registry::hash::json_sha256;
 use crate::registry::ruleset::{Approval, RuleSetManifest};
 use crate::registry::store::{RULESET_MANIFEST, Registry, read_json};
 use std::fmt::Write;
@@ -156,19 +159,7 @@ pub fn render(ins: &Inspection, history: &[HistoryEntry]) -> String {
         if let Some(params) = r.params.as_object() {
             for (k, v) in params {
                 let overridden = if r.overrides.contains_key(k) { " (overridden by the rule set)" } else { "" };
-                let compact = serde_json::to_string(v).unwrap_or_default();
-                if compact.chars().count() <= 100 {
-                    let _ = writeln!(w, "  - `{k}`{overridden}: `{compact}`");
-                } else {
-                    let pretty = serde_json::to_string_pretty(v).unwrap_or_default();
-                    let _ = writeln!(w, "  - `{k}`{overridden}:");
-                    let _ = writeln!(w);
-                    let _ = writeln!(w, "    ```json");
-                    for line in pretty.lines() {
-                        let _ = writeln!(w, "    {line}");
-                    }
-                    let _ = writeln!(w, "    ```");
-                }
+                w.push_str(&param_markdown(k, v, overridden, &ins.reference));
             }
         }
         let _ = writeln!(w);
@@ -199,7 +190,198 @@ pub fn render(ins: &Inspection, history: &[HistoryEntry]) -> String {
     md
 }
 
+/// One parameter of a metric as Markdown bullet lines: inline when short, as pretty JSON up to
+/// [`SUMMARY_LINES`] lines, else summarised ([`summary`]) with its sha256.
+pub fn param_markdown(k: &str, v: &serde_json::Value, overridden: &str, reference: &str) -> String {
+    let mut md = String::new();
+    let w = &mut md;
+    let compact = serde_json::to_string(v).unwrap_or_default();
+    let pretty_lines = serde_json::to_string_pretty(v).map_or(0, |p| p.lines().count());
+    if compact.chars().count() <= 100 {
+        let _ = writeln!(w, "  - `{k}`{overridden}: `{compact}`");
+    } else if pretty_lines > SUMMARY_LINES {
+        let _ = writeln!(
+            w,
+            "  - `{k}`{overridden}: {pretty_lines} lines as JSON, summarised; sha256 `{}` of its canonical JSON; the full value is in the rule's rule.json (`medrl rules inspect {reference} --json`)",
+            json_sha256(v)
+        );
+        for line in summary(v) {
+            let _ = writeln!(w, "    {line}");
+        }
+    } else {
+        let pretty = serde_json::to_string_pretty(v).unwrap_or_default();
+        let _ = writeln!(w, "  - `{k}`{overridden}:");
+        let _ = writeln!(w);
+        let _ = writeln!(w, "    ```json");
+        for line in pretty.lines() {
+            let _ = writeln!(w, "    {line}");
+        }
+        let _ = writeln!(w, "    ```");
+    }
+    md
+}
+
+/// A parameter whose pretty JSON runs over this many lines is summarised instead of printed.
+/// The shipped lexicons (at most 111 lines in 1.0.0) stay in full, because whoever signs reads
+/// every phrase; a data table such as a 150-drug formulary would bury the page, and its sha256
+/// pins exactly what is summarised.
+pub const SUMMARY_LINES: usize = 150;
+
+/// Entries named in a summary before "… and N more".
+const FIRST: usize = 5;
+
+/// Markdown bullet lines describing a large JSON value: its shape, sizes, the keys of its
+/// entries, and the first entry ids, nested to two levels (the lines are indented by the
+/// caller).
+pub fn summary(value: &serde_json::Value) -> Vec<String> {
+    let mut lines = Vec::new();
+    describe(None, value, 0, &mut lines);
+    lines
+}
+
+fn describe(key: Option<&str>, value: &serde_json::Value, depth: usize, lines: &mut Vec<String>) {
+    use serde_json::Value;
+    let indent = "  ".repeat(depth);
+    let head = key.map_or(String::new(), |k| format!("`{k}`: "));
+    match value {
+        Value::Object(map) => {
+            let nested = depth < 2 && map.len() <= 20;
+            let keys = names(map.keys().map(String::as_str), map.len(), 8);
+            lines.push(format!(
+                "{indent}- {head}object of {} key{}{}",
+                map.len(),
+                if map.len() == 1 { "" } else { "s" },
+                if nested { String::new() } else { format!(": {keys}") }
+            ));
+            if nested {
+                for (k, v) in map {
+                    describe(Some(k), v, depth + 1, lines);
+                }
+            }
+        }
+        Value::Array(items) => lines.push(format!("{indent}- {head}{}", describe_array(items))),
+        scalar => lines.push(format!("{indent}- {head}`{}`", clip(&scalar.to_string(), 80))),
+    }
+}
+
+/// `247 entries keyed by `id`: `a`, `b`, … and 242 more; fields: `f`, `g`, …`.
+fn describe_array(items: &[serde_json::Value]) -> String {
+    if items.is_empty() {
+        return "empty list".into();
+    }
+    let objects: Vec<&serde_json::Map<String, serde_json::Value>> = items.iter().filter_map(|v| v.as_object()).collect();
+    if objects.len() == items.len() {
+        let mut fields: Vec<&str> = Vec::new();
+        for o in &objects {
+            for k in o.keys() {
+                if !fields.contains(&k.as_str()) {
+                    fields.push(k);
+                }
+            }
+        }
+        let fields = format!("fields: {}", names(fields.iter().copied(), fields.len(), 12));
+        return match super::diff::entry_key(items) {
+            Some(key) => {
+                let ids: Vec<String> = items.iter().map(|v| super::diff::key_text(&v[key])).collect();
+                format!("{} entries keyed by `{key}`: {}; {fields}", items.len(), names(ids.iter().map(String::as_str), ids.len(), FIRST))
+            }
+            None => format!("{} objects; {fields}", items.len()),
+        };
+    }
+    let shown: Vec<String> = items.iter().take(FIRST).map(|v| clip(&v.to_string(), 40)).collect();
+    let more = if items.len() > FIRST { format!(", … and {} more", items.len() - FIRST) } else { String::new() };
+    format!("{} values: `{}`{more}", items.len(), shown.join("`, `"))
+}
+
+/// `` `a`, `b`, `c`, … and 7 more `` (the first `first` of `total`).
+fn names<'a>(names: impl Iterator<Item = &'a str>, total: usize, first: usize) -> String {
+    let shown: Vec<String> = names.take(first).map(|n| format!("`{n}`")).collect();
+    let more = if total > first { format!(", … and {} more", total - first) } else { String::new() };
+    format!("{}{more}", shown.join(", "))
+}
+
+fn clip(text: &str, n: usize) -> String {
+    if text.chars().count() <= n { text.to_string() } else { text.chars().take(n - 1).collect::<String>() + "…" }
+}
+
 /// The GitHub-style anchor of a metric heading `### id@version`.
 fn anchor(id: &str, version: &str) -> String {
     format!("{id}{}", version.replace('.', "")).to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A formulary-shaped parameter: 150 drugs keyed by id, two sources, a schema tag.
+    fn formulary() -> serde_json::Value {
+        let drugs: Vec<serde_json::Value> = (0..150)
+            .map(|i| json!({"id": format!("d{i:03}"), "names_en": [format!("drug {i}")], "max_daily_mg": 100 + i, "max_daily_source": "bnf"}))
+            .collect();
+        json!({"schema": "medrl-formulary/1", "drugs": drugs, "sources": [{"id": "bnf", "title": "BNF"}, {"id": "fda-label", "title": "FDA label"}]})
+    }
+
+    #[test]
+    fn a_large_nested_parameter_is_summarised_not_printed() {
+        let v = formulary();
+        let md = param_markdown("formulary", &v, "", "medical-safety@1.1.0");
+        let lines: Vec<&str> = md.lines().collect();
+        // 150 drugs × 8 lines + wrapping: far over a page of JSON.
+        let pretty = serde_json::to_string_pretty(&v).unwrap().lines().count();
+        // `{`, `"drugs": [`, 150 drugs × 8 lines, `],`, schema, `"sources": [`, 2 × 4, `]`, `}`.
+        assert_eq!(pretty, 1215);
+        assert_eq!(
+            lines[0],
+            format!(
+                "  - `formulary`: 1215 lines as JSON, summarised; sha256 `{}` of its canonical JSON; the full value is in the rule's rule.json (`medrl rules inspect medical-safety@1.1.0 --json`)",
+                json_sha256(&v)
+            )
+        );
+        // Keys come in serde_json's (sorted) order; the drugs by their ids, in list order.
+        assert_eq!(
+            lines[1..],
+            [
+                "    - object of 3 keys",
+                "      - `drugs`: 150 entries keyed by `id`: `d000`, `d001`, `d002`, `d003`, `d004`, … and 145 more; fields: `id`, `max_daily_mg`, `max_daily_source`, `names_en`",
+                "      - `schema`: `\"medrl-formulary/1\"`",
+                "      - `sources`: 2 entries keyed by `id`: `bnf`, `fda-label`; fields: `id`, `title`",
+            ]
+        );
+    }
+
+    #[test]
+    fn short_and_page_sized_parameters_stay_in_full() {
+        assert_eq!(
+            param_markdown("order_penalty", &json!(0.25), " (overridden by the rule set)", "x@1.0.0"),
+            "  - `order_penalty` (overridden by the rule set): `0.25`\n"
+        );
+        // 60 phrases: 64 lines of JSON, printed in full (a reviewer reads every phrase).
+        let phrases: Vec<String> = (0..60).map(|i| format!("phrase number {i}")).collect();
+        let md = param_markdown("phrases", &json!({"en": phrases}), "", "x@1.0.0");
+        assert!(md.starts_with("  - `phrases`:\n\n    ```json\n    {\n      \"en\": [\n        \"phrase number 0\",\n"), "{md}");
+        assert!(md.contains("\"phrase number 59\"") && !md.contains("summarised"));
+    }
+
+    #[test]
+    fn summaries_of_lists_objects_and_values() {
+        // A list of objects without a key field, a long list of plain values, a deep object.
+        let v = json!({
+            "pairs": [{"a": 1, "b": 2}, {"a": 3, "c": 4}],
+            "words": ["w0", "w1", "w2", "w3", "w4", "w5", "w6"],
+            "deep": {"x": {"y": {"z": 1}}},
+            "empty": []
+        });
+        assert_eq!(
+            summary(&v),
+            [
+                "- object of 4 keys",
+                "  - `deep`: object of 1 key",
+                "    - `x`: object of 1 key: `y`",
+                "  - `empty`: empty list",
+                "  - `pairs`: 2 objects; fields: `a`, `b`, `c`",
+                "  - `words`: 7 values: `\"w0\"`, `\"w1\"`, `\"w2\"`, `\"w3\"`, `\"w4\"`, … and 2 more",
+            ]
+        );
+    }
 }
