@@ -93,7 +93,7 @@ fn a_model_folder_without_its_tokenizer_and_a_malformed_prompt_line_are_named() 
     };
     let bad = dir.path().join("bad.jsonl");
     let first = std::fs::read_to_string(&input).unwrap().lines().next().unwrap().to_string();
-    std::fs::write(&bad, format!("{first}\n{{\"id\": \"x\", \"prompt\": \"no other fields\"}}\n")).unwrap();
+    std::fs::write(&bad, format!("{first}\n{{\"id\": \"x\", \"prompt\": \"a data item without its other fields\", \"lang\": \"en\"}}\n")).unwrap();
     let run = predict(&model, &bad).failed();
     assert!(run.stderr.contains("bad.jsonl:2: not a data item"), "{}", run.stderr);
     std::fs::remove_file(model.join("tokenizer.json")).unwrap();
